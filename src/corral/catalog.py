@@ -1,0 +1,169 @@
+"""The model catalog: which public model names exist, their aliases, and which engine serves each."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from corral.errors import ConfigError, NotFound
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """How long the gateway waits on an engine, in seconds."""
+
+    connect: float = Field(5.0, gt=0, description="Opening a connection to the engine.")
+    first_byte: float = Field(120.0, gt=0, description="From sending the request to the first byte.")
+    idle: float = Field(60.0, gt=0, description="Between two chunks of a streamed answer.")
+    total: float = Field(600.0, gt=0, description="The whole request, first byte to last.")
+
+
+class Endpoint(_Strict):
+    """One replica of an OpenAI-compatible engine."""
+
+    url: str = Field(description="Base URL including the API prefix, e.g. http://10.0.0.5:8000/v1.")
+    weight: float = Field(1.0, gt=0, description="Relative share of traffic for weighted routing.")
+
+    @field_validator("url")
+    @classmethod
+    def _allowed_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError(
+                "must not carry credentials; put the key in api_key_env or api_key_file"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return value.rstrip("/")
+
+
+class OpenAIEngine(_Strict):
+    """Any OpenAI-compatible server: vLLM, Ray Serve, TGI, Ollama, OpenAI, Azure, Bedrock."""
+
+    kind: Literal["openai"] = "openai"
+    endpoints: list[Endpoint] = Field(min_length=1, description="Replicas of this engine.")
+    upstream_model: str | None = Field(
+        None, description="Model name the engine expects, when it differs from the public name."
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the engine's API key (never inlined)."
+    )
+    api_key_file: str | None = Field(None, description="File holding the engine's API key.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OpenAIEngine:
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("set api_key_env or api_key_file, not both")
+        return self
+
+
+class FakeEngineConfig(_Strict):
+    """Corral's scripted test engine, started in-process (for demos, tests and benchmarks)."""
+
+    kind: Literal["fake"] = "fake"
+    tokens: int = Field(16, ge=1, le=100_000, description="Tokens in each answer.")
+    time_to_first_token: float = Field(0.0, ge=0, description="Seconds before the first token.")
+    token_delay: float = Field(0.0, ge=0, description="Seconds between tokens.")
+    embedding_dimensions: int = Field(16, ge=1, le=8192, description="Length of embeddings.")
+
+
+class LocalEngineConfig(_Strict):
+    """Corral's local CPU engine serving a model from disk or a hub."""
+
+    kind: Literal["local"] = "local"
+    model: str = Field(description="Hugging Face id, local directory, or .gguf file.")
+    task: Literal["chat", "embeddings"] = Field("chat", description="What the model serves.")
+    max_batch_size: int = Field(4, ge=1, le=64, description="Sequences generated together.")
+    max_queue: int = Field(64, ge=1, description="Waiting requests before 503 with Retry-After.")
+    context_length: int = Field(2048, ge=16, description="Longest prompt plus answer, in tokens.")
+
+
+EngineConfig = Annotated[
+    OpenAIEngine | FakeEngineConfig | LocalEngineConfig, Field(discriminator="kind")
+]
+
+
+class Pricing(_Strict):
+    """What a model costs, in US dollars per million tokens."""
+
+    input_per_1m: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
+    output_per_1m: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+
+
+class ModelSpec(_Strict):
+    """One public model in the catalog."""
+
+    name: str = Field(description="The name clients send in the `model` field.")
+    aliases: list[str] = Field(default_factory=list, description="Other accepted names.")
+    engine: EngineConfig
+    timeouts: Timeouts = Field(default_factory=lambda: Timeouts())
+    pricing: Pricing = Field(default_factory=lambda: Pricing())
+    context_length: int | None = Field(None, ge=1, description="Longest context, for the catalog.")
+    max_tokens_default: int = Field(
+        4096, ge=1, description="Assumed completion length when a request sets no max_tokens."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "must be 1-128 characters of letters, digits and . _ : / -, starting alphanumeric"
+            )
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _valid_aliases(cls, values: list[str]) -> list[str]:
+        for value in values:
+            cls._valid_name(value)
+        return values
+
+    def upstream_name(self) -> str:
+        """The model name sent to the engine."""
+        if isinstance(self.engine, OpenAIEngine) and self.engine.upstream_model:
+            return self.engine.upstream_model
+        return self.name
+
+
+class Catalog:
+    """Resolves public names and aliases to model specs."""
+
+    def __init__(self, models: Iterable[ModelSpec]) -> None:
+        self._models: dict[str, ModelSpec] = {}
+        self._by_name: dict[str, ModelSpec] = {}
+        for model in models:
+            for name in (model.name, *model.aliases):
+                if name in self._by_name:
+                    raise ConfigError(f"models: the name {name!r} is used twice; names must be unique")
+                self._by_name[name] = model
+            self._models[model.name] = model
+
+    def resolve(self, name: str) -> ModelSpec:
+        """The model called ``name`` (or aliased so); NotFound lists the valid names."""
+        model = self._by_name.get(name)
+        if model is None:
+            valid = ", ".join(sorted(self._models)) or "(none configured)"
+            raise NotFound(
+                f"The model {name[:200]!r} does not exist. Available models: {valid}.",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)

@@ -1,0 +1,1 @@
+"""The control plane: deployment specs rendered to Kubernetes manifests, applied and watched."""

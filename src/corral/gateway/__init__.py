@@ -1,0 +1,1 @@
+"""The gateway: admission, routing, relay and metering on the request path."""

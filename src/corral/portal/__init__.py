@@ -1,0 +1,1 @@
+"""The developer portal: a web front end over the admin API."""

@@ -1,0 +1,123 @@
+"""Typed, grouped settings read once at start-up from corral.yaml and CORRAL_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from corral.catalog import ModelSpec
+from corral.errors import ConfigError
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Group):
+    """Where and how the gateway listens."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 to accept remote clients.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port for API, admin API and portal.")
+    workers: int = Field(1, ge=1, le=64, description="Gateway processes sharing the port.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    max_in_flight: int = Field(
+        1024, ge=1, description="Requests one process works on at once; more get 503."
+    )
+
+
+class LoggingSettings(_Group):
+    """What the logs look like."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level.")
+    format: Literal["text", "json"] = Field("text", description="text for people, json for machines.")
+    access_log: bool = Field(True, description="One line per request (never bodies or keys).")
+
+
+class StoreSettings(_Group):
+    """Where keys, teams, usage and the audit log live."""
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; unset means a SQLite file in data_dir. "
+        "PostgreSQL: postgresql+asyncpg://user@host/db.",
+    )
+
+
+class CorralSettings(BaseSettings):
+    """All of Corral's settings. Environment: CORRAL_<GROUP>__<FIELD>, e.g. CORRAL_SERVER__PORT."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CORRAL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(
+        Path(".corral"), description="Directory for the SQLite store, secrets and model caches."
+    )
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
+    logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings())
+    models: list[ModelSpec] = Field(default_factory=list, description="The model catalog.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file; the file's values arrive as init arguments.
+        return (env_settings, init_settings)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``; ConfigError when it is missing or not a mapping."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file; pass --config PATH or create it") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of setting names to values")
+    return data
+
+
+def load_settings(path: Path | None) -> CorralSettings:
+    """Settings from ``path`` (optional) overridden by CORRAL_* variables; ConfigError if invalid."""
+    data = read_yaml(path) if path is not None else {}
+    try:
+        settings = CorralSettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(str(path or "settings"), exc)) from exc
+    if path is not None and not settings.data_dir.is_absolute():
+        # A relative data_dir in a file means relative to that file, not to where Corral starts.
+        settings = settings.model_copy(update={"data_dir": path.parent / settings.data_dir})
+    return settings
+
+
+def describe_validation_error(where: str, exc: ValidationError) -> str:
+    """One line per problem: the dotted field path, what is wrong, and what was given."""
+    lines = [f"{where}: {exc.error_count()} invalid setting(s):"]
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting; check its spelling against `corral config schema`"
+        elif error["type"] == "literal_error":
+            message = f"{message} (allowed: {error.get('ctx', {}).get('expected', '?')})"
+        lines.append(f"  - {field}: {message}")
+    return "\n".join(lines)
