@@ -54,3 +54,42 @@ def same_hash(a: str, b: str) -> bool:
 def display_key(key: str) -> str:
     """How a key is shown after creation: its prefix and last four characters only."""
     return f"{KEY_PREFIX}…{key[-4:]}"
+
+
+class KeyDirectory:
+    """The gateway's in-memory map of key hash → principal; no database on the request path.
+
+    A refresher replaces the whole map every few seconds from the store, so a revoked or expired
+    key stops working everywhere within one refresh interval. Lookup is by the key's HMAC: a
+    timing difference in the dict lookup tells an attacker nothing, since they cannot compute
+    HMACs without the server secret; the final comparison is constant-time all the same.
+    """
+
+    def __init__(self, server_secret: bytes) -> None:
+        self._secret = server_secret
+        self._by_hash: dict[str, Principal] = {}
+
+    def replace(self, entries: dict[str, Principal]) -> None:
+        """Swap in a fresh map of key hash → principal (atomic for readers)."""
+        self._by_hash = dict(entries)
+
+    def add(self, key_hash: str, principal: Principal) -> None:
+        """Make one new key usable at once, before the next refresh."""
+        self._by_hash = {**self._by_hash, key_hash: principal}
+
+    def hash(self, key: str) -> str:
+        """The keyed hash of ``key`` under this server's secret."""
+        return hash_key(self._secret, key)
+
+    def lookup(self, key: str, now: float) -> Principal | None:
+        """The principal for ``key``, or None when it is unknown, revoked or expired."""
+        digest = self.hash(key)
+        principal = self._by_hash.get(digest)
+        if principal is None:
+            return None
+        if principal.expires_at is not None and now >= principal.expires_at:
+            return None
+        return principal
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
