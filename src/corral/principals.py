@@ -61,8 +61,8 @@ class KeyDirectory:
 
     A refresher replaces the whole map every few seconds from the store, so a revoked or expired
     key stops working everywhere within one refresh interval. Lookup is by the key's HMAC: a
-    timing difference in the dict lookup tells an attacker nothing, since they cannot compute
-    HMACs without the server secret; the final comparison is constant-time all the same.
+    timing difference in the dict lookup tells an attacker nothing about any stored key, since
+    they cannot steer an HMAC without the server secret (admin paths use ``same_hash``).
     """
 
     def __init__(self, server_secret: bytes) -> None:
