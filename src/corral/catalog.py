@@ -1,4 +1,4 @@
-"""The model catalog: which public model names exist, their aliases, and which engine serves each."""
+"""The model catalog: the public model names, their aliases, and the engine that serves each."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class Timeouts(_Strict):
     """How long the gateway waits on an engine, in seconds."""
 
     connect: float = Field(5.0, gt=0, description="Opening a connection to the engine.")
-    first_byte: float = Field(120.0, gt=0, description="From sending the request to the first byte.")
+    first_byte: float = Field(
+        120.0, gt=0, description="From sending the request to the first byte."
+    )
     idle: float = Field(60.0, gt=0, description="Between two chunks of a streamed answer.")
     total: float = Field(600.0, gt=0, description="The whole request, first byte to last.")
 
@@ -107,8 +109,8 @@ class ModelSpec(_Strict):
     name: str = Field(description="The name clients send in the `model` field.")
     aliases: list[str] = Field(default_factory=list, description="Other accepted names.")
     engine: EngineConfig
-    timeouts: Timeouts = Field(default_factory=lambda: Timeouts())
-    pricing: Pricing = Field(default_factory=lambda: Pricing())
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    pricing: Pricing = Field(default_factory=Pricing)
     context_length: int | None = Field(None, ge=1, description="Longest context, for the catalog.")
     max_tokens_default: int = Field(
         4096, ge=1, description="Assumed completion length when a request sets no max_tokens."
@@ -146,7 +148,9 @@ class Catalog:
         for model in models:
             for name in (model.name, *model.aliases):
                 if name in self._by_name:
-                    raise ConfigError(f"models: the name {name!r} is used twice; names must be unique")
+                    raise ConfigError(
+                        f"models: the name {name!r} is used twice; names must be unique"
+                    )
                 self._by_name[name] = model
             self._models[model.name] = model
 

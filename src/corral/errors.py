@@ -1,21 +1,21 @@
 """Corral's one error tree: every failure a user can see is one of these.
 
-    CorralError                      base; carries a message that says what was wrong and what to do
-    ├── ConfigError                  a setting or file is invalid (names the field and what is allowed)
-    ├── ModelLoadError               a model could not be found or loaded (says what was tried)
-    ├── RequestError                 answered to an API client in OpenAI's error envelope
-    │   ├── InvalidRequest           400 invalid_request_error (malformed JSON, bad or missing field)
-    │   ├── AuthenticationFailed     401 authentication_error (no key, unknown, revoked or expired key)
-    │   ├── PermissionDenied         403 permission_denied (the key may not do this)
-    │   ├── NotFound                 404 not_found_error (unknown model, team, key, ...)
-    │   ├── Conflict                 409 conflict (the thing already exists)
-    │   ├── PayloadTooLarge          413 request_too_large
-    │   ├── RateLimited              429 rate_limit_exceeded / budget_exceeded (with Retry-After)
-    │   ├── Overloaded               503 overloaded (with Retry-After; try again shortly)
-    │   ├── UpstreamUnavailable      502 upstream_error (the engine could not be reached or failed)
-    │   └── UpstreamTimeout          504 upstream_timeout (the engine did not answer in time)
-    ├── TemporaryError               a retryable control-plane failure (carries a delay)
-    └── PermanentError               a control-plane failure that retrying will not fix
+    CorralError              base; its message says what was wrong and what to do
+    ├── ConfigError          a setting or file is invalid (names the field and what is allowed)
+    ├── ModelLoadError       a model could not be found or loaded (says what was tried)
+    ├── RequestError         answered to an API client in OpenAI's error envelope
+    │   ├── InvalidRequest        400 (malformed JSON, a bad or missing field)
+    │   ├── AuthenticationFailed  401 (no key; unknown, revoked or expired key)
+    │   ├── PermissionDenied      403 (the key may not do this)
+    │   ├── NotFound              404 (unknown model, team, key, ...)
+    │   ├── Conflict              409 (the thing already exists)
+    │   ├── PayloadTooLarge       413
+    │   ├── RateLimited           429 rate_limit_exceeded / budget_exceeded (Retry-After)
+    │   ├── Overloaded            503 (Retry-After; try again shortly)
+    │   ├── UpstreamUnavailable   502 (the engine could not be reached or failed)
+    │   └── UpstreamTimeout       504 (the engine did not answer in time)
+    ├── TemporaryError       a retryable control-plane failure (carries a delay)
+    └── PermanentError       a control-plane failure that retrying will not fix
 
 Foreign exceptions (aiohttp, SQLAlchemy, Kubernetes, NVML) are translated where they enter
 Corral with ``raise ... from exc``; nothing above the adapters catches a foreign exception type.

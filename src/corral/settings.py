@@ -1,4 +1,4 @@
-"""Typed, grouped settings read once at start-up from corral.yaml and CORRAL_* environment variables."""
+"""Typed, grouped settings read once at start-up from corral.yaml and CORRAL_* variables."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ class LoggingSettings(_Group):
     """What the logs look like."""
 
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level.")
-    format: Literal["text", "json"] = Field("text", description="text for people, json for machines.")
+    format: Literal["text", "json"] = Field(
+        "text", description="text for people, json for machines."
+    )
     access_log: bool = Field(True, description="One line per request (never bodies or keys).")
 
 
@@ -59,9 +61,9 @@ class CorralSettings(BaseSettings):
     data_dir: Path = Field(
         Path(".corral"), description="Directory for the SQLite store, secrets and model caches."
     )
-    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
-    logging: LoggingSettings = Field(default_factory=lambda: LoggingSettings())
-    store: StoreSettings = Field(default_factory=lambda: StoreSettings())
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     models: list[ModelSpec] = Field(default_factory=list, description="The model catalog.")
 
     @classmethod
@@ -97,7 +99,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_settings(path: Path | None) -> CorralSettings:
-    """Settings from ``path`` (optional) overridden by CORRAL_* variables; ConfigError if invalid."""
+    """Settings from ``path`` (if any) overridden by CORRAL_* variables; ConfigError if invalid."""
     data = read_yaml(path) if path is not None else {}
     try:
         settings = CorralSettings(**data)

@@ -1,0 +1,278 @@
+"""The gateway's ASGI app: one pipeline for every relayed call (admit → route → relay → meter)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp
+
+from corral.clock import Clock
+from corral.engines import wire
+from corral.errors import (
+    AuthenticationFailed,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    RequestError,
+)
+from corral.gateway.asgi import (
+    ClientGone,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_error,
+    send_json,
+)
+from corral.gateway.calls import ApiCall, CallKind, parse_call, upstream_body
+from corral.gateway.logs import request_id_var
+from corral.gateway.metering import Meter, UsageEvent
+from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.relay import Exchange, Outcome, Relay
+from corral.gateway.routes import ModelRoute, RouteTable
+from corral.principals import KeyDirectory, Principal
+
+log = logging.getLogger("corral.gateway")
+
+_CALLS = {
+    "/v1/chat/completions": CallKind.CHAT,
+    "/v1/completions": CallKind.COMPLETIONS,
+    "/v1/embeddings": CallKind.EMBEDDINGS,
+}
+_MAX_KEY_LENGTH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayParts:
+    """Everything the request pipeline needs, built once by the composition root."""
+
+    routes: RouteTable
+    keys: KeyDirectory
+    relay: Relay
+    meter: Meter
+    metrics: GatewayMetrics
+    clock: Clock
+    max_body_bytes: int
+    max_in_flight: int
+    access_log: bool = True
+
+
+class Gateway:
+    """ASGI app serving the OpenAI API; everything else goes to ``fallback``."""
+
+    def __init__(self, parts: GatewayParts, fallback: ASGIApp) -> None:
+        self._parts = parts
+        self._fallback = fallback
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            kind = _CALLS.get(path)
+            if kind is not None and scope["method"] == "POST":
+                await self._call(kind, scope, receive, send)
+                return
+            if path == "/v1/models" or path.startswith("/v1/models/"):
+                await self._models(scope, send)
+                return
+        await self._fallback(scope, receive, send)
+
+    async def _call(self, kind: CallKind, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = self._parts
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        request_id = "req_" + os.urandom(12).hex()
+        token = request_id_var.set(request_id)
+        headers: Headers = [(b"x-request-id", request_id.encode())]
+        principal: Principal | None = None
+        call: ApiCall | None = None
+        route: ModelRoute | None = None
+        outcome = Outcome()
+        endpoint_url = ""
+        self._in_flight += 1
+        parts.metrics.in_flight.inc()
+        try:
+            if self._in_flight > parts.max_in_flight:
+                raise Overloaded(
+                    "This gateway is at its limit of concurrent requests; try again shortly.",
+                    retry_after=1,
+                )
+            principal = self._authenticate(scope)
+            call = parse_call(kind, await read_body(scope, receive, parts.max_body_bytes))
+            route = self._route(call.model, principal)
+            endpoint = route.choose()
+            endpoint_url = endpoint.base_url
+            body = upstream_body(call, route.spec.upstream_name())
+            exchange = Exchange(call, route, endpoint, body, request_id, headers, outcome)
+            endpoint.in_flight += 1
+            try:
+                await self._relay_until_disconnect(exchange, receive, send)
+            finally:
+                endpoint.in_flight -= 1
+        except RequestError as error:
+            outcome.status, outcome.outcome = error.status, _outcome_of(error)
+            await send_error(send, error, headers)
+        except ClientGone:
+            outcome.status, outcome.outcome = 499, "client_gone"
+        finally:
+            self._in_flight -= 1
+            parts.metrics.in_flight.dec()
+            self._finish(
+                request_id,
+                principal=principal,
+                call=call,
+                route=route,
+                endpoint=endpoint_url,
+                outcome=outcome,
+                started=started,
+            )
+            request_id_var.reset(token)
+
+    async def _relay_until_disconnect(self, ex: Exchange, receive: Receive, send: Send) -> None:
+        """Relay, cancelling the upstream request as soon as the client disconnects."""
+        task = asyncio.current_task()
+        assert task is not None
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await self._parts.relay.relay(ex, send)
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            task.uncancel()
+            ex.outcome.outcome = "client_gone"
+            ex.outcome.status = ex.outcome.status or 499
+        finally:
+            watcher.cancel()
+
+    def _authenticate(self, scope: Scope) -> Principal:
+        value = header(scope, b"authorization")
+        if not value:
+            raise AuthenticationFailed(
+                "No API key provided. Send it as 'Authorization: Bearer <key>'.",
+                code="missing_api_key",
+            )
+        scheme, _, key = value.partition(b" ")
+        key = key.strip()
+        if scheme.lower() != b"bearer" or not key or len(key) > _MAX_KEY_LENGTH:
+            raise AuthenticationFailed(
+                "The Authorization header must be 'Bearer <key>' with a Corral API key."
+            )
+        principal = self._parts.keys.lookup(key.decode("latin-1"), self._parts.clock.now())
+        if principal is None:
+            raise AuthenticationFailed(
+                "Incorrect, revoked or expired API key. Create a new key, or ask your team admin."
+            )
+        return principal
+
+    def _route(self, model: str, principal: Principal) -> ModelRoute:
+        route = self._parts.routes.get(model)
+        if route is None or not principal.may_use(route.name):
+            allowed = [n for n in self._parts.routes.names() if principal.may_use(n)]
+            raise NotFound(
+                f"The model {model[:200]!r} does not exist. "
+                f"Available models: {', '.join(allowed) or '(none)'}.",
+                param="model",
+                code="model_not_found",
+            )
+        return route
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        request_id = "req_" + os.urandom(12).hex()
+        headers: Headers = [(b"x-request-id", request_id.encode())]
+        try:
+            principal = self._authenticate(scope)
+            names = [n for n in self._parts.routes.names() if principal.may_use(n)]
+            path: str = scope["path"]
+            if path == "/v1/models":
+                await send_json(send, 200, wire.model_list(names, "corral", 0), headers)
+                return
+            name = path.removeprefix("/v1/models/")
+            if name not in names:
+                if self._parts.routes.get(name) is not None:
+                    raise PermissionDenied(
+                        f"This API key may not use model {name!r}.", param="model"
+                    )
+                raise NotFound(
+                    f"The model {name[:200]!r} does not exist.",
+                    param="model",
+                    code="model_not_found",
+                )
+            await send_json(send, 200, wire.model_card(name, "corral", 0), headers)
+        except RequestError as error:
+            await send_error(send, error, headers)
+
+    def _finish(
+        self,
+        request_id: str,
+        *,
+        principal: Principal | None,
+        call: ApiCall | None,
+        route: ModelRoute | None,
+        endpoint: str,
+        outcome: Outcome,
+        started: float,
+    ) -> None:
+        parts = self._parts
+        now = asyncio.get_running_loop().time()
+        model = route.name if route is not None else "-"
+        if principal is not None and call is not None and route is not None:
+            parts.meter.record(
+                UsageEvent(
+                    request_id=request_id,
+                    time=parts.clock.now(),
+                    key_id=principal.key_id,
+                    team_id=principal.team_id,
+                    user_id=principal.user_id,
+                    model=model,
+                    endpoint=endpoint,
+                    kind=call.kind.value,
+                    status=outcome.status,
+                    prompt_tokens=outcome.prompt_tokens,
+                    completion_tokens=outcome.completion_tokens,
+                    estimated=outcome.estimated,
+                    latency=now - started,
+                    time_to_first_token=(
+                        outcome.first_byte_at - started if outcome.first_byte_at else None
+                    ),
+                    outcome=outcome.outcome,
+                )
+            )
+        else:
+            parts.metrics.requests.labels(model, "-", f"{outcome.status // 100}xx").inc()
+        if parts.access_log:
+            log.info(
+                "request",
+                extra={
+                    "model": model,
+                    "status": outcome.status,
+                    "outcome": outcome.outcome,
+                    "ms": round((now - started) * 1000, 2),
+                },
+            )
+
+
+def _outcome_of(error: RequestError) -> str:
+    if error.status == 504:
+        return "timeout"
+    if error.status == 502:
+        return "upstream_error"
+    if error.status in (429, 503):
+        return "refused"
+    return "client_error"

@@ -1,0 +1,44 @@
+"""What the gateway records about each finished request, and the port that takes the records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One finished API call: exactly one per request id."""
+
+    request_id: str
+    time: float
+    key_id: str
+    team_id: str | None
+    user_id: str | None
+    model: str
+    endpoint: str
+    kind: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    latency: float
+    time_to_first_token: float | None
+    outcome: str  # ok | client_error | upstream_error | timeout | client_gone | refused
+
+
+class Meter(Protocol):
+    """Takes usage events off the request path; must never block or raise."""
+
+    def record(self, event: UsageEvent) -> None: ...
+
+
+class MeterChain:
+    """Hands each event to several meters in order."""
+
+    def __init__(self, *meters: Meter) -> None:
+        self._meters = meters
+
+    def record(self, event: UsageEvent) -> None:
+        for meter in self._meters:
+            meter.record(event)

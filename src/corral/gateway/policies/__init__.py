@@ -1,0 +1,1 @@
+"""Pure gateway policies: functions over plain snapshots that return decisions as data."""

@@ -1,0 +1,251 @@
+"""Relays one call to an engine over pooled connections, streaming bytes through as they come."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from corral.errors import RequestError, UpstreamTimeout, UpstreamUnavailable
+from corral.gateway.asgi import EVENT_STREAM, JSON, Headers, Send
+from corral.gateway.calls import ApiCall
+from corral.gateway.routes import LiveEndpoint, ModelRoute
+from corral.gateway.sse import StreamScanner
+
+log = logging.getLogger("corral.gateway.relay")
+
+# Client errors an engine reports about the request itself are passed on as they are; anything
+# else (5xx, or the engine refusing the gateway's own credentials) is the platform's problem.
+_PASS_THROUGH = frozenset({400, 404, 413, 422, 429})
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a relayed call ended, for metering."""
+
+    status: int = 0
+    outcome: str = "ok"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    first_byte_at: float | None = None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One call on its way through the relay, and what it is sent as."""
+
+    call: ApiCall
+    route: ModelRoute
+    endpoint: LiveEndpoint
+    body: bytes
+    request_id: str
+    headers: Headers
+    outcome: Outcome
+
+
+def new_session(connections: int = 0) -> aiohttp.ClientSession:
+    """The shared, pooled client session for all engines (``connections``: 0 means no limit)."""
+    connector = aiohttp.TCPConnector(
+        limit=connections, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+        json_serialize=lambda o: orjson.dumps(o).decode(),
+    )
+
+
+class Relay:
+    """Sends calls to engines and the answers back to the client."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def relay(self, ex: Exchange, send: Send) -> None:
+        """Relay ``ex`` to its endpoint, filling in ``ex.outcome`` as it goes (so a cancelled
+        relay still leaves what was relayed); errors before the first byte raise RequestError."""
+        route = ex.route
+        timeouts = route.timeouts
+        request_headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            "X-Request-Id": ex.request_id,
+        }
+        if route.auth_header is not None:
+            request_headers["Authorization"] = route.auth_header
+        url = f"{ex.endpoint.base_url}/{ex.call.kind.value}"
+        client_timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+        try:
+            async with asyncio.timeout(timeouts.first_byte):
+                response = await self._session.post(
+                    url, data=ex.body, headers=request_headers, timeout=client_timeout
+                )
+        except TimeoutError as exc:
+            raise _timed_out(route, timeouts.first_byte) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnavailable(
+                f"Could not connect to the engine for model {route.name!r}; it may be starting "
+                "or down. Try again shortly."
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _failed(route, exc) from exc
+        try:
+            if response.status != 200:
+                await _refusal(ex, response, send)
+            elif ex.call.stream:
+                await _stream(ex, response, send)
+            else:
+                await _whole(ex, response, send)
+        finally:
+            response.close()
+
+
+async def _refusal(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+    route = ex.route
+    async with asyncio.timeout(route.timeouts.first_byte):
+        payload = await response.read()
+    if response.status in _PASS_THROUGH:
+        content_type = response.headers.get("Content-Type", "application/json").encode()
+        ex.outcome.status, ex.outcome.outcome = response.status, "client_error"
+        await _send_whole(send, response.status, payload, ex.headers, content_type)
+        return
+    log.warning("engine refused a request", extra={"model": route.name, "status": response.status})
+    raise UpstreamUnavailable(
+        f"The engine for model {route.name!r} failed (HTTP {response.status}). "
+        "Try again shortly; if it persists, tell the platform team."
+    )
+
+
+async def _send_whole(
+    send: Send, status: int, payload: bytes, headers: Headers, content_type: bytes
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _read_usage(payload: bytes, outcome: Outcome) -> None:
+    try:
+        usage = orjson.loads(payload).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        usage = None
+    _apply_usage(usage, outcome)
+
+
+def _apply_usage(usage: Any, outcome: Outcome) -> bool:
+    if not isinstance(usage, dict):
+        return False
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return False
+    outcome.prompt_tokens, outcome.completion_tokens = prompt, completion
+    return True
+
+
+async def _whole(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+    route, outcome = ex.route, ex.outcome
+    try:
+        async with asyncio.timeout(route.timeouts.first_byte):
+            payload = await response.read()
+    except TimeoutError as exc:
+        raise _timed_out(route, route.timeouts.first_byte) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise _failed(route, exc) from exc
+    outcome.status, outcome.first_byte_at = 200, asyncio.get_running_loop().time()
+    _read_usage(payload, outcome)
+    await _send_whole(send, 200, payload, ex.headers, JSON)
+
+
+async def _stream(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+    """Relay an SSE stream; the response starts with the first upstream byte, so an engine that
+    never sends one still gets a clean 504 (and, later, a retry elsewhere)."""
+    loop = asyncio.get_running_loop()
+    route, outcome = ex.route, ex.outcome
+    timeouts = route.timeouts
+    scanner = StreamScanner(strip_usage=not ex.call.wants_usage)
+    chunks = response.content.iter_any()
+    try:
+        try:
+            async with asyncio.timeout(timeouts.first_byte):
+                first = await anext(chunks)
+        except TimeoutError as exc:
+            raise _timed_out(route, timeouts.first_byte) from exc
+        except StopAsyncIteration:
+            first = b""
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _failed(route, exc) from exc
+        outcome.status, outcome.first_byte_at = 200, loop.time()
+        start_headers = [
+            (b"content-type", EVENT_STREAM),
+            (b"cache-control", b"no-cache"),
+            *ex.headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        await _relay_chunks(first, chunks, scanner, send, idle=timeouts.idle, outcome=outcome)
+    finally:
+        if not _apply_usage(scanner.usage, outcome):
+            outcome.completion_tokens = scanner.tokens_seen
+            outcome.estimated = True
+
+
+async def _relay_chunks(
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+    scanner: StreamScanner,
+    send: Send,
+    *,
+    idle: float,
+    outcome: Outcome,
+) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(idle) as deadline:
+            out = scanner.feed(first)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            async for chunk in chunks:
+                deadline.reschedule(loop.time() + idle)
+                out = scanner.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+    except TimeoutError:
+        outcome.outcome = "timeout"
+        await _end_with_error(send, UpstreamTimeout(f"The engine sent nothing for {idle:g} s."))
+    except (aiohttp.ClientError, OSError) as exc:
+        outcome.outcome = "upstream_error"
+        await _end_with_error(
+            send, UpstreamUnavailable(f"The engine failed mid-stream ({type(exc).__name__}).")
+        )
+    else:
+        await send({"type": "http.response.body", "body": scanner.finish()})
+
+
+def _timed_out(route: ModelRoute, seconds: float) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"The engine for model {route.name!r} did not answer within {seconds:g} s. "
+        "Try again, or ask for fewer tokens."
+    )
+
+
+def _failed(route: ModelRoute, exc: BaseException) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"The engine for model {route.name!r} failed before answering "
+        f"({type(exc).__name__}). Try again shortly."
+    )
+
+
+async def _end_with_error(send: Send, error: RequestError) -> None:
+    event = b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
+    await send({"type": "http.response.body", "body": event})
