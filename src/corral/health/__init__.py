@@ -1,1 +1,1 @@
-"""GPU health: probes, a pure remediation policy, and the executor that carries out its decisions."""
+"""GPU health: probes, a pure remediation policy, and the executor that carries out decisions."""
