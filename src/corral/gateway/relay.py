@@ -65,8 +65,26 @@ def new_session(connections: int = 0) -> aiohttp.ClientSession:
 class Relay:
     """Sends calls to engines and the answers back to the client."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, *, connections: int = 0) -> None:
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        """Create the connection pool (inside the serving event loop)."""
+        if self._session is None:
+            self._session = new_session(self._connections)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Relay.open() must run before the first request")
+        return self._session
 
     async def relay(self, ex: Exchange, send: Send) -> None:
         """Relay ``ex`` to its endpoint, filling in ``ex.outcome`` as it goes (so a cancelled
@@ -84,7 +102,7 @@ class Relay:
         client_timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
         try:
             async with asyncio.timeout(timeouts.first_byte):
-                response = await self._session.post(
+                response = await self.session.post(
                     url, data=ex.body, headers=request_headers, timeout=client_timeout
                 )
         except TimeoutError as exc:

@@ -1,0 +1,78 @@
+"""Builds one Corral process from settings: engines, relay, metering, gateway and web routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from corral.clock import Clock, SystemClock
+from corral.composition.engines import start_engines
+from corral.composition.web import build_web_app
+from corral.gateway.app import Gateway, GatewayParts
+from corral.gateway.metering import Meter, MeterChain
+from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.relay import Relay
+from corral.gateway.routes import RouteTable
+from corral.principals import KeyDirectory
+from corral.settings import CorralSettings
+
+
+def _quiet(message: str) -> None:
+    del message
+
+
+@dataclass
+class Platform:
+    """A started Corral process: its ASGI app and the parts tests and operators look at."""
+
+    settings: CorralSettings
+    app: ASGIApp
+    gateway: Gateway
+    routes: RouteTable
+    keys: KeyDirectory
+    registry: CollectorRegistry
+    ready: bool = field(default=False)
+
+
+@asynccontextmanager
+async def running_platform(
+    settings: CorralSettings,
+    *,
+    keys: KeyDirectory,
+    clock: Clock | None = None,
+    meters: tuple[Meter, ...] = (),
+    mounts: dict[str, ASGIApp] | None = None,
+    progress: Callable[[str], None] = _quiet,
+) -> AsyncIterator[Platform]:
+    """Start engines and the relay, yield the platform, and stop everything on exit."""
+    clock = clock or SystemClock()
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    async with AsyncExitStack() as stack:
+        routes = await start_engines(settings.models, settings.data_dir, stack, progress)
+        relay = Relay()
+        await relay.open()
+        stack.push_async_callback(relay.close)
+        state: dict[str, Platform] = {}
+        web = build_web_app(registry, lambda: state["platform"].ready, mounts or {})
+        parts = GatewayParts(
+            routes=routes,
+            keys=keys,
+            relay=relay,
+            meter=MeterChain(metrics, *meters),
+            metrics=metrics,
+            clock=clock,
+            max_body_bytes=settings.server.max_body_bytes,
+            max_in_flight=settings.server.max_in_flight,
+            access_log=settings.logging.access_log,
+        )
+        gateway = Gateway(parts, web)
+        platform = Platform(settings, gateway, gateway, routes, keys, registry)
+        state["platform"] = platform
+        platform.ready = True
+        yield platform
+        platform.ready = False

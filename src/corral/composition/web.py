@@ -1,0 +1,56 @@
+"""The non-API routes of a Corral process: health, readiness, metrics, and mounted front ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from corral.errors import InvalidRequest, NotFound, RequestError
+
+
+def build_web_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], bool],
+    mounts: dict[str, ASGIApp],
+) -> Starlette:
+    """Starlette app for /healthz, /readyz, /metrics and the mounted admin API and portal."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    routes += [Mount(path, app=app) for path, app in mounts.items()]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    error: RequestError
+    if status == 404:
+        error = NotFound(f"There is no route {request.url.path!r}. The API lives under /v1.")
+    elif status == 405:
+        error = InvalidRequest(f"{request.method} is not allowed on {request.url.path!r}.")
+        error.status = 405
+    else:
+        error = InvalidRequest(str(getattr(exc, "detail", "Bad request")))
+        error.status = status
+    return JSONResponse(error.envelope(), status_code=error.status)
