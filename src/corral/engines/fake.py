@@ -103,7 +103,9 @@ class FakeEngine:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host:port`` (0 picks a free port; see ``.port``)."""
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.build_app(), access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port or self.port, reuse_address=True)
         await site.start()
@@ -174,7 +176,7 @@ class FakeEngine:
             if seen.body.get("stream"):
                 return await self._stream(request, seen, chat=chat)
             return await self._whole(seen, chat=chat)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionResetError):
             seen.outcome = "client_gone"
             raise
         finally:
