@@ -1,0 +1,1 @@
+"""The capacity and cost planner: memory fit, instance choice, $ per 1M tokens, trace replay."""

@@ -1,0 +1,138 @@
+"""Accelerator memory math: weights + KV cache + overhead, per device, for a model shape."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from corral.control.accelerators import Accelerator
+
+GB = 1e9
+
+WEIGHT_BYTES = {
+    "bfloat16": 2.0,
+    "float16": 2.0,
+    "float32": 4.0,
+    "fp8": 1.0,
+    "awq": 0.55,
+    "gptq": 0.55,
+}
+"""Bytes per parameter; 4-bit formats include group scales and unquantised embeddings."""
+
+OVERHEAD_GB_PER_DEVICE = 2.0
+"""CUDA/Neuron runtime context, activations and graph buffers that vLLM keeps on each device."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelShape:
+    """What the memory math needs to know about a transformer."""
+
+    params_b: float
+    """Parameters, in billions."""
+    layers: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: float = 2.0) -> float:
+        """Bytes of KV cache one token occupies: K and V, every layer, every KV head."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * kv_dtype_bytes
+
+
+KNOWN_SHAPES: dict[str, ModelShape] = {
+    "llama-3.2-1b": ModelShape(1.24, 16, 32, 8, 64),
+    "llama-3.2-3b": ModelShape(3.21, 28, 24, 8, 128),
+    "llama-3.1-8b": ModelShape(8.03, 32, 32, 8, 128),
+    "meta-llama-3-8b": ModelShape(8.03, 32, 32, 8, 128),
+    "llama-3.1-70b": ModelShape(70.55, 80, 64, 8, 128),
+    "llama-3.3-70b": ModelShape(70.55, 80, 64, 8, 128),
+    "meta-llama-3-70b": ModelShape(70.55, 80, 64, 8, 128),
+    "mistral-7b": ModelShape(7.25, 32, 32, 8, 128),
+    "mixtral-8x7b": ModelShape(46.7, 32, 32, 8, 128),
+    "qwen2.5-0.5b": ModelShape(0.49, 24, 14, 2, 64),
+    "qwen2.5-7b": ModelShape(7.62, 28, 28, 4, 128),
+    "qwen2.5-72b": ModelShape(72.7, 80, 64, 8, 128),
+}
+
+
+def known_shape(source: str) -> ModelShape | None:
+    """The shape of a well-known model from its id or path (``meta-llama/Llama-3.1-8B-...``)."""
+    base = source.rstrip("/").rsplit("/", 1)[-1].lower()
+    for prefix, shape in KNOWN_SHAPES.items():
+        if re.match(re.escape(prefix) + r"(\b|-|$)", base):
+            return shape
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryNeed:
+    """Memory one replica needs, in GB (10^9 bytes)."""
+
+    weights_gb: float
+    kv_cache_gb: float
+    overhead_gb: float
+    devices: int
+
+    @property
+    def total_gb(self) -> float:
+        return self.weights_gb + self.kv_cache_gb + self.overhead_gb
+
+    @property
+    def per_device_gb(self) -> float:
+        return self.total_gb / self.devices
+
+
+def memory_need(
+    shape: ModelShape,
+    *,
+    weight_format: str,
+    context_tokens: int,
+    sequences: int,
+    devices: int,
+    kv_dtype_bytes: float = 2.0,
+) -> MemoryNeed:
+    """Weights + KV cache for ``sequences`` full contexts + overhead on each of ``devices``."""
+    weights = shape.params_b * 1e9 * WEIGHT_BYTES[weight_format] / GB
+    kv = shape.kv_bytes_per_token(kv_dtype_bytes) * context_tokens * sequences / GB
+    return MemoryNeed(weights, kv, OVERHEAD_GB_PER_DEVICE * devices, devices)
+
+
+def usable_gb(device: Accelerator, devices: int, utilisation: float) -> float:
+    """Memory vLLM may use on ``devices`` of ``device`` at ``gpu_memory_utilization``."""
+    return device.memory_gb * devices * utilisation
+
+
+def fits(need: MemoryNeed, device: Accelerator, utilisation: float) -> bool:
+    """True when the need fits on its devices at the given memory utilisation."""
+    return need.per_device_gb <= device.memory_gb * utilisation
+
+
+def tensor_parallel_options(shape: ModelShape, up_to: int) -> list[int]:
+    """Tensor-parallel sizes (powers of two) that divide the attention heads, up to ``up_to``."""
+    sizes = [2**i for i in range(int(math.log2(max(1, up_to))) + 1)]
+    return [s for s in sizes if shape.attention_heads % s == 0]
+
+
+def max_sequences(
+    shape: ModelShape,
+    *,
+    weight_format: str,
+    context_tokens: int,
+    device: Accelerator,
+    devices: int,
+    utilisation: float,
+    kv_dtype_bytes: float = 2.0,
+) -> int:
+    """How many full-context sequences fit in the KV cache left after weights and overhead."""
+    base = memory_need(
+        shape,
+        weight_format=weight_format,
+        context_tokens=context_tokens,
+        sequences=0,
+        devices=devices,
+        kv_dtype_bytes=kv_dtype_bytes,
+    )
+    free = usable_gb(device, devices, utilisation) - base.total_gb
+    per_sequence = shape.kv_bytes_per_token(kv_dtype_bytes) * context_tokens / GB
+    return max(0, math.floor(free / per_sequence))

@@ -1,0 +1,148 @@
+"""Names, labels and pod pieces every renderer shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.control.accelerators import ACCELERATORS, Accelerator
+from corral.control.planner.instances import PriceTable
+from corral.control.spec import DeploymentSpec
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+DEPLOYMENT_LABEL = "corral.dev/deployment"
+ROLE_LABEL = "corral.dev/role"
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+MODEL_DIR = "/models"
+SERVE_PORT = 8000
+METRICS_PORT = 8080
+
+RAY_VERSION = "2.52.0"
+RAY_IMAGES = {
+    "nvidia": f"rayproject/ray-llm:{RAY_VERSION}-py311-cu128",
+    "neuron": "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0",
+    "cpu": f"rayproject/ray-llm:{RAY_VERSION}-py311-cpu",
+}
+VLLM_IMAGES = {
+    "nvidia": "vllm/vllm-openai:v0.11.0",
+    "neuron": "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0",
+    "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
+}
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.0"
+
+
+def device_of(spec: DeploymentSpec) -> Accelerator:
+    return ACCELERATORS[spec.accelerator.type]
+
+
+def nodepool_name(spec: DeploymentSpec) -> str:
+    return f"corral-{spec.name}"
+
+
+def owned_labels(spec: DeploymentSpec) -> dict[str, str]:
+    """Labels on every object Corral renders for this deployment (undeploy selects on them)."""
+    return {**spec.labels, MANAGED_BY: "corral", DEPLOYMENT_LABEL: spec.name}
+
+
+def pod_labels(spec: DeploymentSpec, role: str) -> dict[str, str]:
+    return {**owned_labels(spec), "app.kubernetes.io/name": spec.name, ROLE_LABEL: role}
+
+
+def metadata(spec: DeploymentSpec, name: str, *, namespaced: bool = True) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": owned_labels(spec)}
+    if namespaced:
+        meta["namespace"] = spec.namespace
+    return meta
+
+
+def model_source(spec: DeploymentSpec) -> str:
+    """What vLLM loads: the Hugging Face id, or the path the weights are mounted or copied to."""
+    source = spec.model
+    if source.kind == "huggingface":
+        return source.source
+    if source.kind == "s3" and source.s3_mode == "init-container":
+        return MODEL_DIR
+    rest = source.source.split("://", 1)[1]
+    path = rest.split("/", 1)[1] if source.kind == "pvc" and "/" in rest else ""
+    return f"{MODEL_DIR}/{path}".rstrip("/")
+
+
+def weights_claim(spec: DeploymentSpec) -> str | None:
+    """The PersistentVolumeClaim holding the weights, if any."""
+    if spec.model.kind == "pvc":
+        return spec.model.source.removeprefix("pvc://").split("/", 1)[0]
+    if spec.model.kind == "s3" and spec.model.s3_mode == "mountpoint":
+        return f"{spec.name}-weights"
+    return None
+
+
+def env(spec: DeploymentSpec) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if spec.model.hf_token_secret:
+        ref = {"name": spec.model.hf_token_secret, "key": "hf-token"}
+        out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return out
+
+
+def volumes(spec: DeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Pod volumes and the matching container mounts: shared memory and the weights."""
+    vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    # NCCL and vLLM's tensor-parallel workers share tensors through /dev/shm.
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108
+    claim = weights_claim(spec)
+    if claim is not None:
+        vols.append(
+            {"name": "weights", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "weights", "mountPath": MODEL_DIR, "readOnly": True})
+    elif spec.model.kind == "s3":
+        vols.append({"name": "weights", "emptyDir": {}})
+        mounts.append({"name": "weights", "mountPath": MODEL_DIR})
+    return vols, mounts
+
+
+def init_containers(spec: DeploymentSpec) -> list[dict[str, Any]]:
+    """An init container that copies S3 weights, when the spec asks for copying."""
+    if spec.model.kind != "s3" or spec.model.s3_mode != "init-container":
+        return []
+    args = ["s3", "sync", "--only-show-errors", spec.model.source, MODEL_DIR]
+    if spec.model.s3_region:
+        args += ["--region", spec.model.s3_region]
+    return [
+        {
+            "name": "fetch-weights",
+            "image": AWS_CLI_IMAGE,
+            "args": args,
+            "volumeMounts": [{"name": "weights", "mountPath": MODEL_DIR}],
+        }
+    ]
+
+
+def placement(spec: DeploymentSpec) -> dict[str, Any]:
+    """nodeSelector, tolerations and priority class for accelerator pods."""
+    device = device_of(spec)
+    out: dict[str, Any] = {"priorityClassName": f"corral-{spec.priority}"}
+    if spec.capacity.provisioner != "none" and device.vendor != "cpu":
+        out["nodeSelector"] = {NODEPOOL_LABEL: nodepool_name(spec)}
+    if device.resource is not None:
+        out["tolerations"] = [
+            {"key": device.resource, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    return out
+
+
+def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]:
+    """Requests and limits for one replica: its devices, and a fair share of the host."""
+    device = device_of(spec)
+    devices = spec.accelerator.devices
+    hosts = table.for_accelerator(device.name, max(1, devices))
+    if device.vendor == "cpu" or not hosts:
+        cpu, mem = 4, 16
+    else:
+        host = min(hosts, key=lambda i: i.count)
+        share = devices / host.count
+        cpu = max(1, int((host.vcpu - 1) * share))
+        mem = max(4, int(host.memory_gib * share * 0.8))
+    amounts: dict[str, Any] = {"cpu": str(cpu), "memory": f"{mem}Gi"}
+    if device.resource is not None:
+        amounts[device.resource] = str(devices)
+    return {"requests": dict(amounts), "limits": dict(amounts)}

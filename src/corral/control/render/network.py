@@ -1,0 +1,162 @@
+"""Namespace, ServiceAccount, weights volumes, Service, PodDisruptionBudget and NetworkPolicy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.control.render import common
+from corral.control.spec import DeploymentSpec
+from corral.kube.port import Manifest
+
+MOUNTPOINT_DRIVER = "s3.csi.aws.com"
+
+
+def render_namespace(spec: DeploymentSpec) -> Manifest:
+    """The namespace, shared by deployments: no deployment label, so undeploy keeps it."""
+    labels = {common.MANAGED_BY: "corral"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": spec.namespace, "labels": labels},
+    }
+
+
+def render_service_account(spec: DeploymentSpec) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": common.metadata(spec, spec.name),
+    }
+
+
+def render_weights_volume(spec: DeploymentSpec) -> list[Manifest]:
+    """A static Mountpoint for S3 PersistentVolume and its claim, when the spec mounts S3."""
+    if spec.model.kind != "s3" or spec.model.s3_mode != "mountpoint":
+        return []
+    claim = f"{spec.name}-weights"
+    pv_name = f"corral-{spec.namespace}-{claim}"
+    bucket, _, prefix = spec.model.source.removeprefix("s3://").partition("/")
+    options = ["allow-other", "read-only"]
+    if prefix:
+        options.append(f"prefix {prefix.rstrip('/')}/")
+    if spec.model.s3_region:
+        options.append(f"region {spec.model.s3_region}")
+    size = {"storage": "1Ti"}  # required by the API, ignored by the Mountpoint driver
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": common.metadata(spec, pv_name, namespaced=False),
+        "spec": {
+            "capacity": size,
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "mountOptions": options,
+            "claimRef": {"namespace": spec.namespace, "name": claim},
+            "csi": {
+                "driver": MOUNTPOINT_DRIVER,
+                "volumeHandle": pv_name,
+                "volumeAttributes": {"bucketName": bucket},
+            },
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": common.metadata(spec, claim),
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": pv_name,
+            "resources": {"requests": size},
+        },
+    }
+    return [pv, pvc]
+
+
+def serving_selector(spec: DeploymentSpec) -> dict[str, str]:
+    """Pods that answer requests: the vLLM pods, or Ray pods KubeRay marks as serving."""
+    if spec.engine.runtime == "deployment":
+        return {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: "server"}
+    return {common.DEPLOYMENT_LABEL: spec.name, "ray.io/serve": "true"}
+
+
+def render_service(spec: DeploymentSpec) -> Manifest:
+    """The stable in-cluster endpoint the gateway routes the model to."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": common.metadata(spec, spec.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": serving_selector(spec),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": common.SERVE_PORT,
+                    "targetPort": common.SERVE_PORT,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def render_pdb(spec: DeploymentSpec) -> Manifest:
+    """At most one replica pod down at a time through voluntary disruption (drains)."""
+    role = "server" if spec.engine.runtime == "deployment" else "worker"
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": common.metadata(spec, spec.name),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {
+                "matchLabels": {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: role}
+            },
+        },
+    }
+
+
+def _from_namespace(namespace: str, pods: dict[str, str] | None = None) -> dict[str, Any]:
+    peer: dict[str, Any] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    }
+    if pods:
+        peer["podSelector"] = {"matchLabels": dict(pods)}
+    return peer
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"port": port, "protocol": "TCP"}
+
+
+def render_network_policy(spec: DeploymentSpec) -> Manifest:
+    """Only the gateway reaches the model port; Ray pods talk to each other; Prometheus scrapes."""
+    own = {common.DEPLOYMENT_LABEL: spec.name}
+    gateway = spec.gateway
+    rules: list[dict[str, Any]] = [
+        {
+            "from": [_from_namespace(gateway.namespace, gateway.pod_labels)],
+            "ports": [_tcp(common.SERVE_PORT)],
+        }
+    ]
+    metrics_port = common.SERVE_PORT
+    if spec.engine.runtime == "rayservice":
+        metrics_port = common.METRICS_PORT
+        rules.append({"from": [{"podSelector": {"matchLabels": own}}]})
+        operator = {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
+        }
+        rules.append({"from": [operator], "ports": [_tcp(8265), _tcp(common.SERVE_PORT)]})
+    if spec.monitoring.enabled:
+        rules.append(
+            {"from": [_from_namespace(spec.monitoring.namespace)], "ports": [_tcp(metrics_port)]}
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": common.metadata(spec, spec.name),
+        "spec": {"podSelector": {"matchLabels": own}, "policyTypes": ["Ingress"], "ingress": rules},
+    }

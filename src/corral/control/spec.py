@@ -1,0 +1,330 @@
+"""The deployment spec: one YAML document saying what model to run where, checked on load."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from corral.control.accelerators import ACCELERATORS, AcceleratorName, accelerator
+from corral.control.planner.fit import check_fit
+from corral.control.planner.memory import ModelShape, known_shape
+from corral.errors import ConfigError
+
+_DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
+_PVC_URI = re.compile(r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_DURATION = r"^[0-9]+(s|m|h)$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShapeSpec(_Strict):
+    """A model's shape, for models the planner does not know by name."""
+
+    params_b: float = Field(gt=0, description="Parameters in billions.")
+    layers: int = Field(gt=0, description="Transformer layers.")
+    attention_heads: int = Field(gt=0, description="Query attention heads.")
+    kv_heads: int = Field(gt=0, description="Key/value heads (GQA).")
+    head_dim: int = Field(gt=0, description="Dimension of one attention head.")
+
+
+class ModelSource(_Strict):
+    """Where the weights come from."""
+
+    source: str = Field(
+        description="Hugging Face id (org/name), s3://bucket/prefix, or pvc://claim[/path]."
+    )
+    served_name: str | None = Field(None, description="Model name clients use; default: the id.")
+    s3_mode: Literal["mountpoint", "init-container"] = Field(
+        "mountpoint",
+        description="S3 weights: mount with the Mountpoint for Amazon S3 CSI driver, "
+        "or copy with an init container.",
+    )
+    s3_region: str | None = Field(None, description="Region of the S3 bucket.")
+    hf_token_secret: str | None = Field(
+        None, description="Secret (key hf-token) with a Hugging Face token, for gated models."
+    )
+    shape: ShapeSpec | None = Field(None, description="Model shape, when not a well-known model.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value.startswith("s3://"):
+            if not _S3_URI.match(value):
+                raise ValueError("s3 source must look like s3://bucket-name/prefix")
+        elif value.startswith("pvc://"):
+            if not _PVC_URI.match(value):
+                raise ValueError("pvc source must look like pvc://claim-name/path")
+        elif not _HF_ID.match(value):
+            raise ValueError(
+                "must be a Hugging Face id (org/name), an s3://bucket/prefix URI or pvc://claim/path"
+            )
+        return value
+
+    @property
+    def kind(self) -> Literal["huggingface", "s3", "pvc"]:
+        if self.source.startswith("s3://"):
+            return "s3"
+        return "pvc" if self.source.startswith("pvc://") else "huggingface"
+
+    def resolved_shape(self) -> ModelShape | None:
+        """The given shape, else the well-known one for this id, else None."""
+        if self.shape is not None:
+            return ModelShape(**self.shape.model_dump())
+        return known_shape(self.source)
+
+
+class EngineSpec(_Strict):
+    """How vLLM runs the model."""
+
+    kind: Literal["vllm"] = Field("vllm", description="Inference engine.")
+    runtime: Literal["rayservice", "deployment"] = Field(
+        "rayservice",
+        description="rayservice: KubeRay RayService with Ray Serve LLM; "
+        "deployment: a plain vLLM Deployment (no KubeRay needed).",
+    )
+    image: str | None = Field(None, description="Container image; default per accelerator.")
+    max_model_len: int = Field(8192, ge=256, le=1_048_576, description="Context length.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.1, le=0.98, description="Fraction of device memory vLLM may use."
+    )
+    dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="Weights.")
+    quantization: Literal["none", "fp8", "awq", "gptq"] = Field("none", description="Weights.")
+    kv_cache_dtype: Literal["auto", "fp8"] = Field("auto", description="KV cache element type.")
+    max_num_seqs: int = Field(16, ge=1, le=1024, description="Sequences batched at once.")
+    extra_args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="More vLLM engine arguments (snake_case)."
+    )
+
+    @property
+    def weight_format(self) -> str:
+        return self.dtype if self.quantization == "none" else self.quantization
+
+    @property
+    def kv_dtype_bytes(self) -> float:
+        if self.kv_cache_dtype == "fp8":
+            return 1.0
+        return 4.0 if self.dtype == "float32" else 2.0
+
+
+class AcceleratorSpec(_Strict):
+    """Which devices one replica uses."""
+
+    type: AcceleratorName = Field("l4", description="Accelerator; cpu for CPU-only (dev).")
+    count: int | None = Field(
+        None, ge=0, le=16, description="Devices per replica; default tensor × pipeline parallel."
+    )
+    tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel size.")
+    pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel size.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AcceleratorSpec:
+        device = accelerator(self.type)
+        parallel = self.tensor_parallel * self.pipeline_parallel
+        if device.vendor == "cpu":
+            if self.count not in (None, 0) or parallel != 1:
+                raise ValueError("cpu takes no count and no tensor/pipeline parallelism")
+            return self
+        cores = self.devices * device.cores_per_device
+        if parallel != cores:
+            unit = "NeuronCores" if device.vendor == "neuron" else "GPUs"
+            raise ValueError(
+                f"tensor_parallel × pipeline_parallel = {parallel} must equal the {unit} per "
+                f"replica ({cores}); set count to {parallel // device.cores_per_device or 1} "
+                "or change the parallelism"
+            )
+        return self
+
+    @property
+    def devices(self) -> int:
+        """Devices per replica (0 for CPU)."""
+        if self.type == "cpu":
+            return 0
+        if self.count is not None:
+            return self.count
+        return max(
+            1,
+            self.tensor_parallel
+            * self.pipeline_parallel
+            // accelerator(self.type).cores_per_device,
+        )
+
+
+class ReplicaSpec(_Strict):
+    """How many replicas, and when to add or remove them."""
+
+    min: int = Field(1, ge=0, le=1000, description="Fewest replicas (0 allows scale to zero).")
+    max: int = Field(1, ge=1, le=1000, description="Most replicas.")
+    target_ongoing_requests: int = Field(16, ge=1, description="Requests per replica to aim for.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts.")
+    upscale_delay_s: float = Field(30.0, ge=0, description="Wait before adding replicas.")
+    downscale_delay_s: float = Field(600.0, ge=0, description="Wait before removing replicas.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaSpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if self.target_ongoing_requests > self.max_ongoing_requests:
+            raise ValueError("target_ongoing_requests must not exceed max_ongoing_requests")
+        return self
+
+
+class NodeClassSpec(_Strict):
+    """The EC2NodeClass Karpenter launches GPU nodes from."""
+
+    cluster_name: str = Field(min_length=1, description="EKS cluster name (discovery tags).")
+    role: str | None = Field(
+        None, description="Node IAM role; default KarpenterNodeRole-<cluster>."
+    )
+    ami_alias: str = Field(
+        "al2023@latest", pattern=r"^(al2023|bottlerocket)@", description="AMI alias."
+    )
+    root_volume_gib: int = Field(200, ge=20, le=16384, description="Root volume (images, cache).")
+
+
+class CapacitySpec(_Strict):
+    """Where nodes come from and what they may cost."""
+
+    provisioner: Literal["karpenter", "auto-mode", "none"] = Field(
+        "karpenter", description="karpenter (NodePool + EC2NodeClass), EKS auto-mode, or none."
+    )
+    capacity_types: Literal["spot-first", "on-demand"] = Field(
+        "spot-first", description="spot-first falls back to on-demand; on-demand never uses spot."
+    )
+    instance_types: list[str] | None = Field(None, description="Restrict to these instance types.")
+    node_class: NodeClassSpec | None = Field(None, description="Required for karpenter.")
+    device_limit: int | None = Field(None, ge=1, description="NodePool cap on devices.")
+    consolidate_after: str = Field("300s", pattern=_DURATION, description="Idle before removal.")
+    expire_after: str = Field("720h", pattern=_DURATION, description="Node lifetime.")
+
+    @model_validator(mode="after")
+    def _node_class_for_karpenter(self) -> CapacitySpec:
+        if self.provisioner == "karpenter" and self.node_class is None:
+            raise ValueError(
+                "provisioner karpenter needs node_class (at least cluster_name); "
+                "or use provisioner auto-mode or none"
+            )
+        return self
+
+
+class GatewayRef(_Strict):
+    """Which pods may call the model (the NetworkPolicy admits only these)."""
+
+    namespace: str = Field("corral", pattern=_DNS_LABEL, description="Gateway namespace.")
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "corral-gateway"},
+        description="Labels on gateway pods.",
+    )
+
+
+class MonitoringSpec(_Strict):
+    """Prometheus wiring."""
+
+    enabled: bool = Field(True, description="Render ServiceMonitor/PodMonitor objects.")
+    namespace: str = Field("monitoring", pattern=_DNS_LABEL, description="Prometheus namespace.")
+    release_label: str = Field("kube-prometheus-stack", description="Value of label `release`.")
+
+
+def _no_provisioner() -> CapacitySpec:
+    return CapacitySpec(provisioner="none")
+
+
+class DeploymentSpec(_Strict):
+    """One model deployment on Kubernetes."""
+
+    name: str = Field(pattern=_DNS_LABEL, max_length=40, description="Deployment name (DNS label).")
+    namespace: str = Field("corral-models", pattern=_DNS_LABEL, description="Namespace.")
+    model: ModelSource
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    accelerator: AcceleratorSpec = Field(default_factory=AcceleratorSpec)
+    replicas: ReplicaSpec = Field(default_factory=ReplicaSpec)
+    capacity: CapacitySpec = Field(default_factory=_no_provisioner)
+    priority: Literal["low", "normal", "high"] = Field("normal", description="Scheduling priority.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on every object."
+    )
+    gateway: GatewayRef = Field(default_factory=GatewayRef)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(val):
+                raise ValueError(f"label {key}={val!r} is not a valid Kubernetes label")
+        return value
+
+    @property
+    def served_name(self) -> str:
+        return self.model.served_name or self.model.source.rsplit("/", 1)[-1]
+
+
+def deployment_schema() -> dict[str, Any]:
+    """The JSON Schema of a deployment spec (what ``corral schema deployment`` prints)."""
+    schema = DeploymentSpec.model_json_schema()
+    schema["$id"] = "https://corral.dev/schemas/deployment.json"
+    return schema
+
+
+def parse_spec(data: object) -> DeploymentSpec:
+    """A checked spec from parsed YAML; ConfigError names each bad field and what is allowed."""
+    if not isinstance(data, dict):
+        raise ConfigError("a deployment spec must be a YAML mapping with at least name and model")
+    try:
+        spec = DeploymentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc
+    check_fit(spec)
+    return spec
+
+
+def load_spec(path: Path) -> DeploymentSpec:
+    """Read and check a spec file."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read deployment spec {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_spec(data)
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid deployment spec:"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join(loc) or "(spec)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_field(loc)
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _unknown_field(loc: list[str]) -> str:
+    model: type[BaseModel] = DeploymentSpec
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None) if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    allowed = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field; {hint}allowed: {', '.join(allowed)}"
+
+
+__all__ = ["ACCELERATORS", "DeploymentSpec", "deployment_schema", "load_spec", "parse_spec"]
