@@ -53,16 +53,8 @@ def fitting_options(
     for device in ACCELERATORS.values():
         if device.vendor == "cpu":
             continue
-        option = _smallest_fit(
-            device,
-            shape,
-            weight_format,
-            context_tokens,
-            sequences,
-            utilisation,
-            kv_dtype_bytes,
-            table,
-        )
+        want = _Need(weight_format, context_tokens, sequences, utilisation, kv_dtype_bytes)
+        option = _smallest_fit(device, shape, want, table)
         if option is not None:
             options.append(option)
     return sorted(options, key=lambda o: (o.usd_per_replica_hour, o.accelerator))
