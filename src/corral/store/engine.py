@@ -1,0 +1,108 @@
+"""Database URLs and engines: SQLite in data_dir (WAL) by default, PostgreSQL via asyncpg."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from corral.errors import ConfigError, TemporaryError
+from corral.settings import CorralSettings
+
+SQLITE_FILE = "corral.db"
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def database_url(settings: CorralSettings) -> str:
+    """The store's URL: ``store.database_url``, or a SQLite file in ``data_dir`` when unset."""
+    if settings.store.database_url:
+        return normalise_url(settings.store.database_url)
+    return sqlite_url(settings.data_dir / SQLITE_FILE)
+
+
+def sqlite_url(path: Path) -> str:
+    """The async SQLAlchemy URL of a SQLite file."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def normalise_url(url: str) -> str:
+    """``url`` with Corral's async driver for its database (``postgresql://`` → asyncpg)."""
+    parsed = _parse(url)
+    driver = _DRIVERS.get(parsed.get_backend_name())
+    if driver is None:
+        raise ConfigError(
+            f"store.database_url: {parsed.get_backend_name()!r} is not supported; "
+            "use postgresql+asyncpg://user@host/db, or leave it unset for SQLite in data_dir"
+        )
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    """``url`` fit for messages and logs: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable database URL)"
+
+
+def open_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    parsed = _parse(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    engine = create_async_engine(parsed)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",  # readers never block the writer: key refreshes run beside admin writes
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        "busy_timeout=5000",  # several processes share the file; wait for the lock, don't fail
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Turn a database outage into TemporaryError; conflicts and bugs pass through unchanged."""
+    try:
+        yield
+    except (IntegrityError, ProgrammingError, DataError):
+        raise  # a conflict for the caller to name, or a bug: neither is an outage
+    except (DBAPIError, OSError, TimeoutError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        # The driver's own first line (never SQLAlchemy's, which repeats the SQL and parameters).
+        reason = (str(cause).splitlines() or [type(cause).__name__])[0][:200]
+        raise TemporaryError(
+            f"the store at {safe_url(url)} is unavailable ({reason}); check that the database "
+            "is running and reachable, then retry",
+            delay=1.0,
+        ) from exc
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "store.database_url is not a database URL; expected e.g. "
+            "postgresql+asyncpg://user@host/db"
+        ) from exc
