@@ -83,12 +83,16 @@ def env(spec: DeploymentSpec) -> list[dict[str, Any]]:
     return out
 
 
-def volumes(spec: DeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Pod volumes and the matching container mounts: shared memory and the weights."""
+def volumes(
+    spec: DeploymentSpec, *, weights: bool = True
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Pod volumes and the matching container mounts: shared memory and (if asked) the weights."""
     vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     # NCCL and vLLM's tensor-parallel workers share tensors through /dev/shm.
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108
     claim = weights_claim(spec)
+    if not weights:
+        return vols, mounts
     if claim is not None:
         vols.append(
             {"name": "weights", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
@@ -100,21 +104,20 @@ def volumes(spec: DeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
     return vols, mounts
 
 
-def init_containers(spec: DeploymentSpec) -> list[dict[str, Any]]:
-    """An init container that copies S3 weights, when the spec asks for copying."""
+def init_containers(spec: DeploymentSpec) -> dict[str, Any]:
+    """``initContainers`` with one that copies S3 weights, when the spec asks for copying."""
     if spec.model.kind != "s3" or spec.model.s3_mode != "init-container":
-        return []
+        return {}
     args = ["s3", "sync", "--only-show-errors", spec.model.source, MODEL_DIR]
     if spec.model.s3_region:
         args += ["--region", spec.model.s3_region]
-    return [
-        {
-            "name": "fetch-weights",
-            "image": AWS_CLI_IMAGE,
-            "args": args,
-            "volumeMounts": [{"name": "weights", "mountPath": MODEL_DIR}],
-        }
-    ]
+    fetch = {
+        "name": "fetch-weights",
+        "image": AWS_CLI_IMAGE,
+        "args": args,
+        "volumeMounts": [{"name": "weights", "mountPath": MODEL_DIR}],
+    }
+    return {"initContainers": [fetch]}
 
 
 def placement(spec: DeploymentSpec) -> dict[str, Any]:

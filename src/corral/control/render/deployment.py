@@ -74,7 +74,7 @@ def render_deployment(spec: DeploymentSpec, table: PriceTable) -> Manifest:
                     "serviceAccountName": spec.name,
                     **common.placement(spec),
                     "terminationGracePeriodSeconds": 60,
-                    "initContainers": common.init_containers(spec),
+                    **common.init_containers(spec),
                     "containers": [container],
                     "volumes": vols,
                 },

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from corral.control.planner.instances import PriceTable, load_price_table
 from corral.control.render.deployment import render_deployment
 from corral.control.render.karpenter import render_nodes
@@ -38,3 +40,42 @@ def render(spec: DeploymentSpec, table: PriceTable | None = None) -> Manifests:
         render_network_policy(spec),
         *render_monitors(spec),
     ]
+
+
+def external_references(spec: DeploymentSpec) -> list[str]:
+    """Objects the manifests use but Corral does not render for this deployment.
+
+    The PriorityClasses ship with the platform's Kustomize base; the Hugging Face token Secret
+    and a ``pvc://`` claim belong to the user; EKS Auto Mode provides the ``default`` NodeClass.
+    """
+    refs = [f"PriorityClass/corral-{spec.priority}"]
+    if spec.model.hf_token_secret:
+        refs.append(f"Secret/{spec.namespace}/{spec.model.hf_token_secret}")
+    if spec.model.kind == "pvc":
+        claim = spec.model.source.removeprefix("pvc://").split("/", 1)[0]
+        refs.append(f"PersistentVolumeClaim/{spec.namespace}/{claim}")
+    if spec.capacity.provisioner == "auto-mode":
+        refs.append("NodeClass/default")
+    return refs
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Plain YAML: no anchors, multi-line strings (serveConfigV2) as literal blocks."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _str)
+
+
+def dump_manifests(objs: Manifests) -> str:
+    """The manifests as one multi-document YAML stream (what ``--dry-run`` prints)."""
+    return yaml.dump_all(
+        objs, Dumper=_ManifestDumper, sort_keys=False, default_flow_style=False, width=100
+    )

@@ -103,7 +103,8 @@ def _ports(*names: tuple[str, int]) -> list[dict[str, Any]]:
 
 
 def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
-    vols, mounts = common.volumes(spec)
+    # The head runs no replicas (num-cpus 0), so it needs no weights.
+    vols, mounts = common.volumes(spec, weights=False)
     container = {
         "name": "ray-head",
         "image": image,
@@ -128,7 +129,6 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             "spec": {
                 "serviceAccountName": spec.name,
                 "priorityClassName": f"corral-{spec.priority}",
-                "initContainers": common.init_containers(spec),
                 "containers": [container],
                 "volumes": vols,
             },
@@ -163,7 +163,7 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
             "spec": {
                 "serviceAccountName": spec.name,
                 **common.placement(spec),
-                "initContainers": common.init_containers(spec),
+                **common.init_containers(spec),
                 "containers": [container],
                 "volumes": vols,
             },
