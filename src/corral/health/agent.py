@@ -78,7 +78,7 @@ class HealthAgent:
         return decision
 
     async def run(self, stop: asyncio.Event) -> None:
-        """A round every ``interval_s`` until ``stop`` is set; a failed round is logged, not fatal."""
+        """A round every ``interval_s`` until ``stop`` is set; a failed round is only logged."""
         while not stop.is_set():
             try:
                 await self.run_once()
