@@ -12,7 +12,11 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "corral_request_id", default=None
 )
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's coloured duplicate of the message
+}
 
 
 class _RequestIdFilter(logging.Filter):

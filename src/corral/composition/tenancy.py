@@ -1,0 +1,58 @@
+"""Opens the tenancy side of a Corral process: store, migrations, secret, first key, key sync."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from starlette.types import ASGIApp
+
+from corral.clock import Clock
+from corral.principals import KeyDirectory
+from corral.settings import CorralSettings
+from corral.store.bootstrap import bootstrap_admin_key
+from corral.store.engine import database_url, safe_url
+from corral.store.keysync import KeySync
+from corral.store.migrate import upgrade
+from corral.store.port import Store
+from corral.store.secret import check_server_secret, load_server_secret
+from corral.store.sql import SqlStore
+
+
+@dataclass
+class Tenancy:
+    """The store, the gateway's key directory and what the first start created."""
+
+    store: Store
+    keys: KeyDirectory
+    key_sync: KeySync
+    bootstrap_key: str | None = None
+    mounts: dict[str, ASGIApp] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def open_tenancy(
+    settings: CorralSettings, clock: Clock, console: Console
+) -> AsyncIterator[Tenancy]:
+    """Migrate and open the store, load keys, and keep them fresh until the block ends."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings)
+    with console.status(f"Preparing the store at {safe_url(url)} …"):
+        await upgrade(url)
+    store = SqlStore(url)
+    try:
+        secret = load_server_secret(settings.data_dir)
+        await check_server_secret(store, secret)
+        first = await bootstrap_admin_key(store, secret, clock.now())
+        keys = KeyDirectory(secret)
+        key_sync = KeySync(store, keys, clock)
+        await key_sync.start()
+        tenancy = Tenancy(store, keys, key_sync, first.secret if first else None)
+        try:
+            yield tenancy
+        finally:
+            await key_sync.stop()
+    finally:
+        await store.close()

@@ -1,0 +1,116 @@
+"""`corral up`: settings → a running platform on a port, with progress and a first-run welcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvloop
+from rich.console import Console
+
+from corral.catalog import LocalEngineConfig, ModelSpec
+from corral.clock import SystemClock
+from corral.composition.platform import Platform, running_platform
+from corral.composition.serving import serve
+from corral.composition.tenancy import Tenancy, open_tenancy
+from corral.engines.fake import FakeEngine, FakeScript
+from corral.gateway.logs import configure_logging
+from corral.settings import CorralSettings, ServerSettings
+
+
+def run_up(
+    settings: CorralSettings,
+    console: Console,
+    *,
+    model: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """Serve Corral in the foreground until Ctrl-C or SIGTERM."""
+    settings = _with_overrides(settings, model=model, host=host, port=port)
+    configure_logging(settings.logging.level, settings.logging.format)
+    uvloop.run(_serve(settings, console))
+
+
+def _with_overrides(
+    settings: CorralSettings, *, model: str | None, host: str | None, port: int | None
+) -> CorralSettings:
+    server: ServerSettings = settings.server
+    if host is not None or port is not None:
+        server = server.model_copy(
+            update={"host": host or server.host, "port": server.port if port is None else port}
+        )
+    models = settings.models
+    if model is not None:
+        name = model.rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf").lower()
+        models = [ModelSpec(name=name, engine=LocalEngineConfig(model=model))]
+    return settings.model_copy(update={"server": server, "models": models})
+
+
+async def _serve(settings: CorralSettings, console: Console) -> None:
+    clock = SystemClock()
+    async with open_tenancy(settings, clock, console) as tenancy:
+
+        @asynccontextmanager
+        async def factory() -> AsyncIterator[Platform]:
+            async with running_platform(
+                settings,
+                keys=tenancy.keys,
+                clock=clock,
+                mounts=tenancy.mounts,
+                progress=lambda line: console.print(f"[dim]{line}[/]"),
+            ) as platform:
+                yield platform
+
+        def ready(platform: Platform) -> None:
+            _welcome(console, settings, platform, tenancy)
+
+        await serve(factory, settings.server.host, settings.server.port, ready)
+
+
+def _welcome(
+    console: Console, settings: CorralSettings, platform: Platform, tenancy: Tenancy
+) -> None:
+    host = settings.server.host
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104  (a display choice)
+    url = f"http://{shown_host}:{settings.server.port}"
+    models = platform.routes.names()
+    key = tenancy.bootstrap_key or "$CORRAL_API_KEY"
+    lines = [f"[bold]Corral is up[/] at {url}  (API: {url}/v1, portal: {url}/ui)"]
+    lines.append(f"Models: {', '.join(models) or '(none configured)'}")
+    if tenancy.bootstrap_key:
+        lines.append(
+            f"\n[bold yellow]Admin API key (shown once, stored hashed):[/] {tenancy.bootstrap_key}"
+        )
+    first = models[0] if models else "MODEL"
+    lines.append(
+        f"\n[bold]curl[/]\n  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' "
+        f"-H 'Content-Type: application/json' "
+        f'-d \'{{"model": "{first}", "messages": [{{"role": "user", "content": "Hello!"}}]}}\''
+    )
+    lines.append(
+        "\n[bold]Python[/]\n  from openai import OpenAI\n"
+        f'  client = OpenAI(base_url="{url}/v1", api_key="{key}")\n'
+        f'  print(client.chat.completions.create(model="{first}", '
+        'messages=[{"role": "user", "content": "Hello!"}]).choices[0].message.content)'
+    )
+    # Soft wrap: a key or command broken across lines would not survive copy and paste.
+    console.print("\n".join(lines), soft_wrap=True)
+
+
+def run_fake_engine(*, port: int, tokens: int, ttft: float, token_delay: float) -> None:
+    """Serve a FakeEngine on loopback until interrupted."""
+
+    async def main() -> None:
+        engine = FakeEngine(
+            FakeScript(tokens=tokens, time_to_first_token=ttft, token_delay=token_delay)
+        )
+        await engine.start(port=port)
+        print(f"FakeEngine listening at {engine.base_url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await engine.stop()
+
+    uvloop.run(main())
