@@ -124,14 +124,14 @@ def test_plan_prices_options_and_compares_with_a_managed_api() -> None:
 
 def test_plan_needs_a_shape_for_unknown_models() -> None:
     spec = parse_spec({"name": "m", "model": {"source": "someone/unknown-model"}})
-    with pytest.raises(ConfigError, match="model.shape"):
+    with pytest.raises(ConfigError, match=r"model\.shape"):
         plan(spec)
 
 
 def test_price_table_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "prices.yaml"
     bad.write_text("as_of: x\nregion: r\ndefault_spot_discount: 0.5\ninstances: [{name: a}]\n")
-    with pytest.raises(ConfigError, match="prices.yaml is not a valid instance table"):
+    with pytest.raises(ConfigError, match=r"prices\.yaml is not a valid instance table"):
         load_price_table(bad)
 
 
