@@ -1,1 +1,1 @@
-"""The admin API: teams, users, keys, budgets and the audit log over REST, used by the CLI and portal."""
+"""The admin API: teams, users, keys and the audit log over REST, for the CLI and portal."""

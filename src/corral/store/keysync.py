@@ -46,6 +46,10 @@ class KeySync:
         """The principal for ``key`` from the in-memory directory (no database)."""
         return self.directory.lookup(key, now)
 
+    def hash(self, key: str) -> str:
+        """The keyed hash of ``key`` under the server secret (for storing a new key)."""
+        return self.directory.hash(key)
+
     def touch(self, key_id: str) -> None:
         """Note that a key was used now; written to the store with the next batch."""
         self._used[key_id] = self._clock.now()

@@ -1,0 +1,185 @@
+"""Admin operations on API keys: create (the secret shown once), list, show, revoke, rotate."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from corral.admin.operations import AdminContext, Call, Operation
+from corral.admin.policy import Action, Scope
+from corral.admin.schemas import (
+    Empty,
+    KeyCreate,
+    KeyCreated,
+    KeyList,
+    KeyOut,
+    KeyQuery,
+    KeyRotate,
+    KeyRotated,
+    key_created,
+    key_out,
+)
+from corral.admin.teams import find_team
+from corral.admin.users import find_user, user_scope
+from corral.errors import InvalidRequest, NotFound, PermissionDenied
+from corral.principals import Principal, Role, display_key, new_api_key
+from corral.store.records import ApiKey, KeyMaterial, KeySpec
+
+
+async def find_key(ctx: AdminContext, key_id: str) -> ApiKey:
+    """The key with this id, or 404."""
+    key = await ctx.store.get_key(key_id) if len(key_id) <= 64 else None
+    if key is None:
+        raise NotFound(f"no key with id {key_id[:80]!r}; `corral key list` shows ids", param="key")
+    return key
+
+
+async def key_scope(ctx: AdminContext, key: ApiKey) -> Scope:
+    """The scope of acting on ``key``: its team, its owner and the owner's role."""
+    owner = await ctx.store.get_user(key.user_id) if key.user_id else None
+    return Scope(key.team_id, key.user_id, None if owner is None else owner.role)
+
+
+async def create_key(ctx: AdminContext, call: Call[KeyCreate]) -> KeyCreated:
+    body, p = call.input, call.principal
+    if body.expires_at is not None and body.expires_in is not None:
+        raise InvalidRequest("give expires_at or expires_in, not both", param="expires_in")
+    if body.service and body.user is not None:
+        raise InvalidRequest("a service key has no user; drop user or service", param="service")
+    if body.service:
+        team = await find_team(ctx, body.team or p.team_id or "")
+        spec_team, owner = team.id, None
+        call.authorize(Action.KEY_CREATE, Scope(team.id))
+    else:
+        if body.user is None and p.user_id is None:
+            raise InvalidRequest(
+                "your key has no user; name the key's user or ask for a service key", param="user"
+            )
+        owner = await find_user(ctx, body.user or p.user_id or "")
+        if body.team is not None and (await find_team(ctx, body.team)).id != owner.team_id:
+            raise InvalidRequest("that user is not in that team", param="team")
+        spec_team = owner.team_id
+        call.authorize(Action.KEY_CREATE, user_scope(owner))
+    spec = KeySpec(
+        team_id=spec_team,
+        user_id=None if owner is None else owner.id,
+        name=body.name,
+        allowed_models=_models(ctx, p, body.allowed_models),
+        expires_at=_expiry(body, call.now),
+    )
+    secret = new_api_key()
+    material = KeyMaterial(ctx.keys.hash(secret), display_key(secret))
+    key = await ctx.store.create_key(material, spec, actor=call.actor)
+    return key_created(key, secret, call.now)
+
+
+async def list_keys(ctx: AdminContext, call: Call[KeyQuery]) -> KeyList:
+    q, p = call.input, call.principal
+    if q.user is not None:
+        scope = user_scope(await find_user(ctx, q.user))
+    elif q.team is not None:
+        scope = Scope((await find_team(ctx, q.team)).id)
+    elif p.role is Role.PLATFORM_ADMIN:
+        scope = Scope()
+    elif p.role is Role.TEAM_ADMIN:
+        scope = Scope(p.team_id)
+    else:
+        scope = Scope(p.team_id, p.user_id, p.role)
+    call.authorize(Action.KEY_LIST, scope)
+    keys = await ctx.store.list_keys(
+        team_id=scope.team_id,
+        user_id=scope.user_id,
+        include_inactive=q.include_inactive,
+        now=call.now,
+    )
+    return KeyList(data=[key_out(k, call.now) for k in keys])
+
+
+async def show_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
+    key = await find_key(ctx, call.path["key"])
+    call.authorize(Action.KEY_READ, await key_scope(ctx, key))
+    return key_out(key, call.now)
+
+
+async def revoke_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
+    key = await find_key(ctx, call.path["key"])
+    call.authorize(Action.KEY_REVOKE, await key_scope(ctx, key))
+    return key_out(await ctx.store.revoke_key(key.id, actor=call.actor), call.now)
+
+
+async def rotate_key(ctx: AdminContext, call: Call[KeyRotate]) -> KeyRotated:
+    key = await find_key(ctx, call.path["key"])
+    call.authorize(Action.KEY_ROTATE, await key_scope(ctx, key))
+    secret = new_api_key()
+    material = KeyMaterial(ctx.keys.hash(secret), display_key(secret))
+    grace = call.input.grace_seconds
+    old, new = await ctx.store.rotate_key(
+        key.id, material, actor=call.actor, grace_until=call.now + grace if grace else None
+    )
+    return KeyRotated(old=key_out(old, call.now), new=key_created(new, secret, call.now))
+
+
+def _models(ctx: AdminContext, caller: Principal, asked: list[str] | None) -> frozenset[str] | None:
+    """The new key's allowlist: what was asked, never more than the calling key may use."""
+    models = None if asked is None else frozenset(asked)
+    if ctx.known_models is not None and models is not None:
+        unknown = sorted(models - set(ctx.known_models()))
+        if unknown:
+            raise InvalidRequest(
+                f"unknown model(s): {', '.join(unknown)[:300]}", param="allowed_models"
+            )
+    if caller.allowed_models is None:
+        return models
+    if models is None:
+        return caller.allowed_models
+    if not models <= caller.allowed_models:
+        raise PermissionDenied(
+            "a key may only grant models that the calling key may use itself",
+            param="allowed_models",
+        )
+    return models
+
+
+def _expiry(body: KeyCreate, now: float) -> float | None:
+    if body.expires_in is not None:
+        return now + body.expires_in
+    if body.expires_at is None:
+        return None
+    when = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=UTC)
+    if when.timestamp() <= now:
+        raise InvalidRequest("expires_at is in the past; give a future time", param="expires_at")
+    return when.timestamp()
+
+
+OPERATIONS: list[Operation[Any]] = [
+    Operation(
+        "POST",
+        "/keys",
+        Action.KEY_CREATE,
+        "Create an API key (shown once)",
+        KeyCreate,
+        KeyCreated,
+        create_key,
+        201,
+    ),
+    Operation("GET", "/keys", Action.KEY_LIST, "List API keys", KeyQuery, KeyList, list_keys),
+    Operation("GET", "/keys/{key}", Action.KEY_READ, "Show an API key", Empty, KeyOut, show_key),
+    Operation(
+        "POST",
+        "/keys/{key}/revoke",
+        Action.KEY_REVOKE,
+        "Revoke an API key",
+        Empty,
+        KeyOut,
+        revoke_key,
+    ),
+    Operation(
+        "POST",
+        "/keys/{key}/rotate",
+        Action.KEY_ROTATE,
+        "Replace an API key by a new one (shown once)",
+        KeyRotate,
+        KeyRotated,
+        rotate_key,
+    ),
+]

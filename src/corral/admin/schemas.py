@@ -1,0 +1,282 @@
+"""The admin API's request and response bodies (pydantic), which the OpenAPI document describes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from corral.principals import Role
+from corral.store.records import ApiKey, AuditEntry, Team, User
+
+TEAM_NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,189}$"
+MAX_GRACE = 7 * 86400
+MAX_LIFETIME = 5 * 365 * 86400
+
+TeamName = Annotated[
+    str,
+    Field(
+        pattern=TEAM_NAME,
+        max_length=63,
+        description="Lower-case letters, digits and inner hyphens, at most 63 (like a DNS label).",
+        examples=["search-ranking"],
+    ),
+]
+Label = Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
+Ref = Annotated[str, Field(min_length=1, max_length=254, description="An id or a name/e-mail.")]
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Empty(_In):
+    """No input."""
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class TeamCreate(_In):
+    name: TeamName
+    description: str = Field("", max_length=500, description="What the team is for.")
+
+
+class TeamDelete(_In):
+    force: bool = Field(False, description="Also remove the team's users and revoke its keys.")
+
+
+class UserCreate(_In):
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE, examples=["Ada Lovelace"])
+    email: str | None = Field(None, max_length=254, pattern=EMAIL, examples=["ada@example.com"])
+    role: Role = Field(Role.DEVELOPER, description="What the user's keys may do.")
+    team: Ref | None = Field(None, description="Team id or name; default: the caller's team.")
+
+
+class UserQuery(_In):
+    team: Ref | None = Field(None, description="Only this team's users (id or name).")
+
+
+class UserUpdate(_In):
+    role: Role | None = None
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
+
+
+class KeyCreate(_In):
+    name: Label = Field(description="What the key is for, e.g. 'ci' or 'laptop'.")
+    user: Ref | None = Field(None, description="Owner (id or e-mail); default: the caller.")
+    service: bool = Field(False, description="A team key with no owner (team-admins only).")
+    team: Ref | None = Field(None, description="Team of a service key; default: the caller's.")
+    allowed_models: list[ModelName] | None = Field(
+        None, max_length=100, description="Models the key may call; null or absent: all."
+    )
+    expires_at: datetime | None = Field(None, description="When the key stops working.")
+    expires_in: int | None = Field(
+        None, ge=60, le=MAX_LIFETIME, description="Seconds from now until the key stops working."
+    )
+
+
+class KeyQuery(_In):
+    team: Ref | None = Field(None, description="Only this team's keys (id or name).")
+    user: Ref | None = Field(None, description="Only this user's keys (id or e-mail).")
+    include_inactive: bool = Field(False, description="Also list revoked and expired keys.")
+
+
+class KeyRotate(_In):
+    grace_seconds: int = Field(
+        0, ge=0, le=MAX_GRACE, description="How long the old key keeps working (0: revoke now)."
+    )
+
+
+class AuditFilter(_In):
+    since: str | None = Field(
+        None, max_length=40, description="A duration back from now (24h, 30m, 7d) or a time."
+    )
+    until: str | None = Field(None, max_length=40, description="Same forms as since.")
+    action: str | None = Field(None, max_length=40, examples=["key.revoke"])
+    actor: str | None = Field(None, max_length=40, description="Key id that made the change.")
+    target: str | None = Field(None, max_length=40, description="Id of the changed record.")
+    team: Ref | None = Field(None, description="Team id or name.")
+
+
+class AuditPage(AuditFilter):
+    limit: int = Field(100, ge=1, le=1000)
+    before: int | None = Field(None, ge=1, description="Cursor: entries older than this id.")
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class TeamOut(_Out):
+    id: str
+    name: str
+    description: str
+    created_at: datetime
+
+
+class UserOut(_Out):
+    id: str
+    team_id: str
+    name: str
+    email: str | None
+    role: Role
+    created_at: datetime
+
+
+class KeyOut(_Out):
+    id: str
+    name: str
+    display: str = Field(description="The key's prefix and last four characters.")
+    team_id: str
+    user_id: str | None
+    allowed_models: list[str] | None
+    state: Literal["active", "revoked", "expired"]
+    expires_at: datetime | None
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The secret key. Shown once: store it now.", repr=False)
+
+
+class KeyRotated(_Out):
+    old: KeyOut
+    new: KeyCreated
+
+
+class Change(_Out):
+    before: Any
+    after: Any
+
+
+class AuditOut(_Out):
+    id: int
+    at: datetime
+    actor_key_id: str
+    address: str | None
+    action: str
+    target_type: Literal["team", "user", "key"]
+    target_id: str
+    team_id: str | None
+    changes: dict[str, Change]
+
+
+class Me(_Out):
+    key_id: str
+    role: Role
+    team: TeamOut | None
+    user: UserOut | None
+    allowed_models: list[str] | None
+    expires_at: datetime | None
+
+
+class TeamList(_Out):
+    object: Literal["list"] = "list"
+    data: list[TeamOut]
+
+
+class UserList(_Out):
+    object: Literal["list"] = "list"
+    data: list[UserOut]
+
+
+class KeyList(_Out):
+    object: Literal["list"] = "list"
+    data: list[KeyOut]
+
+
+class AuditList(_Out):
+    object: Literal["list"] = "list"
+    data: list[AuditOut]
+    has_more: bool
+    next_before: int | None = Field(description="Pass as before= for the next (older) page.")
+
+
+class ErrorBody(_Out):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(_Out):
+    error: ErrorBody
+
+
+# -- records → responses ---------------------------------------------------------------------
+
+
+def moment(at: float | None) -> datetime | None:
+    """Unix seconds as an aware UTC datetime."""
+    return None if at is None else datetime.fromtimestamp(at, UTC)
+
+
+def _at(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+def team_out(team: Team) -> TeamOut:
+    return TeamOut(
+        id=team.id, name=team.name, description=team.description, created_at=_at(team.created_at)
+    )
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        team_id=user.team_id,
+        name=user.name,
+        email=user.email,
+        role=user.role,
+        created_at=_at(user.created_at),
+    )
+
+
+def key_out(key: ApiKey, now: float) -> KeyOut:
+    return KeyOut(**_key_fields(key, now))
+
+
+def key_created(key: ApiKey, secret: str, now: float) -> KeyCreated:
+    return KeyCreated(**_key_fields(key, now), key=secret)
+
+
+def _key_fields(key: ApiKey, now: float) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "display": key.display,
+        "team_id": key.team_id,
+        "user_id": key.user_id,
+        "allowed_models": None if key.allowed_models is None else sorted(key.allowed_models),
+        "state": key.state(now),
+        "expires_at": moment(key.expires_at),
+        "created_at": _at(key.created_at),
+        "created_by": key.created_by,
+        "last_used_at": moment(key.last_used_at),
+        "revoked_at": moment(key.revoked_at),
+    }
+
+
+def audit_out(entry: AuditEntry) -> AuditOut:
+    return AuditOut(
+        id=entry.id,
+        at=_at(entry.at),
+        actor_key_id=entry.actor_key_id,
+        address=entry.address,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        team_id=entry.team_id,
+        changes={name: Change(before=b, after=a) for name, (b, a) in entry.changes.items()},
+    )
