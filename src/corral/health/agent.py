@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from corral.clock import Clock
 from corral.errors import CorralError
-from corral.health.fleet import CONDITION, Breaker, read_fleet
+from corral.health.fleet import Breaker, Replacements, read_fleet
+from corral.health.markers import CONDITION
 from corral.health.metrics import HealthMetrics
 from corral.health.observations import Observation
 from corral.health.policy import Action, Decision, History, PolicyConfig, Verdict, decide
@@ -52,6 +53,7 @@ class HealthAgent:
         kube: KubeClient,
         remediator: Remediator,
         breaker: Breaker,
+        replacements: Replacements | None = None,
         metrics: HealthMetrics,
         clock: Clock,
     ) -> None:
@@ -60,6 +62,7 @@ class HealthAgent:
         self._kube = kube
         self._remediator = remediator
         self._breaker = breaker
+        self._replacements = replacements
         self._metrics = metrics
         self._clock = clock
         self._history = History()
@@ -73,7 +76,7 @@ class HealthAgent:
         decision, self._history = decide(node, seen, self._history, now, self._config.policy)
         self._metrics.record(seen, decision)
         await self._report(decision, seen)
-        fleet = await read_fleet(self._kube, node, self._breaker)
+        fleet = await read_fleet(self._kube, node, self._breaker, self._replacements)
         await self._act(decision, fleet, now)
         return decision
 

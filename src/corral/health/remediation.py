@@ -9,16 +9,12 @@ from collections.abc import Awaitable, Callable
 from corral.clock import Clock
 from corral.errors import CorralError, PermanentError, TemporaryError
 from corral.health.drain import DrainLimits, DrainResult, drain
+from corral.health.fleet import Replacements
+from corral.health.markers import ACTED_AT, ACTOR, TAINT_KEY
 from corral.health.policy import Action, Decision
 from corral.health.port import AuditEntry, AuditSink, EndpointEjector, NodeResetter
 from corral.health.safety import Clearance
 from corral.kube.port import KubeClient
-
-TAINT_KEY = "corral.dev/gpu-unhealthy"
-"""The NoSchedule taint remediation puts on a node; its presence marks 'in remediation'."""
-ACTED_AT = "corral.dev/gpu-remediated-at"
-"""Node annotation: when remediation last acted (seconds since the epoch), for pacing."""
-ACTOR = "corral-gpu-health"
 
 _GPU = re.compile(r"^gpu(\d+)$")
 
@@ -34,6 +30,7 @@ class Remediator:
         audit: AuditSink,
         clock: Clock,
         resetter: NodeResetter | None = None,
+        replacements: Replacements | None = None,
         drain_limits: DrainLimits | None = None,
         dry_run: bool = False,
     ) -> None:
@@ -42,6 +39,7 @@ class Remediator:
         self._audit = audit
         self._clock = clock
         self._resetter = resetter
+        self._replacements = replacements
         self._limits = drain_limits or DrainLimits()
         self.dry_run = dry_run
 
@@ -82,10 +80,7 @@ class Remediator:
         if action is Action.DRAIN_RESET and await self._reset(decision):
             return
         await self._step(
-            node,
-            "replace",
-            "delete the node; Karpenter provisions a fresh one",
-            (lambda: self._kube.delete_node(node)),
+            node, "replace", "delete it; Karpenter provisions a fresh one", (self._replace(node))
         )
 
     async def _drain(self, node: str) -> DrainResult | None:
@@ -147,6 +142,14 @@ class Remediator:
             await self._kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": meta})
 
         return cordon
+
+    def _replace(self, node: str) -> Callable[[], Awaitable[None]]:
+        async def replace() -> None:
+            if self._replacements is not None:
+                await self._replacements.record(node)  # before: the node's pool is still readable
+            await self._kube.delete_node(node)
+
+        return replace
 
     def _evict(self, name: str, namespace: str) -> Callable[[], Awaitable[None]]:
         async def evict() -> None:

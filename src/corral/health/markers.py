@@ -1,0 +1,20 @@
+"""The names GPU health writes on the cluster: taint, annotation, condition, labels, ConfigMaps."""
+
+from __future__ import annotations
+
+TAINT_KEY = "corral.dev/gpu-unhealthy"
+"""The NoSchedule taint remediation puts on a node; its presence marks 'in remediation'."""
+ACTED_AT = "corral.dev/gpu-remediated-at"
+"""Node annotation: when remediation last acted (seconds since the epoch), for pacing."""
+CONDITION = "CorralGpuHealthy"
+"""The node condition the agent keeps up to date (False while a GPU is faulty)."""
+POOL_LABEL = "karpenter.sh/nodepool"
+"""The label naming a node's Karpenter NodePool."""
+OPT_OUT_LABEL = "corral.dev/gpu-remediation"
+"""Set to ``disabled`` on a node to have its faults reported but never acted on."""
+BREAKER_NAME = "corral-gpu-health-breaker"
+"""ConfigMap holding the circuit breaker; deleting it is the human reset."""
+REPLACEMENTS_NAME = "corral-gpu-health-replacements"
+"""ConfigMap listing recently replaced nodes, which still count against their pool's budget."""
+ACTOR = "corral-gpu-health"
+"""Who the audit log says acted."""
