@@ -1,0 +1,65 @@
+"""The platform's Kustomize overlays build with kubectl and every object validates."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral.control.validation.manifests import find_problems
+
+KUSTOMIZE = Path(__file__).parents[3] / "deploy" / "kustomize"
+KUBECTL = shutil.which("kubectl")
+EXTERNAL = ["Secret/corral/corral-database"]
+
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+def build(overlay: str) -> list[dict[str, object]]:
+    assert KUBECTL is not None
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(KUSTOMIZE / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def names(objs: list[dict[str, object]]) -> set[str]:
+    return {f"{o['kind']}/{o['metadata']['name']}" for o in objs}  # type: ignore[index]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "eks"])
+def test_overlay_builds_and_validates(overlay: str) -> None:
+    objs = build(overlay)
+    assert find_problems(objs, external=EXTERNAL) == []
+    assert {
+        "Deployment/corral-gateway",
+        "Service/corral-gateway",
+        "PriorityClass/corral-normal",
+    } <= names(objs)
+
+
+def test_eks_overlay_runs_gpu_agent_monitors_and_autoscaling() -> None:
+    objs = build("eks")
+    assert {
+        "DaemonSet/corral-gpu-health",
+        "DaemonSet/dcgm-exporter",
+        "ServiceMonitor/dcgm-exporter",
+        "ServiceMonitor/corral-gateway",
+        "HorizontalPodAutoscaler/corral-gateway",
+    } <= names(objs)
+    gateway = next(o for o in objs if o["kind"] == "Deployment")
+    assert gateway["spec"]["replicas"] == 3  # type: ignore[index]
+
+
+def test_dev_overlay_is_small() -> None:
+    found = names(build("dev"))
+    assert "DaemonSet/corral-gpu-health" not in found
+    assert "HorizontalPodAutoscaler/corral-gateway" not in found
+    assert "Secret/corral-database" in found
