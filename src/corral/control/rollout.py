@@ -1,0 +1,201 @@
+"""Apply a deployment's manifests in dependency order, wait until it serves, undeploy, status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.clock import Clock
+from corral.errors import TemporaryError
+from corral.kube.port import KubeClient, Manifest, ObjectKey
+
+APPLY_ORDER = (
+    "Namespace",
+    "PriorityClass",
+    "ServiceAccount",
+    "ConfigMap",
+    "Secret",
+    "EC2NodeClass",
+    "NodePool",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "RayService",
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "PodMonitor",
+    "ServiceMonitor",
+)
+"""Things an object refers to come before it; undeploy deletes in the reverse order."""
+
+OWNED_KINDS: tuple[tuple[str, str, bool], ...] = (
+    ("karpenter.k8s.aws/v1", "EC2NodeClass", False),
+    ("karpenter.sh/v1", "NodePool", False),
+    ("v1", "PersistentVolume", False),
+    ("v1", "PersistentVolumeClaim", True),
+    ("v1", "ServiceAccount", True),
+    ("ray.io/v1", "RayService", True),
+    ("apps/v1", "Deployment", True),
+    ("v1", "Service", True),
+    ("policy/v1", "PodDisruptionBudget", True),
+    ("networking.k8s.io/v1", "NetworkPolicy", True),
+    ("monitoring.coreos.com/v1", "PodMonitor", True),
+    ("monitoring.coreos.com/v1", "ServiceMonitor", True),
+)
+"""Kinds Corral renders per deployment: (apiVersion, kind, namespaced)."""
+
+
+def owner_selector(name: str) -> dict[str, str]:
+    """Labels that mark an object as rendered by Corral for deployment ``name``."""
+    return {"app.kubernetes.io/managed-by": "corral", "corral.dev/deployment": name}
+
+
+def apply_order(objs: list[Manifest]) -> list[Manifest]:
+    """The objects sorted so that dependencies are applied first (stable for unknown kinds)."""
+    rank = {kind: i for i, kind in enumerate(APPLY_ORDER)}
+    return sorted(objs, key=lambda o: rank.get(o["kind"], len(APPLY_ORDER)))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one object did."""
+
+    key: ObjectKey
+    changed: bool
+
+
+async def apply_all(kube: KubeClient, objs: list[Manifest]) -> list[Applied]:
+    """Server-side apply every object in order; ``changed`` is False when nothing moved."""
+    results = []
+    for obj in apply_order(objs):
+        key = ObjectKey.of(obj)
+        before = await kube.get(key.api_version, key.kind, key.name, key.namespace)
+        after = await kube.apply(obj)
+        version = (before or {}).get("metadata", {}).get("resourceVersion")
+        results.append(
+            Applied(key, before is None or after["metadata"].get("resourceVersion") != version)
+        )
+    return results
+
+
+async def undeploy(kube: KubeClient, name: str, namespace: str) -> list[ObjectKey]:
+    """Delete the objects Corral rendered for ``name`` (by owner labels), nothing else."""
+    selector = owner_selector(name)
+    deleted = []
+    for api_version, kind, namespaced in reversed(OWNED_KINDS):
+        found = await kube.list(api_version, kind, namespace if namespaced else None, selector)
+        for obj in found:
+            key = ObjectKey.of(obj)
+            await kube.delete(api_version, kind, key.name, key.namespace)
+            deleted.append(key)
+    return deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether a workload serves, and why not."""
+
+    ready: bool
+    detail: str
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def readiness(obj: Manifest | None) -> Readiness:
+    """Read a RayService's or Deployment's status."""
+    if obj is None:
+        return Readiness(False, "not found")
+    status = obj.get("status") or {}
+    conditions = list(status.get("conditions") or [])
+    if obj["kind"] == "Deployment":
+        want = obj.get("spec", {}).get("replicas", 1)
+        have = status.get("availableReplicas", 0)
+        return Readiness(have >= want, f"{have}/{want} replicas available", conditions)
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is not None:
+        detail = (
+            f"Ready={ready.get('status')} {ready.get('reason', '')}: {ready.get('message', '')}"
+        )
+        return Readiness(ready.get("status") == "True", detail.strip(), conditions)
+    service_status = status.get("serviceStatus", "")
+    return Readiness(
+        service_status == "Running", f"serviceStatus={service_status or 'unknown'}", conditions
+    )
+
+
+async def wait_ready(
+    kube: KubeClient,
+    workload: ObjectKey,
+    clock: Clock,
+    *,
+    timeout_s: float = 1800.0,
+    poll_s: float = 10.0,
+    progress: Callable[[Readiness], None] | None = None,
+) -> Readiness:
+    """Poll until the workload serves; TemporaryError with the last condition on timeout."""
+    deadline = clock.monotonic() + timeout_s
+    last = ""
+    while True:
+        obj = await kube.get(workload.api_version, workload.kind, workload.name, workload.namespace)
+        state = readiness(obj)
+        if progress is not None and state.detail != last:
+            progress(state)
+        last = state.detail
+        if state.ready:
+            return state
+        if clock.monotonic() >= deadline:
+            raise TemporaryError(
+                f"{workload} is not ready after {timeout_s:.0f} s; last status: {state.detail}. "
+                "Check `kubectl describe` on it and its pods (image pulls, GPU capacity, quotas).",
+                delay=poll_s,
+            )
+        await clock.sleep(poll_s)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """One Corral deployment as ``corral status`` shows it."""
+
+    name: str
+    namespace: str
+    kind: str
+    readiness: Readiness
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One accelerator node."""
+
+    name: str
+    accelerator: str
+    ready: bool
+    schedulable: bool
+
+
+async def cluster_status(
+    kube: KubeClient, namespace: str | None = None
+) -> tuple[list[DeploymentStatus], list[NodeStatus]]:
+    """Corral's deployments (RayServices and Deployments it manages) and accelerator nodes."""
+    managed = {"app.kubernetes.io/managed-by": "corral"}
+    found = []
+    for api_version, kind in (("ray.io/v1", "RayService"), ("apps/v1", "Deployment")):
+        for obj in await kube.list(api_version, kind, namespace, managed):
+            meta = obj["metadata"]
+            found.append(
+                DeploymentStatus(meta["name"], meta.get("namespace", ""), kind, readiness(obj))
+            )
+    nodes = []
+    for node in await kube.list("v1", "Node"):
+        labels = node["metadata"].get("labels", {})
+        if "corral.dev/accelerator" not in labels:
+            continue
+        conditions = node.get("status", {}).get("conditions", [])
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        schedulable = not node.get("spec", {}).get("unschedulable", False)
+        nodes.append(
+            NodeStatus(
+                node["metadata"]["name"], labels["corral.dev/accelerator"], ready, schedulable
+            )
+        )
+    return found, nodes
