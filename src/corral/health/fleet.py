@@ -9,6 +9,7 @@ from corral.health.markers import (
     ACTED_AT,
     BREAKER_NAME,
     CONDITION,
+    EJECTED_NAME,
     OPT_OUT_LABEL,
     POOL_LABEL,
     REPLACEMENTS_NAME,
@@ -87,6 +88,24 @@ class Replacements:
             if self._clock.now() - float(at) < self._settle_s:
                 found.append(PoolNode(node, pool, True, True, False, float(at)))
         return found
+
+
+class ConfigMapEjector:
+    """An EndpointEjector that lists ejected nodes in a ConfigMap the gateway's discovery watches.
+
+    Used by ``corral health agent`` until the gateway's own ejection interface is wired in.
+    """
+
+    def __init__(self, kube: KubeClient, namespace: str) -> None:
+        self._state = _ConfigMapState(kube, namespace, EJECTED_NAME)
+
+    async def eject_node(self, node: str, reason: str) -> None:
+        await self._state.write({**await self._state.read(), node: reason[:500]})
+
+    async def restore_node(self, node: str) -> None:
+        data = await self._state.read()
+        if data.pop(node, None) is not None:
+            await self._state.write(data)
 
 
 async def read_fleet(
