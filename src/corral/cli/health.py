@@ -132,12 +132,7 @@ def _device_table(devices: tuple[DeviceReading, ...], decision: Decision) -> Tab
     )
     for d in devices:
         name = device_name(d.index)
-        findings = decision.for_device(name)
-        verdict = (
-            Verdict.FAULTY
-            if any(f.action.acts_on_node for f in findings)
-            else (Verdict.DEGRADED if findings else Verdict.HEALTHY)
-        )
+        verdict = verdict_of(decision.for_device(name))
         remap = "failed" if d.remap_failed else "pending" if d.remap_pending else "ok"
         table.add_row(
             name,
