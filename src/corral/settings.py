@@ -29,6 +29,12 @@ class ServerSettings(_Group):
     max_in_flight: int = Field(
         1024, ge=1, description="Requests one process works on at once; more get 503."
     )
+    drain_grace: float = Field(
+        5.0, ge=0, description="On SIGTERM: seconds of not-ready before refusing new requests."
+    )
+    drain_timeout: float = Field(
+        30.0, ge=0, description="On SIGTERM: the longest wait for open requests and streams."
+    )
 
 
 class LoggingSettings(_Group):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
+from types import FrameType
 from typing import Any, TypeVar
 
 import uvicorn
@@ -14,11 +16,12 @@ import uvloop
 
 from corral.composition.platform import Platform
 
+logger = logging.getLogger("corral.serving")
 T = TypeVar("T")
 PlatformFactory = Callable[[], AbstractAsyncContextManager[Platform]]
 
 
-def uvicorn_config(app: Any, host: str, port: int = 0) -> uvicorn.Config:
+def uvicorn_config(app: Any, host: str, port: int = 0, drain_timeout: float = 30) -> uvicorn.Config:
     """Corral's uvicorn settings: httptools parser, no uvicorn access log (Corral logs its own)."""
     return uvicorn.Config(
         app,
@@ -29,30 +32,72 @@ def uvicorn_config(app: Any, host: str, port: int = 0) -> uvicorn.Config:
         lifespan="off",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(drain_timeout),
     )
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that says when it listens."""
+    """A uvicorn server that says when it listens, and drains gracefully on SIGTERM/SIGINT.
 
-    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None]) -> None:
+    The first signal starts a drain: ``on_drain`` runs at once (readiness turns 503 so load
+    balancers stop sending), requests are still served for ``drain_grace`` seconds, then the
+    server stops accepting and waits up to ``timeout_graceful_shutdown`` for open requests and
+    streams. A second signal stops at once. The process then exits 0: the signal is handled,
+    not re-raised.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_listening: Callable[[], None],
+        on_drain: Callable[[], None] = lambda: None,
+        drain_grace: float = 0.0,
+    ) -> None:
         super().__init__(config)
         self._on_listening = on_listening
+        self._on_drain = on_drain
+        self._drain_grace = drain_grace
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if not self.should_exit:
             self._on_listening()
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        elif self._draining or self._loop is None:
+            self.should_exit = True
+        else:
+            self._draining = True
+            self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        assert self._loop is not None
+        logger.info("draining: not ready; refusing new connections in %.1f s", self._drain_grace)
+        self._on_drain()
+        self._loop.call_later(self._drain_grace, setattr, self, "should_exit", True)
+
 
 async def serve(
-    factory: PlatformFactory, host: str, port: int, on_ready: Callable[[Platform], None]
+    factory: PlatformFactory,
+    host: str,
+    port: int,
+    on_ready: Callable[[Platform], None],
+    *,
+    drain_grace: float = 5.0,
+    drain_timeout: float = 30.0,
 ) -> None:
     """Start the platform, serve it until SIGINT/SIGTERM, then stop it."""
     async with factory() as platform:
         server = _AnnouncingServer(
-            uvicorn_config(platform.app, host, port), lambda: on_ready(platform)
+            uvicorn_config(platform.app, host, port, drain_timeout),
+            lambda: on_ready(platform),
+            on_drain=lambda: setattr(platform, "ready", False),
+            drain_grace=drain_grace,
         )
         try:
             await server.serve()

@@ -66,7 +66,14 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
         def ready(platform: Platform) -> None:
             _welcome(console, settings, platform, tenancy)
 
-        await serve(factory, settings.server.host, settings.server.port, ready)
+        await serve(
+            factory,
+            settings.server.host,
+            settings.server.port,
+            ready,
+            drain_grace=settings.server.drain_grace,
+            drain_timeout=settings.server.drain_timeout,
+        )
 
 
 def _welcome(
