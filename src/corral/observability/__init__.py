@@ -1,0 +1,1 @@
+"""Observability: the metrics catalogue and the checks that keep dashboards true to it."""

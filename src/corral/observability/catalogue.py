@@ -1,0 +1,135 @@
+"""Every metric Corral exports, read off the metric sets themselves on a fresh registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+from corral.gateway.metrics import GatewayMetrics
+from corral.health.metrics import HealthMetrics
+from corral.observability.labels import forbidden_reason
+
+_PLACEHOLDER = "x"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSet:
+    """One component's metrics: a class whose constructor registers them on a registry."""
+
+    component: str
+    exposed_by: str
+    build: Callable[[CollectorRegistry], object]
+
+
+METRIC_SETS: tuple[MetricSet, ...] = (
+    MetricSet("gateway", "every Corral process (`corral up`, gateway pods)", GatewayMetrics),
+    MetricSet("gpu-health", "the GPU health agent on each accelerator node", HealthMetrics),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One time-series name as Prometheus stores it (``_total``, ``_bucket``...) and its labels."""
+
+    name: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricEntry:
+    """One metric family in the catalogue."""
+
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...]
+    component: str
+    series: tuple[Series, ...]
+    buckets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """All metric families, with lookups by the series names PromQL uses."""
+
+    entries: tuple[MetricEntry, ...]
+
+    def __iter__(self) -> Iterator[MetricEntry]:
+        return iter(self.entries)
+
+    def series(self) -> dict[str, Series]:
+        """Every exported series name → its series (names are unique across components)."""
+        return {s.name: s for entry in self.entries for s in entry.series}
+
+    def entry_of(self, series_name: str) -> MetricEntry | None:
+        """The family a series belongs to."""
+        for entry in self.entries:
+            if any(s.name == series_name for s in entry.series):
+                return entry
+        return None
+
+    def violations(self) -> list[str]:
+        """Labels that break the forbidden-labels rule, as readable sentences."""
+        found = []
+        for entry in self.entries:
+            for label in entry.labels:
+                reason = forbidden_reason(label)
+                if reason is not None:
+                    found.append(f"{entry.name} ({entry.component}) has label {label!r}: {reason}")
+        return found
+
+
+class _RecordingRegistry(CollectorRegistry):
+    """A registry that remembers the order collectors were registered in."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=True)
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        self.collectors.append(collector)
+
+
+def _label_names(collector: Collector) -> tuple[str, ...]:
+    # prometheus_client has no public accessor for a parent metric's label names; without one
+    # child per parent a labelled metric exports no samples, so the names are read here.
+    if isinstance(collector, MetricWrapperBase):
+        return tuple(getattr(collector, "_labelnames", ()))
+    return ()
+
+
+def _entries(metric_set: MetricSet) -> Iterator[MetricEntry]:
+    registry = _RecordingRegistry()
+    metric_set.build(registry)
+    for collector in registry.collectors:
+        labels = _label_names(collector)
+        if labels and isinstance(collector, MetricWrapperBase):
+            # One placeholder child makes a labelled family export every series it has.
+            collector.labels(*[_PLACEHOLDER] * len(labels))
+        for family in collector.collect():
+            series: dict[str, set[str]] = {}
+            buckets: list[str] = []
+            for sample in family.samples:
+                series.setdefault(sample.name, set()).update(sample.labels)
+                if sample.name.endswith("_bucket"):
+                    buckets.append(sample.labels["le"])
+            yield MetricEntry(
+                name=family.name,
+                type=family.type,
+                help=family.documentation,
+                labels=labels,
+                component=metric_set.component,
+                series=tuple(Series(name, tuple(sorted(names))) for name, names in series.items()),
+                buckets=tuple(buckets),
+            )
+
+
+def build_catalogue(metric_sets: tuple[MetricSet, ...] = METRIC_SETS) -> Catalogue:
+    """Build every metric set on a fresh registry of its own and describe what it exports."""
+    entries = [entry for metric_set in metric_sets for entry in _entries(metric_set)]
+    return Catalogue(tuple(entries))
