@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from corral.gateway.metering import UsageEvent
@@ -51,6 +53,7 @@ class GatewayMetrics:
             ["model", "direction"],
             registry=registry,
         )
+        self._per_model: dict[str, _ModelSeries] = {}
         self.in_flight = Gauge(
             "corral_requests_in_flight",
             "API requests being served by this process.",
@@ -63,10 +66,28 @@ class GatewayMetrics:
         self.requests.labels(model, event.kind, status_class(event.status)).inc()
         if event.outcome != "ok":
             self.errors.labels(model, event.outcome).inc()
-        self.duration.labels(model).observe(event.latency)
+        per_model = self._per_model.get(model)
+        if per_model is None:
+            per_model = self._per_model[model] = _ModelSeries(
+                self.duration.labels(model),
+                self.ttft.labels(model),
+                self.tokens.labels(model, "input"),
+                self.tokens.labels(model, "output"),
+            )
+        per_model.duration.observe(event.latency)
         if event.time_to_first_token is not None:
-            self.ttft.labels(model).observe(event.time_to_first_token)
+            per_model.ttft.observe(event.time_to_first_token)
         if event.prompt_tokens:
-            self.tokens.labels(model, "input").inc(event.prompt_tokens)
+            per_model.tokens_in.inc(event.prompt_tokens)
         if event.completion_tokens:
-            self.tokens.labels(model, "output").inc(event.completion_tokens)
+            per_model.tokens_out.inc(event.completion_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelSeries:
+    """A model's labelled children, looked up once instead of on every request."""
+
+    duration: Histogram
+    ttft: Histogram
+    tokens_in: Counter
+    tokens_out: Counter

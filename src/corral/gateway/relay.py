@@ -99,12 +99,13 @@ class Relay:
         if route.auth_header is not None:
             request_headers["Authorization"] = route.auth_header
         url = f"{ex.endpoint.base_url}/{ex.call.kind.value}"
-        client_timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+        # aiohttp enforces connect, total and the gap between reads (first byte of a whole answer);
+        # the stream relay adds its own first-chunk and idle deadlines on top.
+        client_timeout = route.stream_timeout if ex.call.stream else route.whole_timeout
         try:
-            async with asyncio.timeout(timeouts.first_byte):
-                response = await self.session.post(
-                    url, data=ex.body, headers=request_headers, timeout=client_timeout
-                )
+            response = await self.session.post(
+                url, data=ex.body, headers=request_headers, timeout=client_timeout
+            )
         except TimeoutError as exc:
             raise _timed_out(route, timeouts.first_byte) from exc
         except aiohttp.ClientConnectorError as exc:
@@ -127,8 +128,12 @@ class Relay:
 
 async def _refusal(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
     route = ex.route
-    async with asyncio.timeout(route.timeouts.first_byte):
+    try:
         payload = await response.read()
+    except TimeoutError as exc:
+        raise _timed_out(route, route.timeouts.first_byte) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise _failed(route, exc) from exc
     if response.status in _PASS_THROUGH:
         content_type = response.headers.get("Content-Type", "application/json").encode()
         ex.outcome.status, ex.outcome.outcome = response.status, "client_error"
@@ -175,8 +180,7 @@ def _apply_usage(usage: Any, outcome: Outcome) -> bool:
 async def _whole(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
     route, outcome = ex.route, ex.outcome
     try:
-        async with asyncio.timeout(route.timeouts.first_byte):
-            payload = await response.read()
+        payload = await response.read()
     except TimeoutError as exc:
         raise _timed_out(route, route.timeouts.first_byte) from exc
     except (aiohttp.ClientError, OSError) as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from corral.catalog import ModelSpec, Timeouts
 from corral.errors import Overloaded
 from corral.gateway.policies.routing import EndpointSnapshot, least_outstanding
@@ -31,6 +33,17 @@ class ModelRoute:
     endpoints: list[LiveEndpoint]
     auth_header: str | None = None  # "Bearer <upstream key>"; never logged
     rng: random.Random = field(default_factory=random.Random)
+    whole_timeout: aiohttp.ClientTimeout = field(init=False)
+    stream_timeout: aiohttp.ClientTimeout = field(init=False)
+
+    def __post_init__(self) -> None:
+        t = self.spec.timeouts
+        self.whole_timeout = aiohttp.ClientTimeout(
+            total=t.total, sock_connect=t.connect, sock_read=t.first_byte
+        )
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=t.total, sock_connect=t.connect, sock_read=max(t.first_byte, t.idle)
+        )
 
     @property
     def name(self) -> str:
