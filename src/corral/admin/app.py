@@ -12,14 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from corral.admin import audit, keys, teams, users
+from corral.admin import PREFIX, audit, keys, teams, users
 from corral.admin.openapi import openapi_document
 from corral.admin.operations import AdminContext, KeyHasher, Operation, endpoint, error_response
 from corral.clock import Clock
 from corral.errors import InvalidRequest, NotFound
 from corral.store.port import Store
-
-PREFIX = "/admin/v1"
 
 
 def operations() -> list[Operation[Any]]:

@@ -224,7 +224,7 @@ class SqlStore:
             .where(or_(KeyRow.user_id.is_(None), UserRow.deleted_at.is_(None)))
         )
         async with self._tx() as s:
-            rows = (await s.execute(query)).tuples().all()
+            rows = (await s.execute(query)).all()
         return {key.key_hash: _principal(key, role) for key, role in rows}
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:

@@ -1,0 +1,459 @@
+"""`corral team|user|key|audit|db`: self-service over the admin API, and local schema migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sys
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from corral.admin.client import AdminClient
+from corral.errors import AuthenticationFailed, ConfigError, CorralError, PermissionDenied
+from corral.principals import Role
+from corral.settings import load_settings, read_yaml
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+CONFIG_ENV = "CORRAL_CLI_CONFIG"
+
+team_app = typer.Typer(help="Create, list, show and delete teams.", no_args_is_help=True)
+user_app = typer.Typer(help="Add users, list them and set their roles.", no_args_is_help=True)
+key_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Read and export the audit log of admin changes.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Migrate the configured database (runs locally).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the admin command groups to the main ``corral`` command."""
+    for group, name in ((team_app, "team"), (user_app, "user"), (key_app, "key")):
+        app.add_typer(group, name=name)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(db_app, name="db")
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="CORRAL_URL", help=f"Corral's address (default: {DEFAULT_URL})."),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="CORRAL_API_KEY", help="Your API key.", show_default=False),
+]
+OutOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="corral.yaml to read (default: ./corral.yaml if present)."),
+]
+
+_out = Console(soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True)
+
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def cli_config_path() -> Path:
+    """Where URL and key may be kept: $CORRAL_CLI_CONFIG or ~/.config/corral/cli.yaml."""
+    return Path(os.environ.get(CONFIG_ENV) or Path.home() / ".config" / "corral" / "cli.yaml")
+
+
+@contextlib.contextmanager
+def _client(url: str | None, api_key: str | None) -> Iterator[AdminClient]:
+    """A client from flags, then environment (Typer reads it), then the CLI config file."""
+    stored: dict[str, Any] = {}
+    path = cli_config_path()
+    if (url is None or api_key is None) and path.exists():
+        stored = read_yaml(path)
+    key = api_key or stored.get("api_key")
+    if not key:
+        raise AuthenticationFailed(
+            f"no API key: pass --api-key, set CORRAL_API_KEY, or put api_key: in {path}"
+        )
+    with AdminClient(str(url or stored.get("url") or DEFAULT_URL), str(key)) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _reporting() -> Iterator[None]:
+    """Every failure as one clear line on stderr and exit status 2, never a stack trace."""
+    try:
+        yield
+    except AuthenticationFailed as exc:
+        _fail(
+            f"{exc.message}\nhint: pass --api-key, set CORRAL_API_KEY, or use {cli_config_path()}"
+        )
+    except PermissionDenied as exc:
+        _fail(f"not allowed: {exc.message}")
+    except CorralError as exc:
+        param = getattr(exc, "param", None)
+        _fail(f"{exc.message}" + (f" (field: {param})" if param else ""))
+
+
+def _fail(message: str) -> None:
+    _err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _render(output: Output, data: Any, columns: Sequence[Column]) -> None:
+    if output is Output.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    rows = data["data"] if isinstance(data, dict) and "data" in data else [data]
+    table = Table(*(name for name, _ in columns), show_lines=False)
+    for row in rows:
+        table.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
+    _out.print(table)
+
+
+def _col(name: str, field: str | None = None) -> Column:
+    return (name, lambda row: row.get(field or name.lower()))
+
+
+TEAM_COLUMNS = [_col("ID"), _col("Name"), _col("Description"), _col("Created", "created_at")]
+USER_COLUMNS = [_col("ID"), _col("Name"), _col("Email"), _col("Role"), _col("Team", "team_id")]
+KEY_COLUMNS = [
+    _col("ID"),
+    _col("Name"),
+    _col("Key", "display"),
+    _col("State"),
+    _col("User", "user_id"),
+    ("Models", lambda r: "all" if r["allowed_models"] is None else ", ".join(r["allowed_models"])),
+    _col("Expires", "expires_at"),
+    _col("Last used", "last_used_at"),
+]
+AUDIT_COLUMNS = [
+    _col("At", "at"),
+    _col("Actor", "actor_key_id"),
+    _col("Action"),
+    _col("Target", "target_id"),
+    _col("From", "address"),
+    ("Changes", lambda r: ", ".join(sorted(r["changes"]))),
+]
+
+
+def seconds(text: str, option: str) -> int:
+    """``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` in seconds."""
+    match = re.fullmatch(r"(\d{1,6})([smhdw])", text.strip())
+    if match is None:
+        raise typer.BadParameter(
+            f"expected a duration like 30m, 12h or 7d, got {text!r}", param_hint=option
+        )
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+
+
+def _part(ref: str) -> str:
+    """``ref`` as one URL path segment, whatever characters it holds."""
+    return urllib.parse.quote(ref, safe="@")
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if not yes and not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+# -- teams -----------------------------------------------------------------------------------
+
+
+@team_app.command("create")
+def team_create(
+    name: Annotated[str, typer.Argument(help="Lower-case letters, digits and hyphens.")],
+    description: Annotated[str, typer.Option(help="What the team is for.")] = "",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Create a team."""
+    with _reporting(), _client(url, api_key) as api:
+        _render(
+            output, api.post("/teams", {"name": name, "description": description}), TEAM_COLUMNS
+        )
+
+
+@team_app.command("list")
+def team_list(url: UrlOpt = None, api_key: KeyOpt = None, output: OutOpt = Output.table) -> None:
+    """List the teams you can see."""
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.get("/teams"), TEAM_COLUMNS)
+
+
+@team_app.command("show")
+def team_show(
+    team: Annotated[str, typer.Argument(help="Team name or id.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Show a team and its members."""
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.get(f"/teams/{_part(team)}"), TEAM_COLUMNS)
+        if output is Output.table:
+            _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
+
+
+@team_app.command("delete")
+def team_delete(
+    team: Annotated[str, typer.Argument(help="Team name or id.")],
+    *,
+    force: Annotated[bool, typer.Option(help="Also remove its users and revoke its keys.")] = False,
+    yes: YesOpt = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Delete a team (its records stay in the audit log)."""
+    _confirm(yes, f"Delete team {team}{' with its users and keys' if force else ''}?")
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.delete(f"/teams/{_part(team)}", {"force": force}), TEAM_COLUMNS)
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The person's name.")],
+    *,
+    email: Annotated[str | None, typer.Option(help="E-mail (unique).")] = None,
+    team: Annotated[str | None, typer.Option(help="Team name or id (default: yours).")] = None,
+    role: Annotated[Role, typer.Option(help="What their keys may do.")] = Role.DEVELOPER,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Add a user to a team."""
+    body = {"name": name, "email": email, "team": team, "role": role.value}
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.post("/users", body), USER_COLUMNS)
+
+
+@user_app.command("list")
+def user_list(
+    team: Annotated[str | None, typer.Option(help="Only this team (name or id).")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """List users."""
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
+
+
+@user_app.command("set-role")
+def user_set_role(
+    user: Annotated[str, typer.Argument(help="User id or e-mail.")],
+    role: Annotated[Role, typer.Argument(help="The new role.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Change a user's role (applies to their keys within seconds)."""
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.patch(f"/users/{_part(user)}", {"role": role.value}), USER_COLUMNS)
+
+
+@user_app.command("remove")
+def user_remove(
+    user: Annotated[str, typer.Argument(help="User id or e-mail.")],
+    yes: YesOpt = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Remove a user and revoke their keys."""
+    _confirm(yes, f"Remove {user} and revoke their keys?")
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.delete(f"/users/{_part(user)}"), USER_COLUMNS)
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+@key_app.command("create")
+def key_create(
+    name: Annotated[str, typer.Argument(help="What the key is for, e.g. laptop or ci.")],
+    *,
+    user: Annotated[str | None, typer.Option(help="Owner, id or e-mail (default: you).")] = None,
+    team: Annotated[str | None, typer.Option(help="Team of a --service key.")] = None,
+    service: Annotated[bool, typer.Option(help="A team key with no owner.")] = False,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Allowed model (repeat); default all.")
+    ] = None,
+    expires: Annotated[str | None, typer.Option(help="Lifetime, e.g. 30d or 12h.")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Create an API key; the key is printed once — store it now."""
+    body: dict[str, Any] = {"name": name, "user": user, "team": team, "service": service}
+    body["allowed_models"] = model or None
+    body["expires_in"] = None if expires is None else seconds(expires, "--expires")
+    with _reporting(), _client(url, api_key) as api:
+        created = api.post("/keys", body)
+    _show_secret(output, created)
+
+
+@key_app.command("list")
+def key_list(
+    *,
+    team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked and expired keys.")] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """List API keys (shown by prefix and last four characters only)."""
+    params = {"team": team, "user": user, "include_inactive": all_}
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.get("/keys", params), KEY_COLUMNS)
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…), from `corral key list`.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Revoke an API key: it stops working everywhere within seconds."""
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.post(f"/keys/{_part(key_id)}/revoke"), KEY_COLUMNS)
+
+
+@key_app.command("rotate")
+def key_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")],
+    grace: Annotated[str | None, typer.Option(help="Keep the old key working this long.")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Replace a key by a new one with the same owner, models and expiry."""
+    body = {"grace_seconds": 0 if grace is None else seconds(grace, "--grace")}
+    with _reporting(), _client(url, api_key) as api:
+        rotated = api.post(f"/keys/{_part(key_id)}/rotate", body)
+    if output is Output.table:
+        _err.print(f"old key {rotated['old']['id']} is now {rotated['old']['state']}")
+    _show_secret(output, rotated if output is Output.json else rotated["new"])
+
+
+def _show_secret(output: Output, data: dict[str, Any]) -> None:
+    if output is Output.json:
+        print(json.dumps(data, indent=2))
+        return
+    _render(output, data, KEY_COLUMNS)
+    _err.print("[yellow]Store this key now; Corral cannot show it again:[/]")
+    print(data["key"])
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+AuditSince = Annotated[str, typer.Option(help="From this long ago (24h, 7d) or an ISO time.")]
+
+
+@audit_app.command("list")
+def audit_list(
+    *,
+    since: AuditSince = "24h",
+    action: Annotated[str | None, typer.Option(help="e.g. key.revoke")] = None,
+    actor: Annotated[str | None, typer.Option(help="Key id that made the change.")] = None,
+    team: Annotated[str | None, typer.Option(help="Team name or id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """List recent admin changes, newest first."""
+    params = {"since": since, "action": action, "actor": actor, "team": team, "limit": limit}
+    with _reporting(), _client(url, api_key) as api:
+        _render(output, api.get("/audit", params), AUDIT_COLUMNS)
+
+
+@audit_app.command("export")
+def audit_export(
+    since: AuditSince = "30d",
+    team: Annotated[str | None, typer.Option(help="Team name or id.")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Write audit entries as JSON lines, oldest first, to standard output."""
+    with _reporting(), _client(url, api_key) as api:
+        for line in api.lines("/audit/export", {"since": since, "team": team}):
+            sys.stdout.write(line + "\n")
+
+
+# -- database (local) ------------------------------------------------------------------------
+
+
+def _database(config: Path | None) -> str:
+    from corral.store.engine import database_url
+
+    if config is None and Path("corral.yaml").exists():
+        config = Path("corral.yaml")
+    return database_url(load_settings(config))
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOpt = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Bring the configured database's schema up to date (also done by `corral up`)."""
+    from corral.store.engine import safe_url
+    from corral.store.migrate import upgrade
+
+    with _reporting():
+        url = _database(config)
+        at = asyncio.run(upgrade(url, revision))
+        _err.print(f"[green]✓[/] {safe_url(url)} is at revision {at}", highlight=False)
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    config: ConfigOpt = None,
+    revision: Annotated[str, typer.Option(help="Target revision (-1: undo the last).")] = "-1",
+    yes: YesOpt = False,
+) -> None:
+    """Undo the last migration (drops what it created: back up first)."""
+    from corral.store.engine import safe_url
+    from corral.store.migrate import downgrade
+
+    with _reporting():
+        url = _database(config)
+        _confirm(yes, f"Downgrade {safe_url(url)} to {revision}? Data in dropped tables is lost.")
+        at = asyncio.run(downgrade(url, revision))
+        _err.print(f"[green]✓[/] {safe_url(url)} is at revision {at or 'none (empty)'}")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOpt = None) -> None:
+    """Print the configured database's schema revision."""
+    from corral.store.migrate import current, head
+
+    with _reporting():
+        at = asyncio.run(current(_database(config)))
+        newest = head()
+        print(f"{at or 'none'} (newest: {newest})")
+        if at != newest:
+            raise ConfigError("the schema is not up to date; run `corral db upgrade`")

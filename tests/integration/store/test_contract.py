@@ -1,0 +1,269 @@
+"""The Store contract, run on every adapter: InMemoryStore, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from corral.errors import Conflict, NotFound
+from corral.principals import Role
+from corral.store.memory import InMemoryStore
+from corral.store.port import Store
+from corral.store.records import SYSTEM, Actor, AuditQuery, KeyMaterial, KeySpec
+from corral.store.sql import SqlStore
+
+T0 = 1_700_000_000.0
+
+
+def at(offset: float = 0.0, who: str = "key_admin") -> Actor:
+    return Actor(who, T0 + offset, "10.0.0.7")
+
+
+def material(n: int) -> KeyMaterial:
+    return KeyMaterial(f"{n:064x}", f"ck-…{n:04d}")
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, make_database) -> AsyncIterator[Store]:  # type: ignore[no-untyped-def]
+    kind = str(request.param)
+    adapter: Store = InMemoryStore() if kind == "memory" else SqlStore(await make_database(kind))
+    yield adapter
+    await adapter.close()
+
+
+async def test_teams_are_created_found_by_id_or_name_and_listed_by_name(store: Store) -> None:
+    zeta = await store.create_team("zeta", "last", actor=at())
+    alpha = await store.create_team("alpha", "first", actor=at(1))
+    assert await store.get_team(zeta.id) == zeta
+    assert await store.get_team("alpha") == alpha
+    assert await store.get_team("nope") is None
+    assert [t.name for t in await store.list_teams()] == ["alpha", "zeta"]
+    assert zeta.created_at == pytest.approx(T0)
+
+
+async def test_team_names_are_unique_among_live_teams(store: Store) -> None:
+    team = await store.create_team("search", "", actor=at())
+    with pytest.raises(Conflict) as refused:
+        await store.create_team("search", "again", actor=at())
+    assert refused.value.param == "name"
+    await store.delete_team(team.id, actor=at(1))
+    again = await store.create_team("search", "reborn", actor=at(2))
+    assert again.id != team.id
+    assert await store.get_team("search") == again
+
+
+async def test_sql_metacharacters_are_stored_verbatim(store: Store) -> None:
+    team = await store.create_team("x", "'; DROP TABLE teams; --", actor=at())
+    name = "Robert'); DROP TABLE users;-- \" % _ \\"
+    user = await store.create_user(team.id, name, "o'brien@example.com", Role.DEVELOPER, actor=at())
+    assert (await store.get_user(user.id)).name == name  # type: ignore[union-attr]
+    assert (await store.get_user("o'brien@example.com")) == user
+    assert (await store.get_team("x")).description == "'; DROP TABLE teams; --"  # type: ignore[union-attr]
+    assert await store.get_team("%") is None
+    assert await store.get_user("%") is None
+
+
+async def test_deleting_a_team_with_members_needs_force_which_revokes_and_removes(
+    store: Store,
+) -> None:
+    team = await store.create_team("infra", "", actor=at())
+    user = await store.create_user(team.id, "Ada", "ada@example.com", Role.DEVELOPER, actor=at())
+    key = await store.create_key(material(1), KeySpec(team.id, user.id, "laptop"), actor=at())
+    with pytest.raises(Conflict) as refused:
+        await store.delete_team(team.id, actor=at(1))
+    assert refused.value.param == "force"
+    assert "1 user(s) and 1 active key(s)" in refused.value.message
+    deleted = await store.delete_team(team.id, actor=at(2), force=True)
+    assert deleted.deleted_at == pytest.approx(T0 + 2)
+    assert await store.get_team(team.id) is None
+    assert await store.get_user(user.id) is None
+    revoked = await store.get_key(key.id)
+    assert revoked is not None
+    assert revoked.revoked_at == pytest.approx(T0 + 2)
+    actions = [
+        e.action for e in await store.list_audit(AuditQuery(since=T0 + 2, oldest_first=True))
+    ]
+    assert actions == ["key.revoke", "user.delete", "team.delete"]
+    with pytest.raises(NotFound):
+        await store.delete_team(team.id, actor=at(3))
+
+
+async def test_users_have_unique_live_emails_and_optional_email(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    ada = await store.create_user(team.id, "Ada", "ada@example.com", Role.TEAM_ADMIN, actor=at())
+    await store.create_user(team.id, "No Mail", None, Role.DEVELOPER, actor=at())
+    await store.create_user(team.id, "No Mail Either", None, Role.DEVELOPER, actor=at())
+    with pytest.raises(Conflict) as refused:
+        await store.create_user(team.id, "Imposter", "ada@example.com", Role.DEVELOPER, actor=at())
+    assert refused.value.param == "email"
+    await store.delete_user(ada.id, actor=at(1))
+    await store.create_user(team.id, "Ada 2", "ada@example.com", Role.DEVELOPER, actor=at(2))
+    assert [u.name for u in await store.list_users(team.id)] == [
+        "Ada 2",
+        "No Mail",
+        "No Mail Either",
+    ]
+    with pytest.raises(NotFound):
+        await store.create_user("team_missing", "Ghost", None, Role.DEVELOPER, actor=at())
+
+
+async def test_update_user_changes_only_given_fields_and_audits_the_diff(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    user = await store.create_user(team.id, "Ada", None, Role.DEVELOPER, actor=at())
+    changed = await store.update_user(user.id, actor=at(5), role=Role.TEAM_ADMIN)
+    assert (changed.name, changed.role) == ("Ada", Role.TEAM_ADMIN)
+    same = await store.update_user(user.id, actor=at(6), role=Role.TEAM_ADMIN)
+    assert same == changed
+    entries = await store.list_audit(AuditQuery(target_id=user.id))
+    assert [e.action for e in entries] == ["user.update", "user.create"]
+    assert entries[0].changes == {"role": ("developer", "team-admin")}
+    assert entries[0].actor_key_id == "key_admin"
+    assert entries[0].address == "10.0.0.7"
+
+
+async def test_keys_carry_their_owner_role_into_active_keys(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    lead = await store.create_user(team.id, "Lead", None, Role.TEAM_ADMIN, actor=at())
+    user_key = await store.create_key(
+        material(1),
+        KeySpec(team.id, lead.id, "laptop", frozenset({"m1", "m2"}), T0 + 100),
+        actor=at(),
+    )
+    service_key = await store.create_key(material(2), KeySpec(team.id, None, "ci"), actor=at())
+    active = await store.active_keys(T0)
+    assert set(active) == {material(1).key_hash, material(2).key_hash}
+    lead_principal = active[material(1).key_hash]
+    assert lead_principal.key_id == user_key.id
+    assert lead_principal.role is Role.TEAM_ADMIN
+    assert lead_principal.allowed_models == frozenset({"m1", "m2"})
+    assert lead_principal.expires_at == pytest.approx(T0 + 100)
+    assert active[material(2).key_hash].role is Role.DEVELOPER
+    assert active[material(2).key_hash].key_id == service_key.id
+    await store.update_user(lead.id, actor=at(1), role=Role.DEVELOPER)
+    assert (await store.active_keys(T0))[material(1).key_hash].role is Role.DEVELOPER
+    assert material(1).key_hash not in await store.active_keys(T0 + 100)
+
+
+async def test_a_key_must_belong_to_a_live_team_and_a_user_of_that_team(store: Store) -> None:
+    one = await store.create_team("one", "", actor=at())
+    two = await store.create_team("two", "", actor=at())
+    stranger = await store.create_user(two.id, "S", None, Role.DEVELOPER, actor=at())
+    with pytest.raises(Conflict):
+        await store.create_key(material(1), KeySpec(one.id, stranger.id, "k"), actor=at())
+    with pytest.raises(NotFound):
+        await store.create_key(material(1), KeySpec("team_missing", None, "k"), actor=at())
+    assert await store.active_keys(T0) == {}
+
+
+async def test_revoked_and_expired_keys_leave_the_active_set_but_stay_listed(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    keep = await store.create_key(material(1), KeySpec(team.id, None, "keep"), actor=at())
+    gone = await store.create_key(material(2), KeySpec(team.id, None, "gone"), actor=at(1))
+    brief = await store.create_key(
+        material(3), KeySpec(team.id, None, "brief", None, T0 + 10), actor=at(2)
+    )
+    revoked = await store.revoke_key(gone.id, actor=at(3))
+    assert revoked.state(T0 + 3) == "revoked"
+    with pytest.raises(Conflict):
+        await store.revoke_key(gone.id, actor=at(4))
+    with pytest.raises(NotFound):
+        await store.revoke_key("key_missing", actor=at(4))
+    assert set(await store.active_keys(T0 + 20)) == {material(1).key_hash}
+    listed = await store.list_keys(team_id=team.id, now=T0 + 20)
+    assert [k.id for k in listed] == [keep.id]
+    everything = await store.list_keys(team_id=team.id, include_inactive=True, now=T0 + 20)
+    assert [k.id for k in everything] == [brief.id, gone.id, keep.id]
+
+
+async def test_rotation_revokes_or_shortens_the_old_key_and_copies_its_settings(
+    store: Store,
+) -> None:
+    team = await store.create_team("t", "", actor=at())
+    spec = KeySpec(team.id, None, "ci", frozenset({"m"}), T0 + 1000)
+    old = await store.create_key(material(1), spec, actor=at())
+    retired, new = await store.rotate_key(old.id, material(2), actor=at(5), grace_until=None)
+    assert retired.revoked_at == pytest.approx(T0 + 5)
+    assert (new.name, new.allowed_models, new.team_id) == ("ci", frozenset({"m"}), team.id)
+    assert new.expires_at == pytest.approx(T0 + 1000)
+    graced, newer = await store.rotate_key(new.id, material(3), actor=at(6), grace_until=T0 + 66)
+    assert graced.revoked_at is None
+    assert graced.expires_at == pytest.approx(T0 + 66)
+    assert set(await store.active_keys(T0 + 7)) == {material(2).key_hash, material(3).key_hash}
+    assert set(await store.active_keys(T0 + 70)) == {material(3).key_hash}
+    with pytest.raises(Conflict):
+        await store.rotate_key(old.id, material(4), actor=at(8), grace_until=None)
+    rotate = (await store.list_audit(AuditQuery(action="key.rotate", target_id=new.id)))[0]
+    assert rotate.changes["replaced_by"] == (None, newer.id)
+
+
+async def test_deleting_a_user_revokes_their_keys(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    user = await store.create_user(team.id, "Ada", None, Role.DEVELOPER, actor=at())
+    key = await store.create_key(material(1), KeySpec(team.id, user.id, "k"), actor=at())
+    await store.delete_user(user.id, actor=at(1))
+    assert await store.active_keys(T0 + 1) == {}
+    assert (await store.get_key(key.id)).revoked_at == pytest.approx(T0 + 1)  # type: ignore[union-attr]
+
+
+async def test_last_used_only_moves_forward(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    key = await store.create_key(material(1), KeySpec(team.id, None, "k"), actor=at())
+    await store.record_key_use({key.id: T0 + 50, "key_unknown": T0})
+    await store.record_key_use({key.id: T0 + 20})
+    assert (await store.get_key(key.id)).last_used_at == pytest.approx(T0 + 50)  # type: ignore[union-attr]
+    await store.record_key_use({})
+
+
+async def test_audit_never_holds_a_key_hash_and_filters_and_pages(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at(0, "key_a"))
+    for n in range(5):
+        await store.create_key(
+            material(n), KeySpec(team.id, None, f"k{n}"), actor=at(n + 1, "key_b")
+        )
+    everything = await store.list_audit(AuditQuery(limit=100))
+    assert len(everything) == 6
+    assert all(material(n).key_hash not in str(e) for e in everything for n in range(5))
+    assert [e.id for e in everything] == sorted((e.id for e in everything), reverse=True)
+    by_b = await store.list_audit(AuditQuery(actor_key_id="key_b", limit=2))
+    assert len(by_b) == 2
+    older = await store.list_audit(AuditQuery(actor_key_id="key_b", before_id=by_b[-1].id))
+    assert len(older) == 3
+    window = await store.list_audit(AuditQuery(since=T0 + 2, until=T0 + 4))
+    assert [e.at for e in window] == pytest.approx([T0 + 3, T0 + 2])
+    first = await store.list_audit(AuditQuery(oldest_first=True, limit=1))
+    assert first[0].action == "team.create"
+    assert first[0].changes == {"description": (None, ""), "name": (None, "t")}
+    newer = await store.list_audit(
+        AuditQuery(oldest_first=True, after_id=first[0].id, team_id=team.id)
+    )
+    assert len(newer) == 5
+
+
+async def test_bootstrap_happens_once_even_when_racing(store: Store) -> None:
+    first, second = await asyncio.gather(
+        store.bootstrap_admin(
+            material(1), team_name="platform", user_name="admin", actor=at(0, SYSTEM)
+        ),
+        store.bootstrap_admin(
+            material(2), team_name="platform", user_name="admin", actor=at(0, SYSTEM)
+        ),
+    )
+    winners = [k for k in (first, second) if k is not None]
+    assert len(winners) == 1
+    active = await store.active_keys(T0)
+    assert len(active) == 1
+    assert next(iter(active.values())).role is Role.PLATFORM_ADMIN
+    assert [t.name for t in await store.list_teams()] == ["platform"]
+    later = await store.bootstrap_admin(
+        material(3), team_name="platform", user_name="admin", actor=at(9)
+    )
+    assert later is None
+
+
+async def test_meta_is_set_once(store: Store) -> None:
+    assert await store.get_meta("x") is None
+    assert await store.put_meta_once("x", "1") is True
+    assert await store.put_meta_once("x", "2") is False
+    assert await store.get_meta("x") == "1"
