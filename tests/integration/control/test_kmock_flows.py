@@ -1,4 +1,4 @@
-"""The lightkube adapter and the rollout flows against kmock's Kubernetes API emulator on loopback."""
+"""The lightkube adapter and rollout flows against kmock's Kubernetes API emulator on loopback."""
 
 from __future__ import annotations
 
