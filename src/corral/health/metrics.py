@@ -19,57 +19,43 @@ class HealthMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.device_health = Gauge(
-            "corral_gpu_device_health",
-            "1 healthy, 0.5 degraded, 0 faulty, per accelerator device.",
-            ["device"],
-            registry=registry,
+        def gauge(name: str, text: str, *labels: str) -> Gauge:
+            return Gauge(name, text, labels, registry=registry)
+
+        def counter(name: str, text: str, *labels: str) -> Counter:
+            return Counter(name, text, labels, registry=registry)
+
+        self.device_health = gauge(
+            "corral_gpu_device_health", "1 healthy, 0.5 degraded, 0 faulty, per device.", "device"
         )
-        self.node_action = Gauge(
+        self.node_action = gauge(
             "corral_gpu_node_action_severity",
             "Severity of the action the policy wants for this node (0 none .. 5 drain-replace).",
-            registry=registry,
         )
-        self.xids = Counter(
-            "corral_gpu_xid_events",
-            "Xid errors reported by the driver.",
-            ["code"],
-            registry=registry,
-        )
-        self.throttle = Gauge(
+        self.xids = counter("corral_gpu_xid_events", "Xid errors reported by the driver.", "code")
+        self.throttle = gauge(
             "corral_gpu_throttle_active",
             "1 while a hardware clock-event (throttle) reason is active.",
-            ["device", "reason"],
-            registry=registry,
+            "device",
+            "reason",
         )
-        self.ecc_uncorrected = Gauge(
-            "corral_gpu_ecc_uncorrected_errors",
-            "Volatile uncorrectable ECC errors.",
-            ["device"],
-            registry=registry,
+        self.ecc_uncorrected = gauge(
+            "corral_gpu_ecc_uncorrected_errors", "Volatile uncorrectable ECC errors.", "device"
         )
-        self.temperature = Gauge(
-            "corral_gpu_temperature_celsius", "GPU temperature.", ["device"], registry=registry
+        self.temperature = gauge("corral_gpu_temperature_celsius", "GPU temperature.", "device")
+        self.power = gauge("corral_gpu_power_watts", "GPU power draw.", "device")
+        self.neuron_errors = counter(
+            "corral_neuron_hardware_errors", "Neuron uncorrectable hardware errors.", "kind"
         )
-        self.power = Gauge(
-            "corral_gpu_power_watts", "GPU power draw.", ["device"], registry=registry
-        )
-        self.neuron_errors = Counter(
-            "corral_neuron_hardware_errors",
-            "Neuron uncorrectable hardware errors by kind.",
-            ["kind"],
-            registry=registry,
-        )
-        self.remediations = Counter(
+        self.remediations = counter(
             "corral_gpu_remediations",
-            "Remediation decisions by action and whether they were carried out.",
-            ["action", "outcome"],
-            registry=registry,
+            "Remediation decisions by action and whether they were carried out or held.",
+            "action",
+            "outcome",
         )
-        self.breaker_open = Gauge(
+        self.breaker_open = gauge(
             "corral_gpu_remediation_breaker_open",
             "1 while the remediation circuit breaker is open (needs a human reset).",
-            registry=registry,
         )
 
     def record(self, seen: Observation, decision: Decision) -> None:

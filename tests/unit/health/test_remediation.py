@@ -49,7 +49,7 @@ class OrderCheckingEjector(RecordingEjector):
 class Cluster:
     """A FakeKube NodePool of ``size`` GPU nodes with one model pod and one DaemonSet pod each."""
 
-    def __init__(self, size: int = 10, **node_labels: str) -> None:
+    def __init__(self, size: int = 10, node_labels: dict[str, str] | None = None) -> None:
         self.clock = FakeClock()
         self.kube = FakeKube(self.clock)
         self.audit = MemoryAuditSink()
@@ -61,7 +61,7 @@ class Cluster:
         self.pods: dict[str, dict[str, Any]] = {}
         for i in range(size):
             name = f"node-{i}"
-            labels = {POOL_LABEL: "gpu-h100", **(node_labels if i == 0 else {})}
+            labels = {POOL_LABEL: "gpu-h100", **((node_labels or {}) if i == 0 else {})}
             self.kube.add_node(name, labels)
             self.pods[name] = self.kube.add_pod(f"vllm-{i}", "models", name)
             agent_pod = self.kube.add_pod(f"gpu-health-{i}", NAMESPACE, name)
@@ -231,7 +231,7 @@ async def test_faults_on_30_percent_of_a_pool_trip_the_breaker_within_the_budget
 
 
 async def test_an_opted_out_node_is_reported_but_never_touched() -> None:
-    cluster = Cluster(**{OPT_OUT_LABEL: "disabled"})
+    cluster = Cluster(node_labels={OPT_OUT_LABEL: "disabled"})
 
     await cluster.agent("node-0", faulty(79)).run_once()
 
@@ -322,7 +322,7 @@ async def test_a_node_acted_on_recently_is_held_by_the_minimum_interval() -> Non
 
 
 async def test_a_held_decision_is_recorded_once_not_every_round() -> None:
-    cluster = Cluster(**{OPT_OUT_LABEL: "disabled"})
+    cluster = Cluster(node_labels={OPT_OUT_LABEL: "disabled"})
     fake = FakeGpuProbe()
     fake.script(*[Observation(devices=(DeviceReading(index=0, remap_failed=True),))] * 5)
     agent = cluster.agent("node-0", fake)

@@ -12,9 +12,9 @@ def faulty(node: str, action: Action = Action.DRAIN_REPLACE) -> Decision:
     return Decision(node, (Finding(Rule.FATAL_HARDWARE, action, "gpu0", "Xid 79"),))
 
 
-def pool(size: int, name: str = "p", **overrides: PoolNode) -> tuple[PoolNode, ...]:
-    nodes = [PoolNode(f"{name}-{i}", name) for i in range(size)]
-    return tuple(overrides.get(n.name, n) for n in nodes)
+def pool(size: int, name: str = "p", *replacing: PoolNode) -> tuple[PoolNode, ...]:
+    given = {n.name: n for n in replacing}
+    return tuple(given.get(f"{name}-{i}", PoolNode(f"{name}-{i}", name)) for i in range(size))
 
 
 @pytest.mark.parametrize(("size", "allowed"), [(1, 1), (9, 1), (10, 1), (20, 2), (55, 5)])
@@ -46,7 +46,7 @@ def test_budgets_are_per_pool() -> None:
 
 def test_nodes_already_in_remediation_use_the_budget() -> None:
     busy = PoolNode("p-5", "p", unhealthy=True, in_remediation=True)
-    gate = clear([faulty("p-0")], Fleet(pool(10, **{"p-5": busy})), now=0.0)
+    gate = clear([faulty("p-0")], Fleet(pool(10, "p", busy)), now=0.0)
     assert not gate.clearances[0].allowed
 
 
@@ -63,10 +63,9 @@ def test_an_open_breaker_holds_everything_but_warnings() -> None:
 def test_opt_out_and_minimum_interval() -> None:
     nodes = pool(
         20,
-        **{
-            "p-0": PoolNode("p-0", "p", opted_out=True),
-            "p-1": PoolNode("p-1", "p", last_action_at=1000.0),
-        },
+        "p",
+        PoolNode("p-0", "p", opted_out=True),
+        PoolNode("p-1", "p", last_action_at=1000.0),
     )
     gate = clear([faulty("p-0"), faulty("p-1")], Fleet(nodes), now=1000.0 + 600)
     reasons = {c.decision.node: c.reason for c in gate.clearances}
