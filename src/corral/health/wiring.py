@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from collections.abc import Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -25,21 +23,16 @@ from corral.kube.port import KubeClient
 
 log = logging.getLogger(__name__)
 
-KUBE_ADAPTER = "corral.kube.lightkube"
-"""Module of the real KubeClient; it must offer ``connect() -> KubeClient`` (in-cluster config)."""
-
 
 def connect_kube() -> KubeClient:
-    """The real Kubernetes client, imported only when the agent runs."""
+    """The real Kubernetes client (lightkube, imported only when the agent runs)."""
     try:
-        module: Any = importlib.import_module(KUBE_ADAPTER)
-        client: KubeClient = module.connect()
-    except (ImportError, AttributeError) as exc:
+        from corral.kube.lightkube_client import LightkubeClient
+    except ImportError as exc:
         raise PermanentError(
-            f"the Kubernetes adapter {KUBE_ADAPTER}.connect() is not available ({exc}); "
-            "install the k8s extra: pip install 'corral[k8s]'"
+            f"the Kubernetes client is not installed ({exc}); pip install 'corral[k8s]'"
         ) from exc
-    return client
+    return LightkubeClient.in_cluster()
 
 
 async def run_agent(

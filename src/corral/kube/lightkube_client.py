@@ -112,6 +112,18 @@ class LightkubeClient:
                 f"kubeconfig context {context!r}: {exc}; see `kubectl config get-contexts`"
             ) from exc
 
+    @classmethod
+    def in_cluster(cls) -> LightkubeClient:
+        """A client from the pod's service account, else $KUBECONFIG or ~/.kube/config."""
+        try:
+            config = KubeConfig.from_env()
+        except LightkubeConfigError as exc:
+            raise ConfigError(
+                f"no service account token and no kubeconfig found ({exc}); run in a pod with a "
+                "ServiceAccount or set KUBECONFIG"
+            ) from exc
+        return cls(AsyncClient(config=config, field_manager=FIELD_MANAGER))
+
     async def close(self) -> None:
         await self._client.close()
 
