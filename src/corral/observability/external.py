@@ -19,9 +19,10 @@ def _histogram(name: str) -> set[str]:
     return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
 
 
-# Labels Prometheus (and the Prometheus operator's monitors) attach to every scraped series.
+# Labels Prometheus and the Prometheus operator's monitors attach to scraped series (`node`:
+# relabelled from the pod's node by deploy/kustomize's monitors).
 TARGET_LABELS = frozenset(
-    {"job", "instance", "namespace", "pod", "container", "service", "endpoint"}
+    {"job", "instance", "namespace", "pod", "container", "service", "endpoint", "node"}
 )
 
 PROMETHEUS = ExternalSource(
