@@ -22,7 +22,7 @@ class OutlierConfig:
         if self.consecutive_failures < 1:
             raise ValueError("consecutive_failures must be at least 1")
         if not 0 < self.base_ejection_s <= self.max_ejection_s:
-            raise ValueError("need 0 < base_ejection_s <= max_ejection_s")
+            raise ValueError("base_ejection_s must be positive and at most max_ejection_s")
         if not 0.0 <= self.max_ejected_share <= 1.0:
             raise ValueError("max_ejected_share must be between 0 and 1")
 
