@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
@@ -99,10 +100,12 @@ class LightkubeClient:
     @classmethod
     def from_kubeconfig(cls, context: str | None = None) -> LightkubeClient:
         """A client for a kubeconfig context (the current one when None)."""
+        # $KUBECONFIG may list several files; like kubectl's default, the first one wins here.
+        path = (os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG).split(os.pathsep)[0]
         try:
-            config = KubeConfig.from_file(DEFAULT_KUBECONFIG)
-        except LightkubeConfigError as exc:
-            raise ConfigError(f"cannot read kubeconfig {DEFAULT_KUBECONFIG}: {exc}") from exc
+            config = KubeConfig.from_file(path)
+        except (LightkubeConfigError, OSError) as exc:
+            raise ConfigError(f"cannot read kubeconfig {path}: {exc}") from exc
         try:
             return cls(
                 AsyncClient(config=config.get(context_name=context), field_manager=FIELD_MANAGER)
