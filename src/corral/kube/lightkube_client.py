@@ -100,7 +100,7 @@ class LightkubeClient:
     @classmethod
     def from_kubeconfig(cls, context: str | None = None) -> LightkubeClient:
         """A client for a kubeconfig context (the current one when None)."""
-        # $KUBECONFIG may list several files; like kubectl's default, the first one wins here.
+        # $KUBECONFIG may list several files; kubectl merges them, Corral reads only the first.
         path = (os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG).split(os.pathsep)[0]
         try:
             config = KubeConfig.from_file(path)
