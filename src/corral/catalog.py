@@ -89,6 +89,11 @@ class LocalEngineConfig(_Strict):
     max_batch_size: int = Field(4, ge=1, le=64, description="Sequences generated together.")
     max_queue: int = Field(64, ge=1, description="Waiting requests before 503 with Retry-After.")
     context_length: int = Field(2048, ge=16, description="Longest prompt plus answer, in tokens.")
+    backend: Literal["auto", "onnx", "transformers"] = Field(
+        "auto",
+        description="auto: ONNX Runtime int4 where the model converts, else transformers (any model).",
+    )
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for inference; 0 uses all cores.")
 
 
 EngineConfig = Annotated[
