@@ -1,0 +1,197 @@
+"""Counters shared by several gateways in Redis: one atomic Lua call per admission or settlement."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from corral.counters import scripts
+from corral.counters.buckets import (
+    BudgetState,
+    Failure,
+    RateState,
+    ScopeState,
+    charges_for,
+    refused,
+    windows,
+)
+from corral.counters.port import (
+    AdmissionRequest,
+    Admitted,
+    BudgetPeriod,
+    LimitName,
+    Refused,
+    Reservation,
+    Spend,
+)
+from corral.errors import TemporaryError
+
+_KEEP_MONTH_S = 40 * 86400
+"""How long a month's budget counters outlive the month (for late settlements and reports)."""
+_EXPIRED_BATCH = 1000
+_LIMIT_NAMES: dict[bytes, LimitName] = {
+    b"requests": "requests",
+    b"tokens": "tokens",
+    b"concurrent": "concurrent",
+    b"budget": "budget",
+}
+
+T = TypeVar("T")
+
+
+class RedisCounters:
+    """The Counters port in Redis, shared by every gateway that uses the same ``prefix``.
+
+    Admission is one ``EVALSHA`` that reads every limit of every scope, and takes them all only
+    if all pass; settlement is one ``EVALSHA`` that deletes the reservation record and gives
+    back the difference, so a retried settlement finds nothing and counts nothing twice.
+    Any Redis failure surfaces as ``TemporaryError`` (``FailOpenCounters`` turns it into
+    per-process counting).
+    """
+
+    backend = "redis"
+
+    def __init__(self, client: Redis, *, prefix: str = "corral", owns_client: bool = False) -> None:
+        self._client = client
+        self._owns_client = owns_client
+        self._prefix = "{" + prefix + "}"
+        self._keys = [f"{self._prefix}:res", f"{self._prefix}:exp"]
+        self._reserve = client.register_script(scripts.RESERVE)
+        self._settle = client.register_script(scripts.SETTLE)
+        self._seed = client.register_script(scripts.SEED_SPEND)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "corral", timeout: float = 0.25) -> RedisCounters:
+        """Counters on a new client for ``url`` that fails fast (one immediate retry)."""
+        client = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        return cls(client, prefix=prefix, owns_client=True)
+
+    async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
+        reservation = Reservation(
+            id=uuid.uuid4().hex,
+            backend=self.backend,
+            charges=charges_for(request),
+            tokens=request.tokens,
+            cost_micros=request.cost_micros,
+            period=request.period.key,
+            expires_at=now + request.ttl,
+            request_id=request.request_id,
+            model=request.model,
+        )
+        args: list[str | int] = [
+            self._prefix,
+            f"{now:.6f}",
+            reservation.id,
+            request.tokens,
+            request.cost_micros,
+            f"{reservation.expires_at:.6f}",
+            request.period.key,
+            f"{request.period.resets_at:.6f}",
+            int(request.period.resets_at) + _KEEP_MONTH_S,
+            reservation.to_json(),
+            len(request.scopes),
+        ]
+        for scope in request.scopes:
+            limits = scope.limits
+            budget = limits.budget_micros
+            args += [scope.name, limits.rpm or 0, limits.tpm or 0, limits.max_concurrent or 0]
+            args.append(-1 if budget is None else budget)
+        reply = await self._call(self._reserve(keys=self._keys, args=args))
+        states = _states(reply[4:], len(request.scopes))
+        if reply[0] == 1:
+            requests, tokens = windows(request, states, now)
+            return Admitted(reservation=reservation, requests=requests, tokens=tokens)
+        wait = float(reply[3]) if reply[3] else None
+        failure = Failure(int(reply[1]) - 1, _LIMIT_NAMES[bytes(reply[2])], wait)
+        return refused(request, failure, states, now)
+
+    async def settle(
+        self, reservation: Reservation, tokens: int, cost_micros: int, now: float
+    ) -> bool:
+        args: list[str | int] = [
+            self._prefix,
+            reservation.id,
+            max(0, tokens),
+            max(0, cost_micros),
+            f"{now:.6f}",
+        ]
+        done = await self._call(self._settle(keys=self._keys, args=args))
+        return bool(done)
+
+    async def release(self, reservation: Reservation, now: float) -> bool:
+        return await self.settle(reservation, 0, 0, now)
+
+    async def expired_reservations(self, now: float) -> list[Reservation]:
+        found = await self._call(
+            self._client.zrangebyscore(self._keys[1], "-inf", now, start=0, num=_EXPIRED_BATCH)
+        )
+        ids = [member for member in found if isinstance(member, bytes | str)]
+        if not ids:
+            return []
+        raws = await self._call(self._client.hmget(self._keys[0], ids))
+        return [Reservation.from_json(raw, self.backend) for raw in raws if raw is not None]
+
+    async def reconcile(self, now: float) -> list[Reservation]:
+        settled = []
+        for reservation in await self.expired_reservations(now):
+            if await self.settle(reservation, reservation.tokens, reservation.cost_micros, now):
+                settled.append(reservation)
+        return settled
+
+    async def seed_spend(self, scope: str, period: BudgetPeriod, spent_micros: int) -> None:
+        keep_until = int(period.resets_at) + _KEEP_MONTH_S
+        await self._call(
+            self._seed(keys=[self._budget_key(scope, period)], args=[spent_micros, keep_until])
+        )
+
+    async def spend(self, scope: str, period: BudgetPeriod) -> Spend:
+        spent, held = await self._call(
+            self._client.hmget(self._budget_key(scope, period), ["spent", "held"])
+        )
+        return Spend(spent_micros=int(spent or 0), held_micros=int(held or 0))
+
+    async def ping(self) -> None:
+        """Raise TemporaryError unless Redis answers."""
+        await self._call(self._client.ping())
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    def _budget_key(self, scope: str, period: BudgetPeriod) -> str:
+        return f"{self._prefix}:b:{scope}:{period.key}"
+
+    async def _call(self, pending: Awaitable[T]) -> T:
+        try:
+            return await pending
+        except RedisError as exc:
+            raise TemporaryError(
+                f"The shared counters in Redis cannot be used ({type(exc).__name__}); "
+                "check that Redis is running and reachable from the gateway.",
+                delay=1.0,
+            ) from exc
+
+
+def _states(flat: Sequence[Any], count: int) -> list[ScopeState]:
+    """Scope states from the script's reply: rtat, ttat, in_flight, spent, held per scope."""
+    states = []
+    for i in range(count):
+        rtat, ttat, in_flight, spent, held = flat[i * 5 : i * 5 + 5]
+        states.append(
+            ScopeState(
+                rate=RateState(float(rtat), float(ttat), int(in_flight)),
+                budget=BudgetState(int(spent), int(held)),
+            )
+        )
+    return states
