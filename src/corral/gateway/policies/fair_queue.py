@@ -44,16 +44,17 @@ class Popped(Generic[T]):
     expired: tuple[T, ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Entry(Generic[T]):
     ticket: int
     team: str
+    floor: float
+    """Virtual time when it was pushed: its start tag is never below this."""
     start: float
     cost: float
     item: T
     enqueued_at: float
     deadline: float | None
-    alive: bool = True
 
 
 @dataclass(slots=True)
@@ -63,8 +64,10 @@ class FairQueue(Generic[T]):
     A team's next item starts at max(virtual time, the team's last finish tag) and finishes
     cost/weight later; virtual time is the start tag of the item served last. So a team that
     floods only lengthens its own line, an idle team gets no stored credit, and under load each
-    team receives tokens in proportion to its weight. When the queue is full, the team with the
-    largest weighted backlog loses its newest item to make room (or its push is refused).
+    team receives tokens in proportion to its weight. An item that leaves unserved (cancelled,
+    expired, evicted) gives its place back: the team's later items move up as if it never came.
+    When the queue is full, the team with the largest weighted backlog loses its newest item to
+    make room, or its own push is refused.
     """
 
     weights: Mapping[str, float] = field(default_factory=dict)
@@ -106,9 +109,11 @@ class FairQueue(Generic[T]):
             victim = self._heaviest(team, cost)
             if victim == team:
                 return Pushed(False, reason=RejectReason.QUEUE_FULL)
-            evicted = (self._evict_newest(victim),)
+            newest = self._queues[victim][-1]
+            self._withdraw(newest)
+            evicted = (newest.item,)
         start = max(self._virtual, self._finish.get(team, 0.0))
-        entry = _Entry(next(self._counter), team, start, cost, item, now, deadline)
+        entry = _Entry(next(self._counter), team, self._virtual, start, cost, item, now, deadline)
         self._finish[team] = start + cost / self.weight(team)
         self._backlog[team] = self.backlog(team) + cost
         self._tickets[entry.ticket] = entry
@@ -122,16 +127,18 @@ class FairQueue(Generic[T]):
         """The next item to serve; items past their deadline are dropped and reported."""
         expired: list[T] = []
         while self._heads:
-            _, ticket, team = heapq.heappop(self._heads)
+            start, ticket, team = heapq.heappop(self._heads)
             queue = self._queues.get(team)
-            if not queue or queue[0].ticket != ticket:
-                continue  # a head that was cancelled or evicted since
-            entry = queue.popleft()
-            self._forget(entry)
-            self._reseat_head(team)
+            if not queue or queue[0].ticket != ticket or queue[0].start != start:
+                continue  # a head that left or was re-tagged since
+            entry = queue[0]
             if entry.deadline is not None and entry.deadline <= now:
+                self._withdraw(entry)
                 expired.append(entry.item)
                 continue
+            queue.popleft()
+            self._forget(entry)
+            self._settle(team, head_changed=True)
             self._virtual = max(self._virtual, entry.start)
             return Popped(entry.item, team, now - entry.enqueued_at, tuple(expired))
         return Popped(None, expired=tuple(expired))
@@ -141,18 +148,14 @@ class FairQueue(Generic[T]):
         entry = self._tickets.get(ticket)
         if entry is None:
             return False
-        was_head = self._queues[entry.team][0] is entry
-        self._forget(entry)
-        self._settle_tail(entry.team)
-        if was_head and entry.team in self._queues:
-            self._reseat_head(entry.team)
+        self._withdraw(entry)
         return True
 
     def expire(self, now: float) -> tuple[T, ...]:
         """Drop every item whose deadline has passed, wherever it waits; returns them."""
         due = [e for e in self._tickets.values() if e.deadline is not None and e.deadline <= now]
         for entry in due:
-            self.cancel(entry.ticket)
+            self._withdraw(entry)
         return tuple(e.item for e in due)
 
     def _heaviest(self, team: str, cost: float) -> str:
@@ -162,34 +165,33 @@ class FairQueue(Generic[T]):
 
         return max([team, *self._queues], key=weighted)
 
-    def _evict_newest(self, team: str) -> T:
-        entry = self._queues[team][-1]  # tails are always alive (see _settle_tail)
-        self._forget(entry)
-        self._settle_tail(team)
-        return entry.item
-
     def _forget(self, entry: _Entry[T]) -> None:
-        entry.alive = False
         del self._tickets[entry.ticket]
         self._backlog[entry.team] -= entry.cost
 
-    def _reseat_head(self, team: str) -> None:
-        """Drop withdrawn items at the head and put the new head on the heap."""
-        queue = self._queues[team]
-        while queue and not queue[0].alive:
-            queue.popleft()
-        if queue:
-            heapq.heappush(self._heads, (queue[0].start, queue[0].ticket, team))
-        else:
-            del self._queues[team]
+    def _withdraw(self, entry: _Entry[T]) -> None:
+        """Remove an unserved item; the team's later items move up to fill its place."""
+        queue = self._queues[entry.team]
+        was_head = queue[0] is entry
+        position = queue.index(entry)
+        del queue[position]
+        self._forget(entry)
+        finish = entry.start  # the team's finish tag before this item came
+        weight = self.weight(entry.team)
+        for later in itertools.islice(queue, position, None):
+            later.start = max(later.floor, finish)
+            finish = later.start + later.cost / weight
+        self._finish[entry.team] = finish
+        self._settle(entry.team, head_changed=was_head)
 
-    def _settle_tail(self, team: str) -> None:
-        """Drop withdrawn items at the tail; the team no longer owes their tokens."""
+    def _settle(self, team: str, *, head_changed: bool) -> None:
+        """Forget a team with nothing queued, or put its new head on the heap."""
         queue = self._queues[team]
-        rollback: float | None = None
-        while queue and not queue[-1].alive:
-            rollback = queue.pop().start
-        if rollback is not None:
-            self._finish[team] = rollback
         if not queue:
             del self._queues[team]
+        elif head_changed:
+            heapq.heappush(self._heads, (queue[0].start, queue[0].ticket, team))
+        if len(self._heads) > 2 * len(self._queues) + 16:
+            # withdrawn heads leave stale entries; rebuild so memory stays flat without pops
+            self._heads = [(q[0].start, q[0].ticket, name) for name, q in self._queues.items()]
+            heapq.heapify(self._heads)
