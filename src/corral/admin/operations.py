@@ -23,7 +23,7 @@ from corral.errors import (
     RequestError,
     TemporaryError,
 )
-from corral.principals import Principal
+from corral.principals import KEY_PREFIX, Principal
 from corral.store.port import Store
 from corral.store.records import Actor
 
@@ -132,6 +132,13 @@ def endpoint(ctx: AdminContext, op: Operation[Any]) -> Callable[[Request], Await
         return JSONResponse(result.model_dump(mode="json"), status_code=op.status)
 
     return handle
+
+
+def quoted(ref: str) -> str:
+    """``ref`` for an error message: shortened, and never echoed when it is a key itself."""
+    if ref.startswith(KEY_PREFIX):
+        return "(an API key, not shown: pass the key's id, key_…, from `corral key list`)"
+    return repr(ref[:80])
 
 
 def error_response(exc: RequestError) -> JSONResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -14,6 +14,7 @@ from corral.store.port import Store
 from corral.store.records import SYSTEM, Actor, AuditQuery, KeyMaterial, KeySpec
 from corral.store.sql import SqlStore
 
+MakeDatabase = Callable[[str], Awaitable[str]]
 T0 = 1_700_000_000.0
 
 
@@ -26,7 +27,9 @@ def material(n: int) -> KeyMaterial:
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, make_database) -> AsyncIterator[Store]:  # type: ignore[no-untyped-def]
+async def store(
+    request: pytest.FixtureRequest, make_database: MakeDatabase
+) -> AsyncIterator[Store]:
     kind = str(request.param)
     adapter: Store = InMemoryStore() if kind == "memory" else SqlStore(await make_database(kind))
     yield adapter
@@ -58,9 +61,9 @@ async def test_sql_metacharacters_are_stored_verbatim(store: Store) -> None:
     team = await store.create_team("x", "'; DROP TABLE teams; --", actor=at())
     name = "Robert'); DROP TABLE users;-- \" % _ \\"
     user = await store.create_user(team.id, name, "o'brien@example.com", Role.DEVELOPER, actor=at())
-    assert (await store.get_user(user.id)).name == name  # type: ignore[union-attr]
+    assert (await store.get_user(user.id)).name == name
     assert (await store.get_user("o'brien@example.com")) == user
-    assert (await store.get_team("x")).description == "'; DROP TABLE teams; --"  # type: ignore[union-attr]
+    assert (await store.get_team("x")).description == "'; DROP TABLE teams; --"
     assert await store.get_team("%") is None
     assert await store.get_user("%") is None
 
@@ -204,7 +207,7 @@ async def test_deleting_a_user_revokes_their_keys(store: Store) -> None:
     key = await store.create_key(material(1), KeySpec(team.id, user.id, "k"), actor=at())
     await store.delete_user(user.id, actor=at(1))
     assert await store.active_keys(T0 + 1) == {}
-    assert (await store.get_key(key.id)).revoked_at == pytest.approx(T0 + 1)  # type: ignore[union-attr]
+    assert (await store.get_key(key.id)).revoked_at == pytest.approx(T0 + 1)
 
 
 async def test_last_used_only_moves_forward(store: Store) -> None:
@@ -212,7 +215,7 @@ async def test_last_used_only_moves_forward(store: Store) -> None:
     key = await store.create_key(material(1), KeySpec(team.id, None, "k"), actor=at())
     await store.record_key_use({key.id: T0 + 50, "key_unknown": T0})
     await store.record_key_use({key.id: T0 + 20})
-    assert (await store.get_key(key.id)).last_used_at == pytest.approx(T0 + 50)  # type: ignore[union-attr]
+    assert (await store.get_key(key.id)).last_used_at == pytest.approx(T0 + 50)
     await store.record_key_use({})
 
 

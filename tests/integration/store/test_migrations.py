@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -64,7 +65,8 @@ async def test_the_database_itself_refuses_to_change_the_audit_log(
         async with engine.begin() as conn:
             await conn.execute(
                 text(
-                    "INSERT INTO audit_log (at, actor_key_id, action, target_type, target_id, changes)"
+                    "INSERT INTO audit_log"
+                    " (at, actor_key_id, action, target_type, target_id, changes)"
                     " VALUES (CURRENT_TIMESTAMP, 'k', 'team.create', 'team', 't', '{}')"
                 )
             )
@@ -76,7 +78,9 @@ async def test_the_database_itself_refuses_to_change_the_audit_log(
 
 
 @pytest.mark.postgres
-async def test_gateways_starting_together_migrate_one_at_a_time(make_database) -> None:  # type: ignore[no-untyped-def]
+async def test_gateways_starting_together_migrate_one_at_a_time(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
     url = await make_database("postgres")
     await downgrade(url)
     results = await asyncio.gather(*(upgrade(url) for _ in range(4)))

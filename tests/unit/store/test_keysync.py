@@ -81,9 +81,9 @@ async def test_touches_are_batched_and_written_on_flush() -> None:
     sync.touch(key_id)
     clock.advance(5)
     sync.touch(key_id)
-    assert (await store.get_key(key_id)).last_used_at is None  # type: ignore[union-attr]
+    assert (await store.get_key(key_id)).last_used_at is None
     await sync.flush()
-    assert (await store.get_key(key_id)).last_used_at == clock.now()  # type: ignore[union-attr]
+    assert (await store.get_key(key_id)).last_used_at == clock.now()
 
 
 async def test_a_store_outage_keeps_the_loaded_keys_and_the_pending_touches(
@@ -103,7 +103,7 @@ async def test_a_store_outage_keeps_the_loaded_keys_and_the_pending_touches(
         await sync.start()
     store.down = False
     await sync.tick()
-    assert (await store.get_key(key_id)).last_used_at == clock.now()  # type: ignore[union-attr]
+    assert (await store.get_key(key_id)).last_used_at == clock.now()
 
 
 async def test_the_loop_refreshes_on_its_interval_until_stopped() -> None:
@@ -118,4 +118,4 @@ async def test_the_loop_refreshes_on_its_interval_until_stopped() -> None:
     assert sync.lookup(secret, clock.now()) is not None
     sync.touch(key_id)
     await sync.stop()
-    assert (await store.get_key(key_id)).last_used_at is not None  # type: ignore[union-attr]
+    assert (await store.get_key(key_id)).last_used_at is not None
