@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import openai
 
@@ -12,6 +13,7 @@ from corral.catalog import Endpoint, ModelSpec, OpenAIEngine, Timeouts
 from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
+from corral.store.usage import SqlUsage
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
 from corral.settings import CorralSettings, ServerSettings
 
@@ -53,11 +55,16 @@ def start_gateway(
     timeouts: Timeouts | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     extra_urls: tuple[str, ...] = (),
+    usage_url: str | None = None,
+    data_dir: Path | None = None,
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
     keys = KeyDirectory(SECRET)
     key = new_api_key()
-    keys.add(keys.hash(key), Principal(key_id="key_test", role=Role.PLATFORM_ADMIN))
+    keys.add(
+        keys.hash(key),
+        Principal(key_id="key_test", role=Role.PLATFORM_ADMIN, team_id="team_test"),
+    )
 
     @asynccontextmanager
     async def factory() -> AsyncIterator[Platform]:
@@ -70,12 +77,19 @@ def start_gateway(
             timeouts=timeouts or Timeouts(),
         )
         settings = CorralSettings(
-            models=[spec], server=ServerSettings(max_body_bytes=max_body_bytes)
+            models=[spec],
+            server=ServerSettings(max_body_bytes=max_body_bytes),
+            data_dir=data_dir or Path(".corral-test"),
         )
+        # The ledger's database connections belong to the server's event loop: open and close
+        # them there.
+        usage = SqlUsage(usage_url) if usage_url else None
         try:
-            async with running_platform(settings, keys=keys) as platform:
+            async with running_platform(settings, keys=keys, usage_sink=usage) as platform:
                 yield platform
         finally:
+            if usage is not None:
+                await usage.close()
             await engine.stop()
 
     return ServerThread(factory), engine, key

@@ -13,6 +13,7 @@ from corral.clock import Clock, SystemClock
 from corral.composition.engines import start_engines
 from corral.composition.web import build_web_app
 from corral.gateway.app import Gateway, GatewayParts
+from corral.gateway.ledger import Ledger, LedgerMetrics, UsageSink
 from corral.gateway.metering import Meter, MeterChain
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.relay import Relay
@@ -45,6 +46,7 @@ async def running_platform(
     keys: KeyDirectory,
     clock: Clock | None = None,
     meters: tuple[Meter, ...] = (),
+    usage_sink: UsageSink | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
 ) -> AsyncIterator[Platform]:
@@ -54,6 +56,11 @@ async def running_platform(
     metrics = GatewayMetrics(registry)
     async with AsyncExitStack() as stack:
         routes = await start_engines(settings.models, settings.data_dir, stack, progress)
+        if usage_sink is not None:
+            ledger = Ledger(usage_sink, settings.data_dir / "spool", clock, LedgerMetrics(registry))
+            await ledger.start()
+            stack.push_async_callback(ledger.stop)  # after the server stops: flushes every record
+            meters = (*meters, ledger)
         relay = Relay()
         await relay.open()
         stack.push_async_callback(relay.close)

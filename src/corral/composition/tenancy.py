@@ -19,6 +19,7 @@ from corral.store.migrate import upgrade
 from corral.store.port import Store
 from corral.store.secret import check_server_secret, load_server_secret
 from corral.store.sql import SqlStore
+from corral.store.usage import SqlUsage
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Tenancy:
     store: Store
     keys: KeyDirectory
     key_sync: KeySync
+    usage: SqlUsage
     bootstrap_key: str | None = None
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
 
@@ -42,6 +44,7 @@ async def open_tenancy(
     with console.status(f"Preparing the store at {safe_url(url)} …"):
         await upgrade(url)
     store = SqlStore(url)
+    usage = SqlUsage(url)
     try:
         secret = load_server_secret(settings.data_dir)
         await check_server_secret(store, secret)
@@ -49,10 +52,11 @@ async def open_tenancy(
         keys = KeyDirectory(secret)
         key_sync = KeySync(store, keys, clock)
         await key_sync.start()
-        tenancy = Tenancy(store, keys, key_sync, first.secret if first else None)
+        tenancy = Tenancy(store, keys, key_sync, usage, first.secret if first else None)
         try:
             yield tenancy
         finally:
             await key_sync.stop()
     finally:
+        await usage.close()
         await store.close()

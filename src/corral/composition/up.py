@@ -59,6 +59,7 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
                 keys=tenancy.keys,
                 clock=clock,
                 mounts=tenancy.mounts,
+                usage_sink=tenancy.usage,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 yield platform

@@ -246,6 +246,7 @@ class Gateway:
                     status=outcome.status,
                     prompt_tokens=outcome.prompt_tokens,
                     completion_tokens=outcome.completion_tokens,
+                    cost_usd=route.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
                     estimated=outcome.estimated,
                     latency=now - started,
                     time_to_first_token=(

@@ -21,6 +21,7 @@ class UsageEvent:
     status: int
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float
     estimated: bool
     latency: float
     time_to_first_token: float | None

@@ -53,6 +53,11 @@ class ModelRoute:
     def timeouts(self) -> Timeouts:
         return self.spec.timeouts
 
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What these tokens cost at the model's list prices."""
+        price = self.spec.pricing
+        return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1e6
+
     def choose(self) -> LiveEndpoint:
         """The endpoint for the next request; Overloaded when none is available."""
         endpoints = self.endpoints

@@ -39,6 +39,7 @@ def event(i: int) -> UsageEvent:
         status=200,
         prompt_tokens=3,
         completion_tokens=5,
+        cost_usd=0.0,
         estimated=False,
         latency=0.1,
         time_to_first_token=0.01,

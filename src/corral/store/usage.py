@@ -1,0 +1,198 @@
+"""The usage ledger and limits in SQL: one row per request id, batched inserts, grouped reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Integer, String, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from corral.store.engine import open_engine, translated
+from corral.store.tables import Base, UtcTime
+
+GROUPS = ("day", "model", "team", "key", "user")
+
+
+class UsageRow(Base):
+    __tablename__ = "usage_records"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    time: Mapped[float] = mapped_column(UtcTime)
+    day: Mapped[str] = mapped_column(String(10), index=True)  # UTC YYYY-MM-DD, for reports
+    key_id: Mapped[str] = mapped_column(String(40), index=True)
+    team_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(32))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    estimated: Mapped[bool] = mapped_column(Boolean)
+    latency: Mapped[float] = mapped_column(Float)
+    time_to_first_token: Mapped[float | None] = mapped_column(Float)
+
+
+class LimitRow(Base):
+    __tablename__ = "limits"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # team | key
+    scope_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(UtcTime)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """Which records a report covers; None means no restriction on that field."""
+
+    since: float
+    until: float | None = None
+    team_id: str | None = None
+    key_ids: frozenset[str] | None = None
+    user_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSetting:
+    """Limits of one team or key; None fields are unlimited."""
+
+    scope: str
+    scope_id: str
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    monthly_budget_usd: float | None = None
+
+
+def day_of(at: float) -> str:
+    """The UTC calendar day of a Unix time."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
+_COLUMNS = [c.name for c in UsageRow.__table__.columns if c.name != "day"]
+
+
+class SqlUsage:
+    """Usage ledger and limits on the same database as the tenancy store."""
+
+    def __init__(self, url: str, engine: AsyncEngine | None = None) -> None:
+        self._url = url
+        self._engine = engine or open_engine(url)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def write_usage(self, records: Sequence[Any]) -> None:
+        """Insert records; a request id already in the ledger is skipped, never duplicated."""
+        if not records:
+            return
+        rows = [_row(r) for r in records]
+        dialect = self._engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(UsageRow).on_conflict_do_nothing(index_elements=["request_id"])
+        with translated(self._url):
+            async with self._engine.begin() as conn:
+                await conn.execute(statement, rows)
+
+    async def report(self, where: UsageFilter, group_by: Iterable[str]) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per group (any of day, model, team, key, user)."""
+        groups = [g for g in group_by if g in GROUPS]
+        columns = {
+            "day": UsageRow.day,
+            "model": UsageRow.model,
+            "team": UsageRow.team_id,
+            "key": UsageRow.key_id,
+            "user": UsageRow.user_id,
+        }
+        keys = [columns[g].label(g) for g in groups]
+        query = select(
+            *keys,
+            func.count().label("requests"),
+            func.coalesce(func.sum(UsageRow.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(UsageRow.completion_tokens), 0).label("completion_tokens"),
+            func.coalesce(func.sum(UsageRow.cost_usd), 0.0).label("cost_usd"),
+        ).where(*_conditions(where))
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                result = await conn.execute(query)
+                return [dict(row._mapping) for row in result]
+
+    async def spend_since(self, since: float) -> dict[str, float]:
+        """Team id → dollars spent since ``since`` (to seed budget counters at start-up)."""
+        query = (
+            select(UsageRow.team_id, func.sum(UsageRow.cost_usd))
+            .where(UsageRow.time >= since, UsageRow.team_id.is_not(None))
+            .group_by(UsageRow.team_id)
+        )
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                return {str(t): float(s or 0) for t, s in await conn.execute(query)}
+
+    async def set_limits(self, setting: LimitSetting) -> None:
+        """Create or replace the limits of one team or key."""
+        values = {
+            "scope": setting.scope,
+            "scope_id": setting.scope_id,
+            "rpm": setting.rpm,
+            "tpm": setting.tpm,
+            "max_concurrent": setting.max_concurrent,
+            "monthly_budget_usd": setting.monthly_budget_usd,
+            "updated_at": time.time(),
+        }
+        dialect = self._engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(LimitRow).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["scope", "scope_id"],
+            set_={k: statement.excluded[k] for k in values if k not in ("scope", "scope_id")},
+        )
+        with translated(self._url):
+            async with self._engine.begin() as conn:
+                await conn.execute(statement)
+
+    async def all_limits(self) -> list[LimitSetting]:
+        """Every team's and key's limits (for the gateway's in-memory cache)."""
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                rows = await conn.execute(select(LimitRow))
+                return [
+                    LimitSetting(
+                        r.scope, r.scope_id, r.rpm, r.tpm, r.max_concurrent, r.monthly_budget_usd
+                    )
+                    for r in rows
+                ]
+
+
+def _row(record: Any) -> dict[str, Any]:
+    values = {name: getattr(record, name) for name in _COLUMNS}
+    values["day"] = day_of(record.time)
+    return values
+
+
+def _conditions(where: UsageFilter) -> list[Any]:
+    conditions: list[Any] = [UsageRow.time >= where.since]
+    if where.until is not None:
+        conditions.append(UsageRow.time < where.until)
+    if where.team_id is not None:
+        conditions.append(UsageRow.team_id == where.team_id)
+    if where.key_ids is not None:
+        conditions.append(UsageRow.key_id.in_(sorted(where.key_ids)))
+    if where.user_id is not None:
+        conditions.append(UsageRow.user_id == where.user_id)
+    if where.model is not None:
+        conditions.append(UsageRow.model == where.model)
+    return conditions
