@@ -13,9 +13,9 @@ from corral.catalog import Endpoint, ModelSpec, OpenAIEngine, Timeouts
 from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
-from corral.store.usage import SqlUsage
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
 from corral.settings import CorralSettings, ServerSettings
+from corral.store.usage import SqlUsage
 
 SECRET = b"test-secret"
 

@@ -52,7 +52,8 @@ def test_chat_stream_with_usage_when_asked(gateway: GatewayUnderTest) -> None:
 def test_legacy_completions(gateway: GatewayUnderTest) -> None:
     reply = gateway.client().completions.create(model="fake-chat", prompt="once upon", max_tokens=2)
     assert reply.choices[0].text == "Hello from"
-    assert reply.usage is not None and reply.usage.completion_tokens == 2
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 2
 
 
 def test_embeddings_float_and_base64(gateway: GatewayUnderTest) -> None:

@@ -55,8 +55,9 @@ def _drop_created(raw: bytes) -> bytes:
         if event.startswith(b"data: {"):
             payload = json.loads(event[6:])
             payload.pop("created", None)
-            event = b"data: " + json.dumps(payload).encode()
-        out.append(event)
+            out.append(b"data: " + json.dumps(payload).encode())
+        else:
+            out.append(event)
     return b"\n\n".join(out)
 
 
