@@ -43,7 +43,9 @@ def new_api_key() -> str:
 
 def hash_key(server_secret: bytes, key: str) -> str:
     """The keyed hash (HMAC-SHA-256) under which a key is stored; the key itself never is."""
-    return hmac.new(server_secret, key.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+    return hmac.new(
+        server_secret, key.encode("utf-8", "surrogateescape"), hashlib.sha256
+    ).hexdigest()
 
 
 def same_hash(a: str, b: str) -> bool:
