@@ -18,7 +18,6 @@ from corral.counters.buckets import (
 from corral.counters.port import (
     AdmissionRequest,
     Admitted,
-    BudgetPeriod,
     Refused,
     Reservation,
     Spend,
@@ -86,12 +85,15 @@ class LocalCounters:
         self._forget_idle(now)
         return expired
 
-    async def seed_spend(self, scope: str, period: BudgetPeriod, spent_micros: int) -> None:
-        budget = self._budgets.setdefault((scope, period.key), BudgetState())
+    async def seed_spend(self, scope: str, period: str, spent_micros: int) -> None:
+        budget = self._budgets.setdefault((scope, period), BudgetState())
         budget.spent = max(budget.spent, spent_micros)
 
-    async def spend(self, scope: str, period: BudgetPeriod) -> Spend:
-        budget = self._budgets.get((scope, period.key), BudgetState())
+    async def add_spend(self, scope: str, period: str, micros: int) -> None:
+        self._budgets.setdefault((scope, period), BudgetState()).spent += micros
+
+    async def spend(self, scope: str, period: str) -> Spend:
+        budget = self._budgets.get((scope, period), BudgetState())
         return Spend(spent_micros=budget.spent, held_micros=budget.held)
 
     async def aclose(self) -> None:

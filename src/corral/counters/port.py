@@ -189,12 +189,16 @@ class Counters(Protocol):
         """Settle every expired reservation at its reserved (worst-case) size; return them."""
         ...
 
-    async def seed_spend(self, scope: str, period: BudgetPeriod, spent_micros: int) -> None:
-        """Raise the month's settled spend to at least ``spent_micros`` (from the usage ledger)."""
+    async def seed_spend(self, scope: str, period: str, spent_micros: int) -> None:
+        """Raise month ``period``'s settled spend to at least ``spent_micros`` (from the ledger)."""
         ...
 
-    async def spend(self, scope: str, period: BudgetPeriod) -> Spend:
-        """The month's spend and holds for ``scope`` as the counters see them."""
+    async def add_spend(self, scope: str, period: str, micros: int) -> None:
+        """Add spend settled elsewhere (by per-process counters during a Redis outage)."""
+        ...
+
+    async def spend(self, scope: str, period: str) -> Spend:
+        """Month ``period``'s spend and holds for ``scope`` as the counters see them."""
         ...
 
     async def aclose(self) -> None:

@@ -24,7 +24,6 @@ from corral.counters.buckets import (
 from corral.counters.port import (
     AdmissionRequest,
     Admitted,
-    BudgetPeriod,
     LimitName,
     Refused,
     Reservation,
@@ -34,6 +33,8 @@ from corral.errors import TemporaryError
 
 _KEEP_MONTH_S = 40 * 86400
 """How long a month's budget counters outlive the month (for late settlements and reports)."""
+_KEEP_S = 70 * 86400
+"""Lifetime of a budget counter touched outside admission (a month and the next, and more)."""
 _EXPIRED_BATCH = 1000
 _LIMIT_NAMES: dict[bytes, LimitName] = {
     b"requests": "requests",
@@ -64,7 +65,7 @@ class RedisCounters:
         self._keys = [f"{self._prefix}:res", f"{self._prefix}:exp"]
         self._reserve = client.register_script(scripts.RESERVE)
         self._settle = client.register_script(scripts.SETTLE)
-        self._seed = client.register_script(scripts.SEED_SPEND)
+        self._seed = client.register_script(scripts.SPEND)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "corral", timeout: float = 0.25) -> RedisCounters:
@@ -149,13 +150,15 @@ class RedisCounters:
                 settled.append(reservation)
         return settled
 
-    async def seed_spend(self, scope: str, period: BudgetPeriod, spent_micros: int) -> None:
-        keep_until = int(period.resets_at) + _KEEP_MONTH_S
-        await self._call(
-            self._seed(keys=[self._budget_key(scope, period)], args=[spent_micros, keep_until])
-        )
+    async def seed_spend(self, scope: str, period: str, spent_micros: int) -> None:
+        key = self._budget_key(scope, period)
+        await self._call(self._seed(keys=[key], args=["max", spent_micros, _KEEP_S]))
 
-    async def spend(self, scope: str, period: BudgetPeriod) -> Spend:
+    async def add_spend(self, scope: str, period: str, micros: int) -> None:
+        key = self._budget_key(scope, period)
+        await self._call(self._seed(keys=[key], args=["add", micros, _KEEP_S]))
+
+    async def spend(self, scope: str, period: str) -> Spend:
         spent, held = await self._call(
             self._client.hmget(self._budget_key(scope, period), ["spent", "held"])
         )
@@ -169,8 +172,8 @@ class RedisCounters:
         if self._owns_client:
             await self._client.aclose()
 
-    def _budget_key(self, scope: str, period: BudgetPeriod) -> str:
-        return f"{self._prefix}:b:{scope}:{period.key}"
+    def _budget_key(self, scope: str, period: str) -> str:
+        return f"{self._prefix}:b:{scope}:{period}"
 
     async def _call(self, pending: Awaitable[T]) -> T:
         try:

@@ -121,15 +121,18 @@ for _, c in ipairs(r.charges) do
       redis.call('HSET', bk, 'held', 0)
     end
     if cost > 0 then redis.call('HINCRBY', bk, 'spent', ARGV[4]) end
-    if redis.call('TTL', bk) == -1 then redis.call('EXPIRE', bk, 6048000) end
+    if redis.call('TTL', bk) == -1 then redis.call('EXPIRE', bk, 6048000) end  -- 70 days
   end
 end
 return 1
 """
 
-SEED_SPEND = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0
-if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'spent', ARGV[1]) end
-redis.call('EXPIREAT', KEYS[1], ARGV[2])
+SPEND = """
+if ARGV[1] == 'add' then
+  redis.call('HINCRBY', KEYS[1], 'spent', ARGV[2])
+elseif tonumber(ARGV[2]) > (tonumber(redis.call('HGET', KEYS[1], 'spent')) or 0) then
+  redis.call('HSET', KEYS[1], 'spent', ARGV[2])
+end
+if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return 1
 """
