@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from corral.cli import deploy, health
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -21,6 +22,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and describe Corral's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(health.app, name="health")
+# Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
+app.registered_commands.extend(deploy.app.registered_commands)
 
 ConfigOption = Annotated[
     Path | None,
