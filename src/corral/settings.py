@@ -57,6 +57,32 @@ class StoreSettings(_Group):
     )
 
 
+class LimitValues(_Group):
+    """Rate, concurrency and budget limits; unset means unlimited."""
+
+    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute (estimate + max_tokens).")
+    max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once.")
+    monthly_budget_usd: float | None = Field(
+        None, ge=0, description="US dollars per calendar month (UTC)."
+    )
+
+
+class LimitSettings(_Group):
+    """Defaults for keys and teams without limits of their own, and where counters live."""
+
+    key_defaults: LimitValues = Field(default_factory=LimitValues)
+    team_defaults: LimitValues = Field(default_factory=LimitValues)
+    redis_url: str | None = Field(
+        None,
+        description="Redis for counters shared by several gateways (redis://host:6379/0); "
+        "unset keeps counters in this process. If Redis fails, Corral serves on local counters.",
+    )
+    refresh_interval: float = Field(
+        2.0, gt=0, description="Seconds between reloads of keys' and teams' limits."
+    )
+
+
 class CorralSettings(BaseSettings):
     """All of Corral's settings. Environment: CORRAL_<GROUP>__<FIELD>, e.g. CORRAL_SERVER__PORT."""
 
@@ -70,6 +96,7 @@ class CorralSettings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     models: list[ModelSpec] = Field(default_factory=list, description="The model catalog.")
 
     @classmethod

@@ -16,6 +16,7 @@ from corral.gateway.app import Gateway, GatewayParts
 from corral.gateway.ledger import Ledger, LedgerMetrics, UsageSink
 from corral.gateway.metering import Meter, MeterChain
 from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.quotas import Quotas
 from corral.gateway.relay import Relay
 from corral.gateway.routes import RouteTable
 from corral.principals import KeyDirectory
@@ -47,6 +48,7 @@ async def running_platform(
     clock: Clock | None = None,
     meters: tuple[Meter, ...] = (),
     usage_sink: UsageSink | None = None,
+    quotas: Quotas | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
 ) -> AsyncIterator[Platform]:
@@ -75,6 +77,7 @@ async def running_platform(
             clock=clock,
             max_body_bytes=settings.server.max_body_bytes,
             max_in_flight=settings.server.max_in_flight,
+            quotas=quotas,
             access_log=settings.logging.access_log,
         )
         gateway = Gateway(parts, web)

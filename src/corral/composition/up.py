@@ -12,6 +12,7 @@ from rich.console import Console
 from corral.catalog import LocalEngineConfig, ModelSpec
 from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
+from corral.composition.quotas import running_quotas
 from corral.composition.serving import serve
 from corral.composition.tenancy import Tenancy, open_tenancy
 from corral.engines.fake import FakeEngine, FakeScript
@@ -50,7 +51,10 @@ def _with_overrides(
 
 async def _serve(settings: CorralSettings, console: Console) -> None:
     clock = SystemClock()
-    async with open_tenancy(settings, clock, console) as tenancy:
+    async with (
+        open_tenancy(settings, clock, console) as tenancy,
+        running_quotas(settings.limits, tenancy.usage, clock) as quotas,
+    ):
 
         @asynccontextmanager
         async def factory() -> AsyncIterator[Platform]:
@@ -60,6 +64,7 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
                 clock=clock,
                 mounts=tenancy.mounts,
                 usage_sink=tenancy.usage,
+                quotas=quotas,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 yield platform

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp
 
 from corral.clock import Clock
+from corral.counters.port import Reservation
 from corral.engines import wire
 from corral.errors import (
     AuthenticationFailed,
@@ -33,6 +34,8 @@ from corral.gateway.calls import ApiCall, CallKind, parse_call, upstream_body
 from corral.gateway.logs import request_id_var
 from corral.gateway.metering import Meter, UsageEvent
 from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.policies.quotas import prompt_estimate
+from corral.gateway.quotas import Quotas
 from corral.gateway.relay import Exchange, Outcome, Relay
 from corral.gateway.routes import ModelRoute, RouteTable
 from corral.principals import KeyDirectory, Principal
@@ -59,6 +62,7 @@ class GatewayParts:
     clock: Clock
     max_body_bytes: int
     max_in_flight: int
+    quotas: Quotas | None = None
     access_log: bool = True
 
 
@@ -98,6 +102,7 @@ class Gateway:
         route: ModelRoute | None = None
         outcome = Outcome()
         endpoint_url = ""
+        reservation: Reservation | None = None
         self._in_flight += 1
         parts.metrics.in_flight.inc()
         try:
@@ -109,6 +114,8 @@ class Gateway:
             principal = self._authenticate(scope)
             call = parse_call(kind, await read_body(scope, receive, parts.max_body_bytes))
             route = self._route(call.model, principal)
+            if parts.quotas is not None:
+                reservation = await parts.quotas.admit(principal, call, route, request_id, headers)
             endpoint = route.choose()
             endpoint_url = endpoint.base_url
             body = upstream_body(call, route.spec.upstream_name())
@@ -126,6 +133,10 @@ class Gateway:
         finally:
             self._in_flight -= 1
             parts.metrics.in_flight.dec()
+            if outcome.estimated and not outcome.prompt_tokens and call is not None:
+                outcome.prompt_tokens = prompt_estimate(call.body)
+            if reservation is not None and route is not None:
+                await self._settle(reservation, route, outcome)
             self._finish(
                 request_id,
                 principal=principal,
@@ -160,6 +171,16 @@ class Gateway:
             ex.outcome.status = ex.outcome.status or 499
         finally:
             watcher.cancel()
+
+    async def _settle(self, reservation: Reservation, route: ModelRoute, outcome: Outcome) -> None:
+        quotas = self._parts.quotas
+        assert quotas is not None
+        if outcome.prompt_tokens or outcome.completion_tokens:
+            await quotas.settle(
+                reservation, route, outcome.prompt_tokens, outcome.completion_tokens
+            )
+        else:
+            await quotas.release(reservation)
 
     def _authenticate(self, scope: Scope) -> Principal:
         value = header(scope, b"authorization")

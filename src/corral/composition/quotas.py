@@ -1,0 +1,87 @@
+"""Builds the admission counters and keeps every key's and team's limits fresh in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from corral.clock import Clock
+from corral.counters.failopen import FailOpenCounters
+from corral.counters.limits import MICROS_PER_USD, Limits
+from corral.counters.local import LocalCounters
+from corral.counters.port import Counters
+from corral.counters.redis import RedisCounters
+from corral.errors import TemporaryError
+from corral.gateway.policies.quotas import month_window
+from corral.gateway.quotas import LimitBook, Quotas
+from corral.settings import LimitSettings, LimitValues
+from corral.store.usage import SqlUsage
+
+log = logging.getLogger("corral.quotas")
+
+
+def _limits(values: LimitValues) -> Limits:
+    return Limits(**values.model_dump())
+
+
+async def refresh_limits(book: LimitBook, usage: SqlUsage) -> None:
+    """Load every key's and team's limits from the store into ``book``."""
+    keys: dict[str, Limits] = {}
+    teams: dict[str, Limits] = {}
+    for row in await usage.all_limits():
+        limits = Limits(
+            rpm=row.rpm,
+            tpm=row.tpm,
+            max_concurrent=row.max_concurrent,
+            monthly_budget_usd=row.monthly_budget_usd,
+        )
+        (keys if row.scope == "key" else teams)[row.scope_id] = limits
+    book.replace(keys, teams)
+
+
+@asynccontextmanager
+async def running_quotas(
+    settings: LimitSettings, usage: SqlUsage, clock: Clock
+) -> AsyncIterator[Quotas]:
+    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded."""
+    counters: Counters
+    redis: RedisCounters | None = None
+    if settings.redis_url:
+        redis = RedisCounters.from_url(settings.redis_url)
+        counters = FailOpenCounters(redis)
+    else:
+        counters = LocalCounters()
+    book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
+    await refresh_limits(book, usage)
+    await _seed_and_reconcile(counters, usage, clock)
+
+    async def refresh_forever() -> None:
+        while True:
+            await clock.sleep(settings.refresh_interval)
+            try:
+                await refresh_limits(book, usage)
+            except TemporaryError as exc:
+                log.warning("limits: %s; keeping the limits loaded before", exc.message)
+
+    task = asyncio.get_running_loop().create_task(refresh_forever(), name="corral-limits")
+    try:
+        yield Quotas(counters, book, clock)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if redis is not None:
+            await redis.aclose()
+
+
+async def _seed_and_reconcile(counters: Counters, usage: SqlUsage, clock: Clock) -> None:
+    """Counters start from the ledger's spend this month; holds a crash left are settled."""
+    period = month_window(clock.now())
+    for team_id, spent in (await usage.spend_since(period.starts_at)).items():
+        await counters.seed_spend(f"team:{team_id}", period.key, round(spent * MICROS_PER_USD))
+    settled = await counters.reconcile(clock.now())
+    if settled:
+        log.warning("quotas: settled %d reservations left by an earlier process", len(settled))

@@ -1,0 +1,104 @@
+"""Admission against limits and budgets: reserve at the door, settle to real usage at the end."""
+
+from __future__ import annotations
+
+import logging
+
+from corral.clock import Clock
+from corral.counters.limits import Limits
+from corral.counters.port import Counters, Refused, Reservation
+from corral.errors import TemporaryError
+from corral.gateway.asgi import Headers
+from corral.gateway.calls import ApiCall, CallKind
+from corral.gateway.policies.quotas import (
+    admission_request,
+    cost_micros,
+    ratelimit_headers,
+    refusal_error,
+    scopes,
+)
+from corral.gateway.routes import ModelRoute
+from corral.principals import Principal
+
+log = logging.getLogger("corral.gateway.quotas")
+
+
+class LimitBook:
+    """Limits of every key and team in memory (refreshed from the store), over the defaults."""
+
+    def __init__(self, key_defaults: Limits, team_defaults: Limits) -> None:
+        self._key_defaults = key_defaults
+        self._team_defaults = team_defaults
+        self._keys: dict[str, Limits] = {}
+        self._teams: dict[str, Limits] = {}
+
+    def replace(self, keys: dict[str, Limits], teams: dict[str, Limits]) -> None:
+        """Swap in the limits read from the store (each over its defaults)."""
+        self._keys = {k: v.over(self._key_defaults) for k, v in keys.items()}
+        self._teams = {k: v.over(self._team_defaults) for k, v in teams.items()}
+
+    def key(self, key_id: str) -> Limits:
+        return self._keys.get(key_id, self._key_defaults)
+
+    def team(self, team_id: str) -> Limits:
+        return self._teams.get(team_id, self._team_defaults)
+
+
+_UNLIMITED = Limits()
+
+
+class Quotas:
+    """Reserves, settles and releases through the Counters port."""
+
+    def __init__(self, counters: Counters, book: LimitBook, clock: Clock) -> None:
+        self._counters = counters
+        self._book = book
+        self._clock = clock
+
+    async def admit(
+        self,
+        principal: Principal,
+        call: ApiCall,
+        route: ModelRoute,
+        request_id: str,
+        headers: Headers,
+    ) -> Reservation | None:
+        """Reserve what the call may use, adding OpenAI's rate-limit headers to ``headers``;
+        RateLimited (429) when a limit or budget would be exceeded. None when unlimited."""
+        key_limits = self._book.key(principal.key_id)
+        team_limits = self._book.team(principal.team_id) if principal.team_id else None
+        if key_limits == _UNLIMITED and team_limits in (None, _UNLIMITED):
+            return None
+        now = self._clock.now()
+        request = admission_request(
+            request_scopes=scopes(principal.key_id, key_limits, principal.team_id, team_limits),
+            body=call.body,
+            max_tokens=call.max_tokens,
+            model=route.spec,
+            completes=call.kind is not CallKind.EMBEDDINGS,
+            now=now,
+            request_id=request_id,
+        )
+        decision = await self._counters.reserve(request, now)
+        headers += [(k.encode(), v.encode()) for k, v in ratelimit_headers(decision)]
+        if isinstance(decision, Refused):
+            raise refusal_error(decision, now)
+        return decision.reservation
+
+    async def settle(
+        self, reservation: Reservation, route: ModelRoute, prompt: int, completion: int
+    ) -> None:
+        """Replace the reservation by what the request really used."""
+        cost = cost_micros(prompt, completion, route.spec.pricing)
+        try:
+            await self._counters.settle(reservation, prompt + completion, cost, self._clock.now())
+        except TemporaryError as exc:
+            # The reservation stays held and expires into the reconciler; usage is in the ledger.
+            log.warning("quotas: could not settle a reservation (%s)", exc.message)
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give everything back: the request never reached an engine."""
+        try:
+            await self._counters.release(reservation, self._clock.now())
+        except TemporaryError as exc:
+            log.warning("quotas: could not release a reservation (%s)", exc.message)
