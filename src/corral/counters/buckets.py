@@ -27,6 +27,8 @@ PERIOD = 60.0
 """Seconds a per-minute limit's full allowance takes to come back."""
 EPSILON = 1e-6
 """Slack for float rounding in TAT arithmetic (seconds); far below any limit's granularity."""
+UNIT_SLACK = 1e-3
+"""Slack when counting whole units left, so microsecond rounding never hides one."""
 CONCURRENCY_RETRY = 1.0
 """Retry-After for a full concurrency limit: a slot frees when some request ends, unknowable."""
 _REASONS: dict[LimitName, RefusalReason] = {
@@ -86,8 +88,11 @@ def rate_wait(tat: float, now: float, limit: int, cost: int) -> float | None:
 
 
 def adjust_tat(tat: float, delta: float, now: float) -> float:
-    """The TAT after adding ``delta`` seconds of use (negative: a refund), never below empty."""
-    return max(now, max(tat, now) + delta)
+    """The TAT after adding ``delta`` seconds of use (negative: a refund), never below empty.
+
+    Rounded to the microsecond, as Redis stores it, so both backends decide alike.
+    """
+    return round(max(now, max(tat, now) + delta), 6)
 
 
 def check(request: AdmissionRequest, states: Sequence[ScopeState], now: float) -> Failure | None:
@@ -172,7 +177,7 @@ def settle_scope(
 def window(limit: int, tat: float, now: float) -> RateWindow:
     """One bucket as OpenAI's headers show it: the limit, whole units left, time until full."""
     backlog = max(0.0, tat - now)
-    remaining = math.floor(limit - backlog / interval(limit) + EPSILON)
+    remaining = math.floor(limit - backlog / interval(limit) + UNIT_SLACK)
     return RateWindow(limit=limit, remaining=max(0, remaining), reset=backlog)
 
 

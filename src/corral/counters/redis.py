@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
@@ -99,7 +100,7 @@ class RedisCounters:
             f"{reservation.expires_at:.6f}",
             request.period.key,
             f"{request.period.resets_at:.6f}",
-            int(request.period.resets_at) + _KEEP_MONTH_S,
+            math.ceil(max(0.0, request.period.resets_at - now)) + _KEEP_MONTH_S,
             reservation.to_json(),
             len(request.scopes),
         ]

@@ -10,7 +10,7 @@ RESERVE = """
 local P, now, id = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local tokens, cost, cost_arg = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[5]
 local expires, period, resets = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
-local keep_until, payload, n = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local keep_for, payload, n = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local PERIOD, EPS, CONC_RETRY = 60.0, 1e-6, 1.0
 
 local function num(v) return tonumber(v) or 0 end
@@ -84,7 +84,7 @@ for _, s in ipairs(scopes) do
   if s.conc > 0 then s.inflight = redis.call('INCR', s.ck) end
   if cost > 0 then
     s.held = redis.call('HINCRBY', s.bk, 'held', cost_arg)
-    redis.call('EXPIREAT', s.bk, keep_until)
+    redis.call('EXPIRE', s.bk, keep_for)
   end
 end
 redis.call('HSET', KEYS[1], id, payload)
