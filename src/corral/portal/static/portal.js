@@ -183,7 +183,7 @@
     const colors = [1, 2, 3, 4, 5, 6].map((i) => css("--series-" + i));
     window.Chart.defaults.color = css("--muted");
     window.Chart.defaults.borderColor = css("--line");
-    const money = (v) => "$" + Number(v).toFixed(v >= 1 ? 2 : 4);
+    const money = (v) => (v >= 1 || v === 0 ? "$" + Number(v).toFixed(2) : "$" + Number(v).toPrecision(2));
     const draw = (id, values, format) => {
       const canvas = document.getElementById(id);
       if (!canvas) return;
