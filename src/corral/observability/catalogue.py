@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from corral.gateway.ledger import LedgerMetrics
 from corral.gateway.metrics import GatewayMetrics
 from corral.health.metrics import HealthMetrics
 from corral.observability.labels import forbidden_reason
@@ -27,6 +28,9 @@ class MetricSet:
 
 METRIC_SETS: tuple[MetricSet, ...] = (
     MetricSet("gateway", "every Corral process (`corral up`, gateway pods)", GatewayMetrics),
+    MetricSet(
+        "ledger", "every Corral process that writes usage to a store (the ledger)", LedgerMetrics
+    ),
     MetricSet("gpu-health", "the GPU health agent on each accelerator node", HealthMetrics),
 )
 
