@@ -30,7 +30,7 @@ class CountingDecoder:
         self.calls.append(("decode", list(tokens), list(cached)))
         rows = []
         for slot, (token, length) in enumerate(zip(tokens, cached, strict=True)):
-            self.slots[slot] = self.slots[slot][:length] + [token]
+            self.slots[slot] = [*self.slots[slot][:length], token]
             rows.append(self._logits(slot))
         return np.stack(rows)
 

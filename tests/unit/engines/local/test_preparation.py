@@ -39,7 +39,7 @@ def test_offline_and_missing_says_what_was_tried_and_how_to_fix(
 
 def test_folder_without_config_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         locate(str(tmp_path), "chat", hub_cache=tmp_path, report=noop)
 
 

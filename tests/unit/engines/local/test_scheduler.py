@@ -1,4 +1,4 @@
-"""The batching scheduler, driven step by step with a counting fake decoder (no threads, no sleeps)."""
+"""The batching scheduler, stepped by hand with a counting fake decoder (no threads, no sleeps)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def run(scheduler: Scheduler, limit: int = 100) -> int:
 
 
 def test_max_tokens_is_exact_and_reported() -> None:
-    decoder, scheduler = make()
+    _decoder, scheduler = make()
     out = Collector()
     scheduler.submit([sequence([1, 2, 3], out, max_tokens=5)])
     run(scheduler)
