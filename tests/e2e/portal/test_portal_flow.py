@@ -1,4 +1,4 @@
-"""The portal in Chromium: SSO sign-in, a key, the streaming playground, usage, revocation, roles."""
+"""The portal in Chromium: SSO, a key, the streaming playground, usage, revocation, roles."""
 
 from __future__ import annotations
 
