@@ -5,8 +5,8 @@ gateway gets ``NoopTracer`` and pays nothing. With OpenTelemetry installed, trac
 OTEL_TRACES_EXPORTER names an exporter (``otlp``, ``console``) or an OTLP endpoint is set
 (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); the SDK reads every other
 standard variable itself (service name, resource attributes, sampler, batch processor, headers).
-The request span continues a caller's W3C ``traceparent``; ``inject`` puts the current span's
-context on the upstream request, so an engine's own spans join the same trace.
+The request span continues a caller's W3C ``traceparent`` (never its ``tracestate``); ``inject``
+puts the current span's context on the upstream request, so an engine's spans join the trace.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class RequestTracer(Protocol):
         request_id: str,
         incoming: Iterable[tuple[bytes, bytes]] = (),
     ) -> AbstractContextManager[Span]:
-        """The span for one API request; ``incoming`` are its ASGI headers (for traceparent)."""
+        """The span for one API request; ``incoming``: its ASGI headers (for traceparent)."""
 
     def child(self, name: str) -> AbstractContextManager[Span]:
         """A span for one stage of the current request (see ``STAGES``)."""
@@ -136,11 +136,10 @@ class OtelTracer:
     ) -> Iterator[Span]:
         from opentelemetry.trace import SpanKind
 
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in incoming
-            if name in (b"traceparent", b"tracestate")
-        }
+        # Only traceparent (a strictly parsed id): a caller's tracestate would otherwise be
+        # copied onto the upstream request, and tenants never choose upstream headers.
+        parent_id = next((value for name, value in incoming if name == b"traceparent"), None)
+        carrier = {"traceparent": parent_id.decode("latin-1")} if parent_id else {}
         parent = self._propagator.extract(carrier) if carrier else None
         attributes: dict[str, Attribute] = {
             "http.request.method": method,

@@ -80,15 +80,23 @@ def test_a_callers_traceparent_is_continued(exporter: InMemorySpanExporter) -> N
     incoming = [
         (b"authorization", b"Bearer ck-secret"),
         (b"traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01".encode()),
+        (b"tracestate", b"vendor=chosen-by-the-caller"),
     ]
-    with tracer.request_span("POST", "/v1/embeddings", request_id="r", incoming=incoming):
-        pass
-    [root] = exporter.get_finished_spans()
+    upstream: dict[str, str] = {}
+    with (
+        tracer.request_span("POST", "/v1/embeddings", request_id="r", incoming=incoming),
+        tracer.child("upstream"),
+    ):
+        tracer.inject(upstream)
+    root = _by_name(exporter.get_finished_spans())["POST /v1/embeddings"]
     assert _ids(root)[0] == int(CALLER_TRACE, 16)
     assert root.parent is not None
     assert root.parent.span_id == int(CALLER_SPAN, 16)
     assert root.parent.is_remote
     assert "Bearer" not in str(root.attributes)
+    # The caller's trace id goes on; its tracestate does not reach the engine.
+    assert upstream["traceparent"].split("-")[1] == CALLER_TRACE
+    assert "tracestate" not in upstream
 
 
 def test_server_errors_mark_the_span_and_stage_exceptions_are_recorded(
