@@ -225,6 +225,10 @@ def test_token_counters_match_the_usage_the_sdk_reported(sent: Sent) -> None:
         prom.wait_for(tokens.format(JOB, "output"), sent.completion_tokens)
         == sent.completion_tokens
     )
+    print(
+        f"Prometheus: {CHATS + STREAMS} answered, {UNKNOWN_MODEL + BAD_KEY} refused, "
+        f"{sent.prompt_tokens} input and {sent.completion_tokens} output tokens"
+    )
 
 
 def test_latency_histograms_count_every_answered_request(sent: Sent) -> None:
