@@ -19,11 +19,12 @@ _LABEL_VALUES = re.compile(
     r"^\s*label_values\(\s*(?:(?P<selector>.+?)\s*,\s*)?(?P<label>\w+)\s*\)\s*$"
 )
 _TEMPLATE_LABEL = re.compile(r"\$labels\.(\w+)")
+_LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One PromQL query found in a file, where it was found, and labels its text templates use."""
+    """One PromQL query, where it was found, and the labels its legend or annotations show."""
 
     where: str
     expr: str
@@ -34,7 +35,11 @@ def dashboard_queries(path: Path) -> list[Query]:
     """Every panel target and query variable in a Grafana dashboard JSON file."""
     board = json.loads(path.read_text())
     found = [
-        Query(f"{path.name}: panel {panel.get('title', '?')!r}", from_grafana(target["expr"]))
+        Query(
+            f"{path.name}: panel {panel.get('title', '?')!r}",
+            from_grafana(target["expr"]),
+            tuple(_LEGEND_LABEL.findall(target.get("legendFormat", ""))),
+        )
         for panel in _panels(board.get("panels", []))
         for target in panel.get("targets", [])
         if target.get("expr")

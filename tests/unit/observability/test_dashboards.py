@@ -143,7 +143,13 @@ def test_dashboard_files_are_read_panels_rows_and_variables(tmp_path: Path) -> N
     board = {
         "panels": [
             {"type": "row", "panels": [{"title": "inner", "targets": [{"expr": "x_total"}]}]},
-            {"title": "outer", "targets": [{"expr": "rate(y[$__rate_interval])"}, {"expr": ""}]},
+            {
+                "title": "outer",
+                "targets": [
+                    {"expr": "rate(y[$__rate_interval])", "legendFormat": "{{model}} {{ pod }}"},
+                    {"expr": ""},
+                ],
+            },
         ],
         "templating": {
             "list": [
@@ -155,7 +161,9 @@ def test_dashboard_files_are_read_panels_rows_and_variables(tmp_path: Path) -> N
     }
     path = tmp_path / "b.json"
     path.write_text(json.dumps(board))
-    exprs = [q.expr for q in dashboard_queries(path)]
+    queries = dashboard_queries(path)
+    assert queries[1].templated_labels == ("model", "pod")
+    exprs = [q.expr for q in queries]
     assert exprs == [
         "x_total",
         "rate(y[5m])",
