@@ -78,6 +78,9 @@ class LimitSettings(_Group):
         description="Redis for counters shared by several gateways (redis://host:6379/0); "
         "unset keeps counters in this process. If Redis fails, Corral serves on local counters.",
     )
+    redis_prefix: str = Field(
+        "corral", min_length=1, max_length=64, description="Prefix of Corral's keys in Redis."
+    )
     refresh_interval: float = Field(
         2.0, gt=0, description="Seconds between reloads of keys' and teams' limits."
     )

@@ -49,12 +49,13 @@ async def running_platform(
     meters: tuple[Meter, ...] = (),
     usage_sink: UsageSink | None = None,
     quotas: Quotas | None = None,
+    registry: CollectorRegistry | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
 ) -> AsyncIterator[Platform]:
     """Start engines and the relay, yield the platform, and stop everything on exit."""
     clock = clock or SystemClock()
-    registry = CollectorRegistry()
+    registry = registry or CollectorRegistry()
     metrics = GatewayMetrics(registry)
     async with AsyncExitStack() as stack:
         routes = await start_engines(settings.models, settings.data_dir, stack, progress)

@@ -8,8 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from corral.clock import Clock
-from corral.counters.failopen import FailOpenCounters
+from corral.counters.failopen import CountersState, FailOpenCounters
 from corral.counters.limits import MICROS_PER_USD, Limits
 from corral.counters.local import LocalCounters
 from corral.counters.port import Counters
@@ -42,16 +44,36 @@ async def refresh_limits(book: LimitBook, usage: SqlUsage) -> None:
     book.replace(keys, teams)
 
 
+RECONCILE_INTERVAL = 30.0
+"""Seconds between settling reservations a crashed gateway left and re-seeding month spend."""
+
+
+def _export_state(counters: FailOpenCounters, registry: CollectorRegistry) -> None:
+    degraded = Gauge(
+        "corral_counters_degraded",
+        "1 while the shared counters (Redis) are unreachable and limits apply per process.",
+        registry=registry,
+    )
+    degraded.set_function(lambda: float(counters.state == CountersState.DEGRADED))
+    dropped = Gauge(
+        "corral_counters_dropped_settlements",
+        "Settlements dropped during a Redis outage (their reservations expire and reconcile).",
+        registry=registry,
+    )
+    dropped.set_function(lambda: float(counters.dropped_settlements))
+
+
 @asynccontextmanager
 async def running_quotas(
-    settings: LimitSettings, usage: SqlUsage, clock: Clock
+    settings: LimitSettings, usage: SqlUsage, clock: Clock, registry: CollectorRegistry
 ) -> AsyncIterator[Quotas]:
     """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded."""
     counters: Counters
     redis: RedisCounters | None = None
     if settings.redis_url:
-        redis = RedisCounters.from_url(settings.redis_url)
+        redis = RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
         counters = FailOpenCounters(redis)
+        _export_state(counters, registry)
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
@@ -59,10 +81,14 @@ async def running_quotas(
     await _seed_and_reconcile(counters, usage, clock)
 
     async def refresh_forever() -> None:
+        last_reconcile = clock.monotonic()
         while True:
             await clock.sleep(settings.refresh_interval)
             try:
                 await refresh_limits(book, usage)
+                if clock.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
+                    last_reconcile = clock.monotonic()
+                    await _seed_and_reconcile(counters, usage, clock)
             except TemporaryError as exc:
                 log.warning("limits: %s; keeping the limits loaded before", exc.message)
 
@@ -78,7 +104,8 @@ async def running_quotas(
 
 
 async def _seed_and_reconcile(counters: Counters, usage: SqlUsage, clock: Clock) -> None:
-    """Counters start from the ledger's spend this month; holds a crash left are settled."""
+    """Counters hold at least the ledger's spend this month (a budget set mid-month counts
+    what was already spent); holds that a crashed gateway left are settled."""
     period = month_window(clock.now())
     for team_id, spent in (await usage.spend_since(period.starts_at)).items():
         await counters.seed_spend(f"team:{team_id}", period.key, round(spent * MICROS_PER_USD))

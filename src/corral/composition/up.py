@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvloop
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from corral.catalog import LocalEngineConfig, ModelSpec
@@ -51,9 +52,10 @@ def _with_overrides(
 
 async def _serve(settings: CorralSettings, console: Console) -> None:
     clock = SystemClock()
+    registry = CollectorRegistry()
     async with (
         open_tenancy(settings, clock, console) as tenancy,
-        running_quotas(settings.limits, tenancy.usage, clock) as quotas,
+        running_quotas(settings.limits, tenancy.usage, clock, registry) as quotas,
     ):
 
         @asynccontextmanager
@@ -65,6 +67,7 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
                 mounts=tenancy.mounts,
                 usage_sink=tenancy.usage,
                 quotas=quotas,
+                registry=registry,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 yield platform

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from playwright.sync_api import expect
 # by name (tests/conftest.py shadows it); they are spelled Any here.
 Corral = Any
 Tab = Any
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
 
 
 def wait_until(check: Callable[[], object], timeout: float = 10.0) -> None:
@@ -174,3 +176,36 @@ def test_team_admin_and_platform_admin_pages(tab: Tab, corral: Corral) -> None:
     page.get_by_role("button", name="Sign out").click()
     # A pasted key is the user's own: signing out forgets it, never revokes it.
     assert corral.admin("GET", "/me").status_code == 200
+
+
+def test_phone_width_dark_mode_and_keyboard(browser: Any, corral: Corral) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(corral.ui + "/signin")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        for _ in range(5):  # brand link, SSO button, then the key field
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "key":
+                break
+        expect(page.get_by_label("API key")).to_be_focused()
+        page.keyboard.type(corral.admin_key)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Models", level=1)).to_be_visible()
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(17, 18, 22)"  # the dark palette
+        for path in ("/", "/playground", "/keys", "/usage", "/team", "/platform"):
+            page.goto(corral.ui + path)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} scrolls sideways at phone width"
+        page.goto(corral.ui + "/")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "catalog-phone-dark.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == []
