@@ -45,11 +45,11 @@ def template_environment() -> Environment:
 
 
 def money(value: object) -> str:
-    """US dollars for people: cents for everyday sums, more digits for tiny ones."""
+    """US dollars for people: cents for everyday sums, significant digits for tiny ones."""
     amount = float(value) if isinstance(value, int | float) else 0.0
-    if amount == 0 or abs(amount) >= 1:
+    if amount == 0 or abs(amount) >= 0.01:
         return f"${amount:,.2f}"
-    return f"${amount:.4f}"
+    return f"${amount:.2g}" if abs(amount) >= 1e-4 else f"${amount:.6f}".rstrip("0")
 
 
 def count(value: object) -> str:

@@ -129,6 +129,6 @@ def test_a_quote_in_a_model_name_cannot_break_out_of_the_shell_snippet() -> None
 
 
 def test_money_and_when() -> None:
-    assert (money(0), money(1234.5), money(0.00012)) == ("$0.00", "$1,234.50", "$0.0001")
+    assert (money(0), money(1234.5), money(0.00012)) == ("$0.00", "$1,234.50", "$0.00012")
     assert when("2026-11-26T23:32:10Z") == "2026-11-26 23:32 UTC"
     assert when(None) == "—"
