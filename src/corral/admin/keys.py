@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from corral.admin.operations import AdminContext, Call, Operation, quoted
+from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
 from corral.admin.policy import Action, Scope
 from corral.admin.schemas import (
     Empty,
@@ -28,7 +28,7 @@ from corral.store.records import ApiKey, KeyMaterial, KeySpec
 
 async def find_key(ctx: AdminContext, key_id: str) -> ApiKey:
     """The key with this id, or 404."""
-    key = await ctx.store.get_key(key_id) if len(key_id) <= 64 else None
+    key = await ctx.store.get_key(key_id) if askable(key_id, 64) else None
     if key is None:
         raise NotFound(f"no key with id {quoted(key_id)}; `corral key list` shows ids", param="key")
     return key

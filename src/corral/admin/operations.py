@@ -134,6 +134,11 @@ def endpoint(ctx: AdminContext, op: Operation[Any]) -> Callable[[Request], Await
     return handle
 
 
+def askable(ref: str, longest: int = 254) -> bool:
+    """Whether a reference from a URL could name anything (worth asking the store about)."""
+    return len(ref) <= longest and ref.isprintable()
+
+
 def quoted(ref: str) -> str:
     """``ref`` for an error message: shortened, and never echoed when it is a key itself."""
     if ref.startswith(KEY_PREFIX):

@@ -12,7 +12,8 @@ from corral.store.records import ApiKey, AuditEntry, Team, User
 
 TEAM_NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,189}$"
+EMAIL = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}$"
+NO_NUL = r"^[^\x00]*$"
 MAX_GRACE = 7 * 86400
 MAX_LIFETIME = 5 * 365 * 86400
 
@@ -26,7 +27,11 @@ TeamName = Annotated[
     ),
 ]
 Label = Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
-Ref = Annotated[str, Field(min_length=1, max_length=254, description="An id or a name/e-mail.")]
+Ref = Annotated[
+    str,
+    Field(min_length=1, max_length=254, pattern=PRINTABLE, description="An id, name or e-mail."),
+]
+Filter = Annotated[str, Field(max_length=40, pattern=PRINTABLE)]
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)]
 
 
@@ -47,7 +52,9 @@ class Empty(_In):
 
 class TeamCreate(_In):
     name: TeamName
-    description: str = Field("", max_length=500, description="What the team is for.")
+    description: str = Field(
+        "", max_length=500, pattern=NO_NUL, description="What the team is for."
+    )
 
 
 class TeamDelete(_In):
@@ -101,9 +108,9 @@ class AuditFilter(_In):
         None, max_length=40, description="A duration back from now (24h, 30m, 7d) or a time."
     )
     until: str | None = Field(None, max_length=40, description="Same forms as since.")
-    action: str | None = Field(None, max_length=40, examples=["key.revoke"])
-    actor: str | None = Field(None, max_length=40, description="Key id that made the change.")
-    target: str | None = Field(None, max_length=40, description="Id of the changed record.")
+    action: Filter | None = Field(None, examples=["key.revoke"])
+    actor: Filter | None = Field(None, description="Key id that made the change.")
+    target: Filter | None = Field(None, description="Id of the changed record.")
     team: Ref | None = Field(None, description="Team id or name.")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.admin.operations import AdminContext, Call, Operation, quoted
+from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
 from corral.admin.policy import ANYWHERE, Action, Scope
 from corral.admin.schemas import Empty, TeamCreate, TeamDelete, TeamList, TeamOut, team_out
 from corral.errors import NotFound
@@ -14,7 +14,7 @@ from corral.store.records import Team
 
 async def find_team(ctx: AdminContext, ref: str, param: str = "team") -> Team:
     """The live team with this id or name, or 404 naming ``param``."""
-    team = await ctx.store.get_team(ref) if len(ref) <= 254 else None
+    team = await ctx.store.get_team(ref) if askable(ref) else None
     if team is None:
         raise NotFound(f"no team {quoted(ref)}; `corral team list` shows the teams", param=param)
     return team

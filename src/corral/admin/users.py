@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.admin.operations import AdminContext, Call, Operation, quoted
+from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
 from corral.admin.policy import Action, Scope
 from corral.admin.schemas import (
     Empty,
@@ -26,7 +26,7 @@ from corral.store.records import User
 
 async def find_user(ctx: AdminContext, ref: str, param: str = "user") -> User:
     """The live user with this id or e-mail, or 404 naming ``param``."""
-    user = await ctx.store.get_user(ref) if len(ref) <= 254 else None
+    user = await ctx.store.get_user(ref) if askable(ref) else None
     if user is None:
         raise NotFound(f"no user {quoted(ref)}; `corral user list` shows the users", param=param)
     return user

@@ -80,22 +80,45 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# PostgreSQL SQLSTATE classes: an outage worth retrying, or a setting to fix.
+_RETRYABLE = ("08", "40", "53", "57", "58")  # connection, rollback, resources, shutdown, system
+_MISCONFIGURED = ("28", "3D")  # authentication, no such database
+
+
 @contextlib.contextmanager
 def translated(url: str) -> Iterator[None]:
-    """Turn a database outage into TemporaryError; conflicts and bugs pass through unchanged."""
+    """Turn a database outage into TemporaryError and a refused login into ConfigError;
+    conflicts and bugs (bad SQL, bad data) pass through unchanged."""
     try:
         yield
     except (IntegrityError, ProgrammingError, DataError):
         raise  # a conflict for the caller to name, or a bug: neither is an outage
-    except (DBAPIError, OSError, TimeoutError) as exc:
-        cause = getattr(exc, "orig", None) or exc
-        # The driver's own first line (never SQLAlchemy's, which repeats the SQL and parameters).
-        reason = (str(cause).splitlines() or [type(cause).__name__])[0][:200]
-        raise TemporaryError(
-            f"the store at {safe_url(url)} is unavailable ({reason}); check that the database "
-            "is running and reachable, then retry",
-            delay=1.0,
-        ) from exc
+    except DBAPIError as exc:
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if sqlstate.startswith(_MISCONFIGURED):
+            raise ConfigError(
+                f"the store at {safe_url(url)} refused Corral ({_reason(exc)}); "
+                "check store.database_url"
+            ) from exc
+        if sqlstate and not sqlstate.startswith(_RETRYABLE) and not exc.connection_invalidated:
+            raise  # the server understood and said no: a bug, not an outage
+        raise _outage(url, exc) from exc
+    except (OSError, TimeoutError) as exc:
+        raise _outage(url, exc) from exc
+
+
+def _outage(url: str, exc: BaseException) -> TemporaryError:
+    return TemporaryError(
+        f"the store at {safe_url(url)} is unavailable ({_reason(exc)}); check that the "
+        "database is running and reachable, then retry",
+        delay=1.0,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    # The driver's own first line (never SQLAlchemy's, which repeats the SQL and parameters).
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).splitlines() or [type(cause).__name__])[0][:200]
 
 
 def _parse(url: str) -> URL:

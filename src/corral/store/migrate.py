@@ -52,6 +52,12 @@ def head() -> str:
     return revision
 
 
+def history() -> list[str]:
+    """Every revision this version of Corral ships, newest first."""
+    script = ScriptDirectory.from_config(_config())
+    return [revision.revision for revision in script.walk_revisions()]
+
+
 def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,8 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 
+import corral.store
 from corral.store.engine import open_engine
-from corral.store.migrate import current, downgrade, head, upgrade
+from corral.store.migrate import current, downgrade, head, history, upgrade
 from corral.store.tables import metadata
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -37,13 +40,16 @@ async def _run(url: str, work: Any) -> Any:
 
 
 async def test_the_migrated_schema_matches_the_models(db_url: str) -> None:
+    for module in pkgutil.iter_modules(corral.store.__path__, "corral.store."):
+        importlib.import_module(module.name)  # every module that declares tables
     assert await current(db_url) == head()
     assert await _run(db_url, _differences) == []
 
 
-async def test_downgrade_removes_the_last_migration_and_upgrade_restores_it(db_url: str) -> None:
-    assert await downgrade(db_url) is None
-    assert await current(db_url) is None
+async def test_downgrade_undoes_the_last_migration_and_upgrade_restores_it(db_url: str) -> None:
+    assert await downgrade(db_url) == (history()[1:] or [None])[0]
+    assert await upgrade(db_url) == head()
+    assert await downgrade(db_url, "base") is None
     assert await _run(db_url, _tables) <= {"alembic_version"}
     assert await upgrade(db_url) == head()
     assert {"teams", "users", "api_keys", "audit_log", "corral_meta"} <= await _run(db_url, _tables)
