@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from corral.admin.auth import KeyCache, authenticate
 from corral.admin.policy import Action, Scope, Subject, allowed_somewhere, decide
+from corral.admin.schemas import PATTERN_HINTS
 from corral.clock import Clock
 from corral.errors import (
     InvalidRequest,
@@ -200,5 +201,6 @@ def _validate(model: type[In], data: object) -> In:
         error = exc.errors(include_url=False, include_input=False)[0]
         field = ".".join(str(part) for part in error["loc"]) or None
         where = f"{field}: " if field else ""
-        message = str(error["msg"]).removeprefix("Value error, ")
+        hint = PATTERN_HINTS.get(str(error.get("ctx", {}).get("pattern")))
+        message = hint or str(error["msg"]).removeprefix("Value error, ")
         raise InvalidRequest(f"{where}{message}", param=field) from exc

@@ -14,6 +14,14 @@ TEAM_NAME = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 EMAIL = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}$"
 NO_NUL = r"^[^\x00]*$"
+PATTERN_HINTS = {
+    TEAM_NAME: "use lower-case letters, digits and hyphens, starting and ending with a letter or "
+    "digit, at most 63 (e.g. search-ranking)",
+    PRINTABLE: "must not be empty or contain control characters (line breaks, tabs, NUL)",
+    EMAIL: "is not an e-mail address (name@domain)",
+    NO_NUL: "must not contain NUL characters",
+}
+"""What to say, instead of the regular expression, when a value does not match one."""
 MAX_GRACE = 7 * 86400
 MAX_LIFETIME = 5 * 365 * 86400
 

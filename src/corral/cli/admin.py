@@ -25,6 +25,8 @@ from corral.principals import Role
 from corral.settings import load_settings, read_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+_FLEXIBLE = {"Name", "Description", "Email", "Models", "Changes"}
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 CONFIG_ENV = "CORRAL_CLI_CONFIG"
 
 team_app = typer.Typer(help="Create, list, show and delete teams.", no_args_is_help=True)
@@ -119,10 +121,22 @@ def _render(output: Output, data: Any, columns: Sequence[Column]) -> None:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return
     rows = data["data"] if isinstance(data, dict) and "data" in data else [data]
-    table = Table(*(name for name, _ in columns), show_lines=False)
+    table = Table(show_lines=False)
+    for name, _ in columns:
+        # Ids and times stay whole (to copy); free text wraps when the terminal is narrow.
+        table.add_column(name, no_wrap=name not in _FLEXIBLE, overflow="fold")
     for row in rows:
-        table.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
+        table.add_row(*(_cell(get(row)) for _, get in columns))
     _out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if _ISO_TIME.fullmatch(text):  # 2025-01-31T12:00:00.123456Z → 2025-01-31 12:00:00Z
+        return text[:10] + " " + text[11:19] + "Z"
+    return text
 
 
 def _col(name: str, field: str | None = None) -> Column:
