@@ -77,7 +77,7 @@ def _prepare_chat(
 ) -> PreparedModel:
     hf_dir = source.path
     if source.kind == "gguf":
-        report(f"exporting {source.label} from GGUF to a Hugging Face folder (about 20 s)")
+        report(f"exporting the GGUF weights of {source.label} to safetensors (about 20 s)")
         hf_dir = work / "hf"
         conversions.export_gguf(source.path, hf_dir)
     meta = _tokenizer_meta(hf_dir, work / "tokenizer")
