@@ -1,8 +1,7 @@
-"""`corral team|user|key|audit|db`: self-service over the admin API, and local schema migrations."""
+"""`corral team|user|key|audit`: self-service over the admin API (and `db`, from cli/db.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -20,9 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from corral.admin.client import AdminClient
-from corral.errors import AuthenticationFailed, ConfigError, CorralError, PermissionDenied
+from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
 from corral.principals import Role
-from corral.settings import load_settings, read_yaml
+from corral.settings import read_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _FLEXIBLE = {"Name", "Description", "Email", "Models", "Changes"}
@@ -35,15 +34,16 @@ key_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_
 audit_app = typer.Typer(
     help="Read and export the audit log of admin changes.", no_args_is_help=True
 )
-db_app = typer.Typer(help="Migrate the configured database (runs locally).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the admin command groups to the main ``corral`` command."""
+    """Add the admin command groups (and ``db``) to the main ``corral`` command."""
+    from corral.cli.db import db_app  # db.py builds on this module's helpers
+
     for group, name in ((team_app, "team"), (user_app, "user"), (key_app, "key")):
         app.add_typer(group, name=name)
     app.add_typer(audit_app, name="audit")
-    app.add_typer(db_app, name="db")
+    app.add_typer(db_app, name="db")  # local: migrates the configured database
 
 
 class Output(StrEnum):
@@ -63,10 +63,6 @@ OutOpt = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="corral.yaml to read (default: ./corral.yaml if present)."),
-]
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
@@ -96,7 +92,7 @@ def _client(url: str | None, api_key: str | None) -> Iterator[AdminClient]:
 
 
 @contextlib.contextmanager
-def _reporting() -> Iterator[None]:
+def reporting() -> Iterator[None]:
     """Every failure as one clear line on stderr and exit status 2, never a stack trace."""
     try:
         yield
@@ -180,7 +176,7 @@ def _part(ref: str) -> str:
     return urllib.parse.quote(ref, safe="@")
 
 
-def _confirm(yes: bool, question: str) -> None:
+def confirm(yes: bool, question: str) -> None:
     if not yes and not typer.confirm(question, default=False):
         raise typer.Exit(1)
 
@@ -197,7 +193,7 @@ def team_create(
     output: OutOpt = Output.table,
 ) -> None:
     """Create a team."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(
             output, api.post("/teams", {"name": name, "description": description}), TEAM_COLUMNS
         )
@@ -206,7 +202,7 @@ def team_create(
 @team_app.command("list")
 def team_list(url: UrlOpt = None, api_key: KeyOpt = None, output: OutOpt = Output.table) -> None:
     """List the teams you can see."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.get("/teams"), TEAM_COLUMNS)
 
 
@@ -218,7 +214,7 @@ def team_show(
     output: OutOpt = Output.table,
 ) -> None:
     """Show a team and its members."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.get(f"/teams/{_part(team)}"), TEAM_COLUMNS)
         if output is Output.table:
             _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
@@ -235,8 +231,8 @@ def team_delete(
     output: OutOpt = Output.table,
 ) -> None:
     """Delete a team (its records stay in the audit log)."""
-    _confirm(yes, f"Delete team {team}{' with its users and keys' if force else ''}?")
-    with _reporting(), _client(url, api_key) as api:
+    confirm(yes, f"Delete team {team}{' with its users and keys' if force else ''}?")
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.delete(f"/teams/{_part(team)}", {"force": force}), TEAM_COLUMNS)
 
 
@@ -256,7 +252,7 @@ def user_add(
 ) -> None:
     """Add a user to a team."""
     body = {"name": name, "email": email, "team": team, "role": role.value}
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.post("/users", body), USER_COLUMNS)
 
 
@@ -268,7 +264,7 @@ def user_list(
     output: OutOpt = Output.table,
 ) -> None:
     """List users."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
 
 
@@ -281,7 +277,7 @@ def user_set_role(
     output: OutOpt = Output.table,
 ) -> None:
     """Change a user's role (applies to their keys within seconds)."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.patch(f"/users/{_part(user)}", {"role": role.value}), USER_COLUMNS)
 
 
@@ -294,8 +290,8 @@ def user_remove(
     output: OutOpt = Output.table,
 ) -> None:
     """Remove a user and revoke their keys."""
-    _confirm(yes, f"Remove {user} and revoke their keys?")
-    with _reporting(), _client(url, api_key) as api:
+    confirm(yes, f"Remove {user} and revoke their keys?")
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.delete(f"/users/{_part(user)}"), USER_COLUMNS)
 
 
@@ -321,7 +317,7 @@ def key_create(
     body: dict[str, Any] = {"name": name, "user": user, "team": team, "service": service}
     body["allowed_models"] = model or None
     body["expires_in"] = None if expires is None else seconds(expires, "--expires")
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         created = api.post("/keys", body)
     _show_secret(output, created)
 
@@ -338,7 +334,7 @@ def key_list(
 ) -> None:
     """List API keys (shown by prefix and last four characters only)."""
     params = {"team": team, "user": user, "include_inactive": all_}
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.get("/keys", params), KEY_COLUMNS)
 
 
@@ -350,7 +346,7 @@ def key_revoke(
     output: OutOpt = Output.table,
 ) -> None:
     """Revoke an API key: it stops working everywhere within seconds."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.post(f"/keys/{_part(key_id)}/revoke"), KEY_COLUMNS)
 
 
@@ -364,7 +360,7 @@ def key_rotate(
 ) -> None:
     """Replace a key by a new one with the same owner, models and expiry."""
     body = {"grace_seconds": 0 if grace is None else seconds(grace, "--grace")}
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         rotated = api.post(f"/keys/{_part(key_id)}/rotate", body)
     if output is Output.table:
         _err.print(f"old key {rotated['old']['id']} is now {rotated['old']['state']}")
@@ -400,7 +396,7 @@ def audit_list(
 ) -> None:
     """List recent admin changes, newest first."""
     params = {"since": since, "action": action, "actor": actor, "team": team, "limit": limit}
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         _render(output, api.get("/audit", params), AUDIT_COLUMNS)
 
 
@@ -412,62 +408,6 @@ def audit_export(
     api_key: KeyOpt = None,
 ) -> None:
     """Write audit entries as JSON lines, oldest first, to standard output."""
-    with _reporting(), _client(url, api_key) as api:
+    with reporting(), _client(url, api_key) as api:
         for line in api.lines("/audit/export", {"since": since, "team": team}):
             sys.stdout.write(line + "\n")
-
-
-# -- database (local) ------------------------------------------------------------------------
-
-
-def _database(config: Path | None) -> str:
-    from corral.store.engine import database_url
-
-    if config is None and Path("corral.yaml").exists():
-        config = Path("corral.yaml")
-    return database_url(load_settings(config))
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    config: ConfigOpt = None,
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
-) -> None:
-    """Bring the configured database's schema up to date (also done by `corral up`)."""
-    from corral.store.engine import safe_url
-    from corral.store.migrate import upgrade
-
-    with _reporting():
-        url = _database(config)
-        at = asyncio.run(upgrade(url, revision))
-        _err.print(f"[green]✓[/] {safe_url(url)} is at revision {at}", highlight=False)
-
-
-@db_app.command("downgrade")
-def db_downgrade(
-    config: ConfigOpt = None,
-    revision: Annotated[str, typer.Option(help="Target revision (-1: undo the last).")] = "-1",
-    yes: YesOpt = False,
-) -> None:
-    """Undo the last migration (drops what it created: back up first)."""
-    from corral.store.engine import safe_url
-    from corral.store.migrate import downgrade
-
-    with _reporting():
-        url = _database(config)
-        _confirm(yes, f"Downgrade {safe_url(url)} to {revision}? Data in dropped tables is lost.")
-        at = asyncio.run(downgrade(url, revision))
-        _err.print(f"[green]✓[/] {safe_url(url)} is at revision {at or 'none (empty)'}")
-
-
-@db_app.command("current")
-def db_current(config: ConfigOpt = None) -> None:
-    """Print the configured database's schema revision."""
-    from corral.store.migrate import current, head
-
-    with _reporting():
-        at = asyncio.run(current(_database(config)))
-        newest = head()
-        print(f"{at or 'none'} (newest: {newest})")
-        if at != newest:
-            raise ConfigError("the schema is not up to date; run `corral db upgrade`")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +28,6 @@ from corral.store.records import (
     AuditQuery,
     KeyMaterial,
     KeySpec,
-    TargetType,
     Team,
     User,
     new_id,
@@ -60,20 +59,20 @@ class SqlStore:
             async with self._tx() as s:
                 s.add(row)
                 await s.flush()
-                _log(s, actor, team_audit("team.create", None, _team(row)))
+                _log(s, actor, team_audit("team.create", None, row.record()))
         except IntegrityError as exc:
             raise Conflict(f"a team named {name!r} already exists", param="name") from exc
-        return _team(row)
+        return row.record()
 
     async def get_team(self, ref: str) -> Team | None:
         async with self._tx() as s:
             row = await s.scalar(_live(TeamRow).where(or_(TeamRow.id == ref, TeamRow.name == ref)))
-        return None if row is None else _team(row)
+        return None if row is None else row.record()
 
     async def list_teams(self) -> list[Team]:
         async with self._tx() as s:
             rows = await s.scalars(_live(TeamRow).order_by(TeamRow.name, TeamRow.id))
-            return [_team(r) for r in rows]
+            return [r.record() for r in rows]
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
         async with self._tx() as s:
@@ -85,13 +84,13 @@ class SqlStore:
             for key in keys:
                 _revoke(s, key, actor)
             for user in users:
-                before = _user(user)
+                before = user.record()
                 user.deleted_at = actor.at
-                _log(s, actor, user_audit("user.delete", before, _user(user)))
-            before_team = _team(row)
+                _log(s, actor, user_audit("user.delete", before, user.record()))
+            before_team = row.record()
             row.deleted_at = actor.at
-            _log(s, actor, team_audit("team.delete", before_team, _team(row)))
-        return _team(row)
+            _log(s, actor, team_audit("team.delete", before_team, row.record()))
+        return row.record()
 
     # -- users -------------------------------------------------------------------------------
 
@@ -111,44 +110,44 @@ class SqlStore:
                 await _locked(s, TeamRow, team_id, "team")
                 s.add(row)
                 await s.flush()
-                _log(s, actor, user_audit("user.create", None, _user(row)))
+                _log(s, actor, user_audit("user.create", None, row.record()))
         except IntegrityError as exc:
             raise Conflict(f"a user with e-mail {email!r} already exists", param="email") from exc
-        return _user(row)
+        return row.record()
 
     async def get_user(self, ref: str) -> User | None:
         async with self._tx() as s:
             row = await s.scalar(_live(UserRow).where(or_(UserRow.id == ref, UserRow.email == ref)))
-        return None if row is None else _user(row)
+        return None if row is None else row.record()
 
     async def list_users(self, team_id: str | None = None) -> list[User]:
         query = _live(UserRow).order_by(UserRow.name, UserRow.id)
         if team_id is not None:
             query = query.where(UserRow.team_id == team_id)
         async with self._tx() as s:
-            return [_user(r) for r in await s.scalars(query)]
+            return [r.record() for r in await s.scalars(query)]
 
     async def update_user(
         self, user_id: str, *, actor: Actor, role: Role | None = None, name: str | None = None
     ) -> User:
         async with self._tx() as s:
             row = await _locked(s, UserRow, user_id, "user")
-            before = _user(row)
+            before = row.record()
             row.role = (role or before.role).value
             row.name = name or before.name
-            if _user(row) != before:
-                _log(s, actor, user_audit("user.update", before, _user(row)))
-        return _user(row)
+            if row.record() != before:
+                _log(s, actor, user_audit("user.update", before, row.record()))
+        return row.record()
 
     async def delete_user(self, user_id: str, *, actor: Actor) -> User:
         async with self._tx() as s:
             row = await _locked(s, UserRow, user_id, "user")
             for key in await s.scalars(_active(KeyRow.user_id == user_id)):
                 _revoke(s, key, actor)
-            before = _user(row)
+            before = row.record()
             row.deleted_at = actor.at
-            _log(s, actor, user_audit("user.delete", before, _user(row)))
-        return _user(row)
+            _log(s, actor, user_audit("user.delete", before, row.record()))
+        return row.record()
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -164,7 +163,7 @@ class SqlStore:
     async def get_key(self, key_id: str) -> ApiKey | None:
         async with self._tx() as s:
             row = await s.get(KeyRow, key_id)
-        return None if row is None else _key(row)
+        return None if row is None else row.record()
 
     async def list_keys(
         self,
@@ -182,7 +181,7 @@ class SqlStore:
         if not include_inactive:
             query = query.where(KeyRow.revoked_at.is_(None), _unexpired(now))
         async with self._tx() as s:
-            return [_key(r) for r in await s.scalars(query)]
+            return [r.record() for r in await s.scalars(query)]
 
     async def revoke_key(self, key_id: str, *, actor: Actor) -> ApiKey:
         async with self._tx() as s:
@@ -192,7 +191,7 @@ class SqlStore:
             if row.revoked_at is not None:
                 raise Conflict(f"key {key_id} is already revoked", param="key")
             _revoke(s, row, actor)
-        return _key(row)
+        return row.record()
 
     async def rotate_key(
         self, key_id: str, material: KeyMaterial, *, actor: Actor, grace_until: float | None
@@ -201,7 +200,7 @@ class SqlStore:
             row = await s.get(KeyRow, key_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no key with id {key_id!r}", param="key")
-            old = _key(row)
+            old = row.record()
             if old.state(actor.at) != "active":
                 raise Conflict(f"key {key_id} is not active; create a new key instead", param="key")
             if grace_until is None:
@@ -212,8 +211,8 @@ class SqlStore:
                 )
             spec = KeySpec(old.team_id, old.user_id, old.name, old.allowed_models, old.expires_at)
             new = await _add_key(s, material, spec, actor)
-            _log(s, actor, key_audit("key.rotate", old, _key(row), replaced_by=(None, new.id)))
-        return _key(row), new
+            _log(s, actor, key_audit("key.rotate", old, row.record(), replaced_by=(None, new.id)))
+        return row.record(), new
 
     async def active_keys(self, now: float) -> dict[str, Principal]:
         query = (
@@ -225,7 +224,7 @@ class SqlStore:
         )
         async with self._tx() as s:
             rows = (await s.execute(query)).all()
-        return {key.key_hash: _principal(key, role) for key, role in rows}
+        return {key.key_hash: key.principal(role) for key, role in rows}
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         if not last_used:
@@ -243,7 +242,7 @@ class SqlStore:
         order = AuditRow.id.asc() if query.oldest_first else AuditRow.id.desc()
         select_ = select(AuditRow).where(*_audit_filters(query)).order_by(order).limit(query.limit)
         async with self._tx() as s:
-            return [_audit(r) for r in await s.scalars(select_)]
+            return [r.record() for r in await s.scalars(select_)]
 
     async def bootstrap_admin(
         self, material: KeyMaterial, *, team_name: str, user_name: str, actor: Actor
@@ -270,8 +269,8 @@ class SqlStore:
                 await s.flush()  # the team first: PostgreSQL checks the user's foreign key at once
                 s.add(user)
                 await s.flush()
-                _log(s, actor, team_audit("team.create", None, _team(team)))
-                _log(s, actor, user_audit("user.create", None, _user(user)))
+                _log(s, actor, team_audit("team.create", None, team.record()))
+                _log(s, actor, user_audit("user.create", None, user.record()))
                 return await _add_key(s, material, KeySpec(team.id, user.id, "bootstrap"), actor)
         except IntegrityError:
             return None
@@ -331,14 +330,14 @@ async def _add_key(s: AsyncSession, material: KeyMaterial, spec: KeySpec, actor:
     )
     s.add(row)
     await s.flush()
-    _log(s, actor, key_audit("key.create", None, _key(row)))
-    return _key(row)
+    _log(s, actor, key_audit("key.create", None, row.record()))
+    return row.record()
 
 
 def _revoke(s: AsyncSession, row: KeyRow, actor: Actor) -> None:
-    before = _key(row)
+    before = row.record()
     row.revoked_at = actor.at
-    _log(s, actor, key_audit("key.revoke", before, _key(row)))
+    _log(s, actor, key_audit("key.revoke", before, row.record()))
 
 
 def _log(s: AsyncSession, actor: Actor, pending: PendingAudit) -> None:
@@ -375,57 +374,3 @@ def _audit_filters(q: AuditQuery) -> list[ColumnElement[bool]]:
     }
     where.extend(column == value for column, value in exact.items() if value is not None)
     return where
-
-
-def _team(row: TeamRow) -> Team:
-    return Team(row.id, row.name, row.description, row.created_at, row.deleted_at)
-
-
-def _user(row: UserRow) -> User:
-    return User(
-        row.id, row.team_id, row.name, row.email, Role(row.role), row.created_at, row.deleted_at
-    )
-
-
-def _key(row: KeyRow) -> ApiKey:
-    return ApiKey(
-        id=row.id,
-        team_id=row.team_id,
-        user_id=row.user_id,
-        name=row.name,
-        display=row.display,
-        allowed_models=None if row.allowed_models is None else frozenset(row.allowed_models),
-        expires_at=row.expires_at,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
-
-
-def _principal(row: KeyRow, role: str | None) -> Principal:
-    key = _key(row)
-    return Principal(
-        key_id=key.id,
-        role=Role(role) if role is not None else Role.DEVELOPER,
-        team_id=key.team_id,
-        user_id=key.user_id,
-        allowed_models=key.allowed_models,
-        expires_at=key.expires_at,
-    )
-
-
-def _audit(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        at=row.at,
-        actor_key_id=row.actor_key_id,
-        address=row.address,
-        action=row.action,
-        target_type=cast(TargetType, row.target_type),
-        target_id=row.target_id,
-        team_id=row.team_id,
-        changes={
-            name: (row.changes[name][0], row.changes[name][1]) for name in sorted(row.changes)
-        },
-    )

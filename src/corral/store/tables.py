@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from corral.principals import Principal, Role
+from corral.store.records import ApiKey, AuditEntry, TargetType, Team, User
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -75,6 +78,9 @@ class TeamRow(Base):
     created_at: Mapped[float] = mapped_column(UtcTime)
     deleted_at: Mapped[float | None] = mapped_column(UtcTime)
 
+    def record(self) -> Team:
+        return Team(self.id, self.name, self.description, self.created_at, self.deleted_at)
+
 
 class UserRow(Base):
     __tablename__ = "users"
@@ -91,6 +97,17 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[float] = mapped_column(UtcTime)
     deleted_at: Mapped[float | None] = mapped_column(UtcTime)
+
+    def record(self) -> User:
+        return User(
+            self.id,
+            self.team_id,
+            self.name,
+            self.email,
+            Role(self.role),
+            self.created_at,
+            self.deleted_at,
+        )
 
 
 class KeyRow(Base):
@@ -109,6 +126,33 @@ class KeyRow(Base):
     last_used_at: Mapped[float | None] = mapped_column(UtcTime)
     revoked_at: Mapped[float | None] = mapped_column(UtcTime)
 
+    def record(self) -> ApiKey:
+        models = None if self.allowed_models is None else frozenset(self.allowed_models)
+        return ApiKey(
+            id=self.id,
+            team_id=self.team_id,
+            user_id=self.user_id,
+            name=self.name,
+            display=self.display,
+            allowed_models=models,
+            expires_at=self.expires_at,
+            created_at=self.created_at,
+            created_by=self.created_by,
+            last_used_at=self.last_used_at,
+            revoked_at=self.revoked_at,
+        )
+
+    def principal(self, owner_role: str | None) -> Principal:
+        """The principal this key stands for: its owner's role (developer for a team key)."""
+        return Principal(
+            key_id=self.id,
+            role=Role(owner_role) if owner_role is not None else Role.DEVELOPER,
+            team_id=self.team_id,
+            user_id=self.user_id,
+            allowed_models=None if self.allowed_models is None else frozenset(self.allowed_models),
+            expires_at=self.expires_at,
+        )
+
 
 class AuditRow(Base):
     __tablename__ = "audit_log"
@@ -123,6 +167,22 @@ class AuditRow(Base):
     target_id: Mapped[str] = mapped_column(String(40), index=True)
     team_id: Mapped[str | None] = mapped_column(String(40))
     changes: Mapped[dict[str, list[Any]]] = mapped_column(Json)
+
+    def record(self) -> AuditEntry:
+        changes = {
+            name: (self.changes[name][0], self.changes[name][1]) for name in sorted(self.changes)
+        }
+        return AuditEntry(
+            id=self.id,
+            at=self.at,
+            actor_key_id=self.actor_key_id,
+            address=self.address,
+            action=self.action,
+            target_type=cast(TargetType, self.target_type),
+            target_id=self.target_id,
+            team_id=self.team_id,
+            changes=changes,
+        )
 
 
 class MetaRow(Base):
