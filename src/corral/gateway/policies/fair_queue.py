@@ -14,14 +14,10 @@ T = TypeVar("T")
 
 
 class RejectReason(StrEnum):
-    """Why a push was refused or an item left the queue unserved."""
+    """Why a push was refused."""
 
     QUEUE_FULL = "queue-full"
     """The queue is at its bound and the pushing team holds the largest weighted backlog."""
-    EVICTED = "evicted"
-    """Pushed out by a lighter team's request when the queue was full."""
-    EXPIRED = "expired"
-    """Its deadline passed while it waited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +102,7 @@ class FairQueue(Generic[T]):
             raise ValueError("cost must be positive")
         evicted: tuple[T, ...] = ()
         if len(self) >= self.max_items:
-            victim = self._heaviest(team, cost)
+            victim = self._heaviest(team)
             if victim == team:
                 return Pushed(False, reason=RejectReason.QUEUE_FULL)
             newest = self._queues[victim][-1]
@@ -158,12 +154,9 @@ class FairQueue(Generic[T]):
             self._withdraw(entry)
         return tuple(e.item for e in due)
 
-    def _heaviest(self, team: str, cost: float) -> str:
-        def weighted(name: str) -> float:
-            extra = cost if name == team else 0.0
-            return (self.backlog(name) + extra) / self.weight(name)
-
-        return max([team, *self._queues], key=weighted)
+    def _heaviest(self, team: str) -> str:
+        """The team holding the most queued tokens per unit of weight; the pusher wins no ties."""
+        return max([team, *self._queues], key=lambda name: self.backlog(name) / self.weight(name))
 
     def _forget(self, entry: _Entry[T]) -> None:
         del self._tickets[entry.ticket]
