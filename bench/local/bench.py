@@ -1,4 +1,4 @@
-"""Local engine benchmark: stream tok/s (1 and 4 concurrent), TTFT, embeddings/s, cold start, peak RSS.
+"""Local engine benchmark: stream tok/s (1 and 4 streams), TTFT, embeddings/s, cold start, peak RSS.
 
 Without --base-url it starts both default engines itself through the launcher (so cold start and
 memory are the engines' own) and measures them directly. With --base-url it measures whatever

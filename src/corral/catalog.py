@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from corral.errors import ConfigError, NotFound
+from corral.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
@@ -91,14 +91,51 @@ class LocalEngineConfig(_Strict):
     context_length: int = Field(2048, ge=16, description="Longest prompt plus answer, in tokens.")
     backend: Literal["auto", "onnx", "transformers"] = Field(
         "auto",
-        description="auto: ONNX Runtime int4 where the model converts, else transformers (any model).",
+        description="auto: int4 ONNX Runtime where the model converts, else transformers (any).",
     )
-    threads: int = Field(0, ge=0, le=256, description="CPU threads for inference; 0 uses all cores.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for inference; 0: all cores.")
 
 
 EngineConfig = Annotated[
     OpenAIEngine | FakeEngineConfig | LocalEngineConfig, Field(discriminator="kind")
 ]
+
+
+class EndpointHealth(_Strict):
+    """How the gateway watches a model's endpoints and takes failing ones out of rotation."""
+
+    probe_interval: float = Field(
+        10.0, ge=0, description="Seconds between active probes (GET /models); 0 turns them off."
+    )
+    eject_after: int = Field(
+        5, ge=1, description="Connect errors or 5xx in a row that eject an endpoint."
+    )
+    ejection_seconds: float = Field(
+        30.0, gt=0, description="First ejection's length; each further one doubles it."
+    )
+    max_ejection_seconds: float = Field(300.0, gt=0, description="Longest ejection.")
+    max_ejected_share: float = Field(
+        0.5, gt=0, le=1, description="Most of the endpoints ejected at once (one always stays)."
+    )
+    retry_budget: float = Field(
+        0.2, ge=0, le=1, description="Retries on another endpoint, as a share of requests."
+    )
+
+
+class FairQueueing(_Strict):
+    """Admission when a model's endpoints are saturated: weighted fair queuing across teams."""
+
+    max_in_flight_per_endpoint: int = Field(
+        ge=1, description="Requests one endpoint works on at once; more wait in the queue."
+    )
+    team_weights: dict[str, float] = Field(
+        default_factory=dict, description="Team id → share weight (default 1)."
+    )
+    max_queued: int = Field(256, ge=1, description="Waiting requests before 429.")
+    max_wait_seconds: float = Field(30.0, ge=0, description="Longest wait before 503.")
+
+
+RoutingName = Literal["least-outstanding", "prefix-affinity", "session-affinity", "weighted-random"]
 
 
 class Pricing(_Strict):
@@ -119,6 +156,17 @@ class ModelSpec(_Strict):
     context_length: int | None = Field(None, ge=1, description="Longest context, for the catalog.")
     max_tokens_default: int = Field(
         4096, ge=1, description="Assumed completion length when a request sets no max_tokens."
+    )
+    routing: RoutingName = Field(
+        "least-outstanding", description="How requests spread over the endpoints."
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Models to use, in order, when no endpoint of this one can answer.",
+    )
+    health: EndpointHealth = Field(default_factory=EndpointHealth)
+    fair_queueing: FairQueueing | None = Field(
+        None, description="Queue across teams when saturated; unset: no per-endpoint bound."
     )
 
     @field_validator("name")
@@ -158,18 +206,13 @@ class Catalog:
                     )
                 self._by_name[name] = model
             self._models[model.name] = model
-
-    def resolve(self, name: str) -> ModelSpec:
-        """The model called ``name`` (or aliased so); NotFound lists the valid names."""
-        model = self._by_name.get(name)
-        if model is None:
-            valid = ", ".join(sorted(self._models)) or "(none configured)"
-            raise NotFound(
-                f"The model {name[:200]!r} does not exist. Available models: {valid}.",
-                param="model",
-                code="model_not_found",
-            )
-        return model
+        for model in self._models.values():
+            for fallback in model.fallbacks:
+                if fallback not in self._by_name or self._by_name[fallback] is model:
+                    raise ConfigError(
+                        f"models: {model.name}.fallbacks names {fallback!r}, which is not "
+                        "another model in the catalog"
+                    )
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._models.values())
