@@ -42,9 +42,12 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def gate(capacity: int = 1, **kwargs: object) -> tuple[AdmissionQueue, SteppingClock]:
+def gate(
+    capacity: int = 1, *, max_queued: int = 256, max_wait_s: float = 30.0
+) -> tuple[AdmissionQueue, SteppingClock]:
     clock = SteppingClock()
-    return AdmissionQueue(capacity, clock=clock, **kwargs), clock  # type: ignore[arg-type]
+    queue = AdmissionQueue(capacity, clock=clock, max_queued=max_queued, max_wait_s=max_wait_s)
+    return queue, clock
 
 
 async def test_free_capacity_goes_at_once() -> None:
