@@ -19,7 +19,7 @@ from corral.store.engine import open_engine
 from corral.store.migrate import current, downgrade, head, history, upgrade
 from corral.store.tables import metadata
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+MakeDatabase = Callable[[str], Awaitable[str]]
 
 
 def _differences(conn: Connection) -> list[Any]:
@@ -85,9 +85,20 @@ async def test_the_database_itself_refuses_to_change_the_audit_log(
 
 @pytest.mark.postgres
 async def test_gateways_starting_together_migrate_one_at_a_time(
-    make_database: Callable[[str], Awaitable[str]],
+    make_database: MakeDatabase,
 ) -> None:
     url = await make_database("postgres")
     await downgrade(url)
     results = await asyncio.gather(*(upgrade(url) for _ in range(4)))
     assert results == [head()] * 4
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(make_database: MakeDatabase) -> None:
+    url = await make_database("sqlite")
+    engine = open_engine(url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    finally:
+        await engine.dispose()
