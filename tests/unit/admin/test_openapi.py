@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openapi_spec_validator import validate
+import pytest
 
 from corral.admin.app import operations
 from corral.admin.policy import Action
@@ -10,10 +10,13 @@ from unit.admin.world import World
 
 
 async def test_the_document_is_served_without_a_key_and_is_valid(world: World) -> None:
+    validator = pytest.importorskip(
+        "openapi_spec_validator", reason="test extra: openapi-spec-validator"
+    )
     response = await world.http.get("/admin/v1/openapi.json")
     assert response.status_code == 200
     document = response.json()
-    validate(document)
+    validator.validate(document)
     assert document["openapi"] == "3.1.0"
     assert document["servers"] == [{"url": "/admin/v1"}]
 
