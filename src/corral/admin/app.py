@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from corral.admin import PREFIX, audit, keys, teams, users
+from corral.admin import audit, keys, teams, users
 from corral.admin.openapi import openapi_document
 from corral.admin.operations import AdminContext, KeyHasher, Operation, endpoint, error_response
 from corral.clock import Clock
@@ -51,11 +51,6 @@ def build_admin_app(
     routes = [Route(op.path, endpoint(ctx, op), methods=[op.method]) for op in ops]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-
-
-def route_table(ops: Sequence[Operation[Any]]) -> list[tuple[str, str]]:
-    """(method, path) of each operation, for documentation and tests."""
-    return [(op.method, PREFIX + op.path) for op in ops]
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
