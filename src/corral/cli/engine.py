@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Literal
 
 import typer
+import uvloop
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
@@ -146,4 +146,4 @@ def local(
         console.print(f"[dim]{message}[/]")
 
     console.print(f"local engine for {shown} starting on http://{host}:{port}/v1 (Ctrl-C stops)")
-    asyncio.run(serve(shown, engine, folder, host=host, port=port, report=report))
+    uvloop.run(serve(shown, engine, folder, host=host, port=port, report=report))

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import uvloop
+
 from corral.catalog import LocalEngineConfig
 from corral.engines.local.manifest import PreparedModel
 from corral.errors import CorralError, ModelLoadError
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
             prepare(config.model, config.task, config.backend, args.data_dir, report_line)
             return 0
-        asyncio.run(
+        uvloop.run(
             serve(
                 args.name,
                 config,
