@@ -68,6 +68,8 @@ class ChatService:
             prompt = self._tokenizer.encode(self._template.render(request.messages), special=False)
         else:
             prompt = self._tokenizer.encode(request.prompt or "", special=True)
+        if not prompt:
+            raise InvalidRequest("The prompt is empty; send some text to continue.", param="prompt")
         max_tokens = self._budget(len(prompt), request.max_tokens)
         params = SamplingParams(
             max_tokens=max_tokens,

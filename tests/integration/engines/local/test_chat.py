@@ -96,6 +96,8 @@ def test_unsupported_parameters_are_refused_by_name(chat: openai.OpenAI) -> None
     assert "logprobs" in str(info.value)
     with pytest.raises(openai.BadRequestError, match="context"):
         ask(chat, max_tokens=100_000)
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        chat.completions.create(model=MODEL, prompt="", max_tokens=3)
 
 
 async def test_four_concurrent_streams_all_complete(chat_engine: RunningEngine) -> None:
