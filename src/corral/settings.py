@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from corral.catalog import ModelSpec
+from corral.catalog import Catalog, ModelSpec
 from corral.errors import ConfigError
 
 
@@ -194,6 +194,14 @@ class CorralSettings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     models: list[ModelSpec] = Field(default_factory=list, description="The model catalog.")
+
+    @model_validator(mode="after")
+    def _catalog_is_consistent(self) -> CorralSettings:
+        try:
+            Catalog(self.models)
+        except ConfigError as exc:
+            raise ValueError(exc.message.removeprefix("models: ")) from exc
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ from corral.clock import Clock, SystemClock
 from corral.composition.engines import start_engines
 from corral.composition.web import build_web_app
 from corral.gateway.app import Gateway, GatewayParts
+from corral.gateway.endpoints import EndpointCollector, EndpointProbes
 from corral.gateway.ledger import Ledger, LedgerMetrics, UsageSink
 from corral.gateway.metering import Meter, MeterChain
 from corral.gateway.metrics import GatewayMetrics
@@ -67,6 +68,12 @@ async def running_platform(
         relay = Relay()
         await relay.open()
         stack.push_async_callback(relay.close)
+        for route in routes:
+            route.attach_queue(clock)
+        probes = EndpointProbes(routes, clock)
+        probes.start(relay.session)
+        stack.push_async_callback(probes.stop)
+        registry.register(EndpointCollector(routes, clock))
         state: dict[str, Platform] = {}
         web = build_web_app(registry, lambda: state["platform"].ready, mounts or {})
         parts = GatewayParts(

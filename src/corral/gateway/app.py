@@ -30,13 +30,14 @@ from corral.gateway.asgi import (
     send_error,
     send_json,
 )
-from corral.gateway.calls import ApiCall, CallKind, parse_call, upstream_body
+from corral.gateway.calls import ApiCall, CallKind, parse_call
+from corral.gateway.dispatch import Attempt, Dispatcher, attempt_for
 from corral.gateway.logs import request_id_var
 from corral.gateway.metering import Meter, UsageEvent
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.policies.quotas import prompt_estimate
 from corral.gateway.quotas import Quotas
-from corral.gateway.relay import Exchange, Outcome, Relay
+from corral.gateway.relay import Outcome, Relay
 from corral.gateway.routes import ModelRoute, RouteTable
 from corral.principals import KeyDirectory, Principal
 
@@ -72,6 +73,7 @@ class Gateway:
     def __init__(self, parts: GatewayParts, fallback: ASGIApp) -> None:
         self._parts = parts
         self._fallback = fallback
+        self._dispatcher = Dispatcher(parts.relay, parts.routes, parts.clock)
         self._in_flight = 0
 
     @property
@@ -116,15 +118,19 @@ class Gateway:
             route = self._route(call.model, principal)
             if parts.quotas is not None:
                 reservation = await parts.quotas.admit(principal, call, route, request_id, headers)
-            endpoint = route.choose()
-            endpoint_url = endpoint.base_url
-            body = upstream_body(call, route.spec.upstream_name())
-            exchange = Exchange(call, route, endpoint, body, request_id, headers, outcome)
-            endpoint.in_flight += 1
+            attempt = attempt_for(
+                call,
+                route,
+                team=principal.team_id,
+                session_header=_text(header(scope, b"x-session-id")),
+                request_id=request_id,
+                headers=headers,
+                outcome=outcome,
+            )
             try:
-                await self._relay_until_disconnect(exchange, receive, send)
+                await self._until_disconnect(attempt, receive, send)
             finally:
-                endpoint.in_flight -= 1
+                route, endpoint_url = attempt.route, attempt.endpoint
         except RequestError as error:
             outcome.status, outcome.outcome = error.status, _outcome_of(error)
             await send_error(send, error, headers)
@@ -148,8 +154,8 @@ class Gateway:
             )
             request_id_var.reset(token)
 
-    async def _relay_until_disconnect(self, ex: Exchange, receive: Receive, send: Send) -> None:
-        """Relay, cancelling the upstream request as soon as the client disconnects."""
+    async def _until_disconnect(self, attempt: Attempt, receive: Receive, send: Send) -> None:
+        """Dispatch, cancelling the upstream request as soon as the client disconnects."""
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
@@ -162,13 +168,13 @@ class Gateway:
 
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await self._parts.relay.relay(ex, send)
+            await self._dispatcher.dispatch(attempt, send)
         except asyncio.CancelledError:
             if not gone.is_set():
                 raise
             task.uncancel()
-            ex.outcome.outcome = "client_gone"
-            ex.outcome.status = ex.outcome.status or 499
+            attempt.outcome.outcome = "client_gone"
+            attempt.outcome.status = attempt.outcome.status or 499
         finally:
             watcher.cancel()
 
@@ -204,15 +210,10 @@ class Gateway:
 
     def _route(self, model: str, principal: Principal) -> ModelRoute:
         route = self._parts.routes.get(model)
-        if route is None or not principal.may_use(route.name):
-            allowed = [n for n in self._parts.routes.names() if principal.may_use(n)]
-            raise NotFound(
-                f"The model {model[:200]!r} does not exist. "
-                f"Available models: {', '.join(allowed) or '(none)'}.",
-                param="model",
-                code="model_not_found",
-            )
-        return route
+        if route is not None and principal.may_use(route.name):
+            return route
+        allowed = [n for n in self._parts.routes.names() if principal.may_use(n)]
+        return self._parts.routes.resolve(model, allowed)
 
     async def _models(self, scope: Scope, send: Send) -> None:
         request_id = "req_" + os.urandom(12).hex()
@@ -288,6 +289,10 @@ class Gateway:
                     "ms": round((now - started) * 1000, 2),
                 },
             )
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value else None
 
 
 def _outcome_of(error: RequestError) -> str:

@@ -1,15 +1,26 @@
-"""Model routes: the live endpoints behind each catalog model, and the choice of one."""
+"""Model routes: the live endpoints behind each model, their health, and the choice of one."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from corral.catalog import ModelSpec, Timeouts
-from corral.errors import Overloaded
-from corral.gateway.policies.routing import EndpointSnapshot, least_outstanding
+from corral.clock import Clock
+from corral.errors import NotFound, Overloaded
+from corral.gateway.policies.admission_queue import AdmissionQueue
+from corral.gateway.policies.outliers import OutlierConfig, OutlierDetector
+from corral.gateway.policies.retry_budget import RetryBudget
+from corral.gateway.policies.routing import (
+    EndpointSnapshot,
+    RoutingKey,
+    RoutingPolicy,
+    choose,
+    ewma,
+)
 
 
 @dataclass(slots=True)
@@ -19,10 +30,8 @@ class LiveEndpoint:
     base_url: str
     weight: float = 1.0
     in_flight: int = 0
-    available: bool = True
-
-    def snapshot(self, index: int) -> EndpointSnapshot:
-        return EndpointSnapshot(index, self.in_flight, self.weight, self.available)
+    available: bool = True  # False while drained by an operator or the GPU health agent
+    latency_ewma: float | None = None
 
 
 @dataclass(slots=True)
@@ -35,6 +44,10 @@ class ModelRoute:
     rng: random.Random = field(default_factory=random.Random)
     whole_timeout: aiohttp.ClientTimeout = field(init=False)
     stream_timeout: aiohttp.ClientTimeout = field(init=False)
+    policy: RoutingPolicy = field(init=False)
+    outliers: OutlierDetector = field(init=False)
+    retries: RetryBudget = field(init=False)
+    queue: AdmissionQueue | None = None
 
     def __post_init__(self) -> None:
         t = self.spec.timeouts
@@ -44,6 +57,30 @@ class ModelRoute:
         self.stream_timeout = aiohttp.ClientTimeout(
             total=t.total, sock_connect=t.connect, sock_read=max(t.first_byte, t.idle)
         )
+        self.policy = RoutingPolicy(self.spec.routing)
+        health = self.spec.health
+        self.outliers = OutlierDetector(
+            len(self.endpoints),
+            OutlierConfig(
+                consecutive_failures=health.eject_after,
+                base_ejection_s=health.ejection_seconds,
+                max_ejection_s=health.max_ejection_seconds,
+                max_ejected_share=health.max_ejected_share,
+            ),
+        )
+        self.retries = RetryBudget(ratio=health.retry_budget)
+
+    def attach_queue(self, clock: Clock) -> None:
+        """Bound each endpoint's in-flight requests and queue the rest fairly across teams."""
+        fair = self.spec.fair_queueing
+        if fair is not None:
+            self.queue = AdmissionQueue(
+                fair.max_in_flight_per_endpoint * len(self.endpoints),
+                clock=clock,
+                weights=fair.team_weights,
+                max_queued=fair.max_queued,
+                max_wait_s=fair.max_wait_seconds,
+            )
 
     @property
     def name(self) -> str:
@@ -58,18 +95,49 @@ class ModelRoute:
         price = self.spec.pricing
         return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1e6
 
-    def choose(self) -> LiveEndpoint:
-        """The endpoint for the next request; Overloaded when none is available."""
+    def snapshot(self, now: float, exclude: frozenset[int] = frozenset()) -> list[EndpointSnapshot]:
+        """What the routing policy sees: load, weight, health; ``exclude`` already failed."""
+        return [
+            EndpointSnapshot(
+                index=i,
+                in_flight=e.in_flight,
+                weight=e.weight,
+                available=e.available and i not in exclude,
+                ejected=self.outliers.is_ejected(i, now),
+                key=e.base_url,
+                latency_ewma_s=e.latency_ewma,
+            )
+            for i, e in enumerate(self.endpoints)
+        ]
+
+    def pick(self, key: RoutingKey, now: float, exclude: frozenset[int] = frozenset()) -> int:
+        """The endpoint index for the next attempt; Overloaded when none is routable."""
         endpoints = self.endpoints
-        if len(endpoints) == 1 and endpoints[0].available:
-            return endpoints[0]
-        index = least_outstanding([e.snapshot(i) for i, e in enumerate(endpoints)], self.rng)
-        if index is None:
+        if (
+            not exclude
+            and len(endpoints) == 1
+            and endpoints[0].available
+            and not self.outliers.is_ejected(0, now)
+        ):
+            return 0
+        decision = choose(self.policy, self.snapshot(now, exclude), key, self.rng)
+        if decision.index is None:
             raise Overloaded(
                 f"No replica of model {self.name!r} is available right now; try again shortly.",
                 retry_after=5,
             )
-        return endpoints[index]
+        return decision.index
+
+    def succeeded(self, index: int, first_byte_seconds: float | None) -> None:
+        """An attempt on ``index`` was answered."""
+        self.outliers.record_success(index)
+        if first_byte_seconds is not None:
+            endpoint = self.endpoints[index]
+            endpoint.latency_ewma = ewma(endpoint.latency_ewma, first_byte_seconds)
+
+    def failed(self, index: int, now: float) -> None:
+        """An attempt on ``index`` failed (connect error, 5xx, timeout, broken stream)."""
+        self.outliers.record_failure(index, now)
 
 
 class RouteTable:
@@ -85,8 +153,20 @@ class RouteTable:
     def get(self, name: str) -> ModelRoute | None:
         return self._by_name.get(name)
 
+    def resolve(self, name: str, allowed: list[str]) -> ModelRoute:
+        """The route called ``name``; NotFound listing the ``allowed`` names otherwise."""
+        route = self._by_name.get(name)
+        if route is None or route.name not in allowed:
+            raise NotFound(
+                f"The model {name[:200]!r} does not exist. "
+                f"Available models: {', '.join(allowed) or '(none)'}.",
+                param="model",
+                code="model_not_found",
+            )
+        return route
+
     def names(self) -> list[str]:
         return sorted(self._routes)
 
-    def routes(self) -> list[ModelRoute]:
-        return list(self._routes.values())
+    def __iter__(self) -> Iterator[ModelRoute]:
+        return iter(self._routes.values())

@@ -1,0 +1,156 @@
+"""Gets one call answered: fair queue, endpoint choice, retries elsewhere, then fallback models."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from corral.clock import Clock
+from corral.errors import (
+    Overloaded,
+    RateLimited,
+    RequestError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from corral.gateway.asgi import Headers, Send
+from corral.gateway.calls import ApiCall, upstream_body
+from corral.gateway.policies.admission_queue import AdmissionOutcome
+from corral.gateway.policies.descriptors import request_cost, routing_key
+from corral.gateway.policies.routing import RoutingKey
+from corral.gateway.relay import Exchange, Outcome, Relay
+from corral.gateway.routes import ModelRoute, RouteTable
+
+# Failures that happen before any byte reaches the client, so another attempt is safe.
+_RETRYABLE = (UpstreamUnavailable, UpstreamTimeout)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """The call being served, and what serving it has learned so far."""
+
+    call: ApiCall
+    team: str
+    key: RoutingKey
+    request_id: str
+    headers: Headers
+    outcome: Outcome
+    route: ModelRoute
+    endpoint: str = ""
+
+
+def attempt_for(
+    call: ApiCall,
+    route: ModelRoute,
+    *,
+    team: str | None,
+    session_header: str | None,
+    request_id: str,
+    headers: Headers,
+    outcome: Outcome,
+) -> Attempt:
+    """What the dispatcher needs to know about one call."""
+    key = (
+        routing_key(call.body, session_header)
+        if route.policy.value.endswith("affinity")
+        else (RoutingKey())
+    )
+    return Attempt(call, team or "-", key, request_id, headers, outcome, route)
+
+
+class Dispatcher:
+    """Runs the attempt loop for one call; decides nothing the policies do not decide."""
+
+    def __init__(self, relay: Relay, routes: RouteTable, clock: Clock) -> None:
+        self._relay = relay
+        self._routes = routes
+        self._clock = clock
+
+    async def dispatch(self, attempt: Attempt, send: Send) -> None:
+        """Serve ``attempt`` on its model, then on each fallback model while none can answer."""
+        candidates = [attempt.route]
+        candidates += [r for n in attempt.route.spec.fallbacks if (r := self._routes.get(n))]
+        last: RequestError | None = None
+        for route in candidates:
+            attempt.route = route
+            try:
+                await self._on_model(attempt, route, send)
+                return
+            except (*_RETRYABLE, Overloaded) as error:
+                last = error
+        assert last is not None
+        raise last
+
+    async def _on_model(self, attempt: Attempt, route: ModelRoute, send: Send) -> None:
+        queue = route.queue
+        if queue is None:
+            await self._attempts(attempt, route, send)
+            return
+        cost = request_cost(attempt.call.body, route.spec.max_tokens_default)
+        admission = await queue.acquire(attempt.team, cost)
+        if admission.outcome is AdmissionOutcome.QUEUE_FULL:
+            raise RateLimited(
+                f"Model {route.name!r} is saturated and its queue is full; "
+                f"retry in {admission.retry_after_s:g} s.",
+                code="queue_full",
+                retry_after=admission.retry_after_s,
+            )
+        if admission.outcome is not AdmissionOutcome.GO:
+            raise Overloaded(
+                f"Model {route.name!r} stayed saturated for {admission.waited_s:.1f} s; "
+                f"retry in {admission.retry_after_s:g} s.",
+                retry_after=admission.retry_after_s,
+            )
+        try:
+            await self._attempts(attempt, route, send)
+        finally:
+            queue.release()
+
+    async def _attempts(self, attempt: Attempt, route: ModelRoute, send: Send) -> None:
+        """First attempt, then retries on other endpoints within the retry budget."""
+        clock = self._clock
+        body = upstream_body(attempt.call, route.spec.upstream_name())
+        route.retries.record_request(clock.monotonic())
+        tried: set[int] = set()
+        last_error: RequestError | None = None
+        while True:
+            try:
+                index = route.pick(attempt.key, clock.monotonic(), frozenset(tried))
+            except Overloaded:
+                if last_error is None:
+                    raise
+                raise last_error from None
+            endpoint = route.endpoints[index]
+            attempt.endpoint = endpoint.base_url
+            exchange = Exchange(
+                attempt.call,
+                route,
+                endpoint,
+                body,
+                attempt.request_id,
+                attempt.headers,
+                attempt.outcome,
+            )
+            started = asyncio.get_running_loop().time()  # the clock of outcome.first_byte_at
+            endpoint.in_flight += 1
+            try:
+                await self._relay.relay(exchange, send)
+            except _RETRYABLE as error:
+                route.failed(index, clock.monotonic())
+                tried.add(index)
+                last_error = error
+                if not route.retries.try_retry(clock.monotonic()):
+                    raise
+                continue
+            finally:
+                endpoint.in_flight -= 1
+            self._learn(route, index, attempt.outcome, started)
+            return
+
+    def _learn(self, route: ModelRoute, index: int, outcome: Outcome, started: float) -> None:
+        if outcome.outcome in ("upstream_error", "timeout"):
+            route.failed(index, self._clock.monotonic())
+        elif outcome.first_byte_at is not None:
+            route.succeeded(index, max(0.0, outcome.first_byte_at - started))
+        else:
+            route.succeeded(index, None)

@@ -1,0 +1,115 @@
+"""Endpoint upkeep: active health probes, and endpoint state exported as metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import aiohttp
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from corral.clock import Clock
+from corral.gateway.routes import ModelRoute, RouteTable
+
+log = logging.getLogger("corral.gateway.endpoints")
+
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+
+
+async def probe_once(session: aiohttp.ClientSession, route: ModelRoute, clock: Clock) -> None:
+    """Probe every endpoint of ``route`` (GET /models) and tell its outlier detector."""
+    headers = {"Authorization": route.auth_header} if route.auth_header else {}
+    for index, endpoint in enumerate(route.endpoints):
+        try:
+            async with session.get(
+                f"{endpoint.base_url}/models", headers=headers, timeout=_PROBE_TIMEOUT
+            ) as response:
+                ok = response.status < 500
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            ok = False
+        now = clock.monotonic()
+        if ok and route.outliers.is_ejected(index, now):
+            # An engine can list its models and still fail every request: an ejection for
+            # failed requests runs its back-off, then probation decides.
+            continue
+        ejection = route.outliers.record_probe(index, ok, now)
+        if ejection is not None:
+            log.warning(
+                "endpoint ejected after failed probes",
+                extra={"model": route.name, "endpoint": endpoint.base_url},
+            )
+
+
+async def probe_forever(session: aiohttp.ClientSession, route: ModelRoute, clock: Clock) -> None:
+    """Probe ``route``'s endpoints every ``health.probe_interval`` seconds until cancelled."""
+    interval = route.spec.health.probe_interval
+    while True:
+        await clock.sleep(interval)
+        try:
+            await probe_once(session, route, clock)
+        except Exception:
+            # Probing must outlive one bad round; routing falls back on passive ejection.
+            log.exception("endpoint probes failed for %s", route.name)
+
+
+class EndpointProbes:
+    """One probe task per model that asks for probes."""
+
+    def __init__(self, routes: RouteTable, clock: Clock) -> None:
+        self._routes = routes
+        self._clock = clock
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, session: aiohttp.ClientSession) -> None:
+        loop = asyncio.get_running_loop()
+        for route in self._routes:
+            if route.spec.health.probe_interval > 0:
+                task = loop.create_task(probe_forever(session, route, self._clock))
+                self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+class EndpointCollector(Collector):
+    """Endpoint state read at scrape time: in flight, ejected, latency to first byte."""
+
+    def __init__(self, routes: RouteTable, clock: Clock) -> None:
+        self._routes = routes
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["model", "endpoint"]
+        in_flight = GaugeMetricFamily(
+            "corral_endpoint_in_flight", "Requests in flight to each endpoint.", labels=labels
+        )
+        ejected = GaugeMetricFamily(
+            "corral_endpoint_ejected",
+            "1 while an endpoint is out of rotation after failures.",
+            labels=labels,
+        )
+        latency = GaugeMetricFamily(
+            "corral_endpoint_first_byte_seconds",
+            "Smoothed time to the first byte from each endpoint.",
+            labels=labels,
+        )
+        now = self._clock.monotonic()
+        for route in self._routes:
+            for index, endpoint in enumerate(route.endpoints):
+                values = [route.name, endpoint.base_url]
+                in_flight.add_metric(values, endpoint.in_flight)
+                ejected.add_metric(values, float(route.outliers.is_ejected(index, now)))
+                if endpoint.latency_ewma is not None:
+                    latency.add_metric(values, endpoint.latency_ewma)
+        yield from (in_flight, ejected, latency)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
