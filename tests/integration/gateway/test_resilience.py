@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 
 import httpx
 import openai
-import pytest
 
 from corral.catalog import (
-    EndpointHealth,
     Endpoint,
+    EndpointHealth,
     FakeEngineConfig,
     ModelSpec,
     OpenAIEngine,
