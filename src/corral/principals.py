@@ -70,10 +70,18 @@ class KeyDirectory:
     def __init__(self, server_secret: bytes) -> None:
         self._secret = server_secret
         self._by_hash: dict[str, Principal] = {}
+        self._pinned: dict[str, Principal] = {}
 
     def replace(self, entries: dict[str, Principal]) -> None:
-        """Swap in a fresh map of key hash → principal (atomic for readers)."""
-        self._by_hash = dict(entries)
+        """Swap in a fresh map of key hash → principal (atomic for readers); pinned keys stay."""
+        self._by_hash = {**entries, **self._pinned}
+
+    def pin(self, key: str, principal: Principal) -> None:
+        """A key that lives only in this process's memory (e.g. the portal's own credential):
+        never stored, gone when the process ends, kept across refreshes."""
+        digest = self.hash(key)
+        self._pinned[digest] = principal
+        self.add(digest, principal)
 
     def add(self, key_hash: str, principal: Principal) -> None:
         """Make one new key usable at once, before the next refresh."""

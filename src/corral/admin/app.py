@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from corral.admin import audit, keys, teams, users
+from corral.admin import audit, keys, teams, usage, users
 from corral.admin.openapi import openapi_document
 from corral.admin.operations import AdminContext, KeyHasher, Operation, endpoint, error_response
 from corral.clock import Clock
 from corral.errors import InvalidRequest, NotFound
 from corral.store.port import Store
+from corral.store.usage import SqlUsage as UsageLedger
 
 
 def operations() -> list[Operation[Any]]:
@@ -28,6 +29,7 @@ def operations() -> list[Operation[Any]]:
         *users.OPERATIONS[1:],
         *keys.OPERATIONS,
         *audit.OPERATIONS,
+        *usage.OPERATIONS,
     ]
 
 
@@ -37,11 +39,14 @@ def build_admin_app(
     keys: KeyHasher,
     clock: Clock,
     known_models: Callable[[], Collection[str]] | None = None,
+    usage_ledger: UsageLedger | None = None,
 ) -> Starlette:
     """The admin API. ``keys`` is the process's KeySync: it authenticates callers from memory,
     hashes new keys, and is refreshed after every change so it applies here at once.
     ``known_models`` (optional) lists the catalog's model names to check allowlists against."""
-    ctx = AdminContext(store=store, keys=keys, clock=clock, known_models=known_models)
+    ctx = AdminContext(
+        store=store, keys=keys, clock=clock, known_models=known_models, usage=usage_ledger
+    )
     ops = operations()
     document = openapi_document(ops, _version())
 

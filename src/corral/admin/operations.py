@@ -27,6 +27,7 @@ from corral.errors import (
 from corral.principals import KEY_PREFIX, Principal
 from corral.store.port import Store
 from corral.store.records import Actor
+from corral.store.usage import SqlUsage as UsageLedger
 
 log = logging.getLogger("corral.admin")
 
@@ -58,6 +59,7 @@ class AdminContext:
     keys: KeyHasher
     clock: Clock
     known_models: Callable[[], Collection[str]] | None = None
+    usage: UsageLedger | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ class Action(StrEnum):
     KEY_REVOKE = "key.revoke"
     KEY_ROTATE = "key.rotate"
     AUDIT_READ = "audit.read"
+    USAGE_READ = "usage.read"
+    LIMITS_READ = "limits.read"
+    LIMITS_UPDATE = "limits.update"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,7 @@ class Decision:
 
 ANYWHERE = Scope()
 
-_DEVELOPER_TEAM = {Action.TEAM_LIST, Action.TEAM_READ}
+_DEVELOPER_TEAM = {Action.TEAM_LIST, Action.TEAM_READ, Action.LIMITS_READ}
 _DEVELOPER_SELF = {
     Action.USER_LIST,
     Action.USER_READ,
@@ -76,6 +79,7 @@ _DEVELOPER_SELF = {
     Action.KEY_READ,
     Action.KEY_REVOKE,
     Action.KEY_ROTATE,
+    Action.USAGE_READ,
 }
 
 
@@ -85,8 +89,8 @@ def decide(subject: Subject, action: Action, scope: Scope) -> Decision:
     - platform-admin: everything.
     - team-admin: inside their own team, everything about users and keys except touching a
       platform-admin or making someone one; read their team and its audit log.
-    - developer: read their team, themselves, and their own keys; create, rotate and revoke
-      their own keys.
+    - developer: read their team (and its limits), themselves, their own keys and their own
+      usage; create, rotate and revoke their own keys.
     - anyone: read who they are (``me.read``).
     """
     if subject.role is Role.PLATFORM_ADMIN or action is Action.ME_READ:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from corral.cli import deploy, health
+from corral.cli import admin, deploy, health, money
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -23,6 +23,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check and describe Corral's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(health.app, name="health")
+admin.register(app)
+money.register(app)
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
 

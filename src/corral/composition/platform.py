@@ -51,6 +51,7 @@ async def running_platform(
     usage_sink: UsageSink | None = None,
     quotas: Quotas | None = None,
     registry: CollectorRegistry | None = None,
+    on_key_use: Callable[[str], None] | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
 ) -> AsyncIterator[Platform]:
@@ -86,6 +87,7 @@ async def running_platform(
             max_body_bytes=settings.server.max_body_bytes,
             max_in_flight=settings.server.max_in_flight,
             quotas=quotas,
+            on_key_use=on_key_use,
             access_log=settings.logging.access_log,
         )
         gateway = Gateway(parts, web)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from starlette.types import ASGIApp
 
+from corral.admin import PREFIX
+from corral.admin.app import build_admin_app
 from corral.clock import Clock
 from corral.principals import KeyDirectory
 from corral.settings import CorralSettings
@@ -30,6 +32,7 @@ class Tenancy:
     keys: KeyDirectory
     key_sync: KeySync
     usage: SqlUsage
+    secret: bytes = field(repr=False)
     bootstrap_key: str | None = None
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
 
@@ -52,7 +55,15 @@ async def open_tenancy(
         keys = KeyDirectory(secret)
         key_sync = KeySync(store, keys, clock)
         await key_sync.start()
-        tenancy = Tenancy(store, keys, key_sync, usage, first.secret if first else None)
+        tenancy = Tenancy(store, keys, key_sync, usage, secret, first.secret if first else None)
+        names = {name for spec in settings.models for name in (spec.name, *spec.aliases)}
+        tenancy.mounts[PREFIX] = build_admin_app(
+            store=store,
+            keys=key_sync,
+            clock=clock,
+            known_models=lambda: names,
+            usage_ledger=usage,
+        )
         try:
             yield tenancy
         finally:

@@ -13,6 +13,7 @@ from rich.console import Console
 from corral.catalog import LocalEngineConfig, ModelSpec
 from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
+from corral.composition.portal import portal_mount
 from corral.composition.quotas import running_quotas
 from corral.composition.serving import serve
 from corral.composition.tenancy import Tenancy, open_tenancy
@@ -56,6 +57,7 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
     async with (
         open_tenancy(settings, clock, console) as tenancy,
         running_quotas(settings.limits, tenancy.usage, clock, registry) as quotas,
+        portal_mount(settings, tenancy, clock),
     ):
 
         @asynccontextmanager
@@ -68,6 +70,7 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
                 usage_sink=tenancy.usage,
                 quotas=quotas,
                 registry=registry,
+                on_key_use=tenancy.key_sync.touch,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 yield platform

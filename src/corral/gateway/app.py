@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp
@@ -64,6 +65,7 @@ class GatewayParts:
     max_body_bytes: int
     max_in_flight: int
     quotas: Quotas | None = None
+    on_key_use: Callable[[str], None] | None = None  # last-used times, batched elsewhere
     access_log: bool = True
 
 
@@ -114,6 +116,8 @@ class Gateway:
                     retry_after=1,
                 )
             principal = self._authenticate(scope)
+            if parts.on_key_use is not None:
+                parts.on_key_use(principal.key_id)
             call = parse_call(kind, await read_body(scope, receive, parts.max_body_bytes))
             route = self._route(call.model, principal)
             if parts.quotas is not None:

@@ -9,11 +9,12 @@ from typing import Any
 
 from sqlalchemy import Boolean, Float, Integer, String, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from corral.store.engine import open_engine, translated
-from corral.store.tables import Base, UtcTime
+from corral.store.records import Actor
+from corral.store.tables import AuditRow, Base, UtcTime
 
 GROUPS = ("day", "model", "team", "key", "user")
 
@@ -142,8 +143,9 @@ class SqlUsage:
             async with self._engine.connect() as conn:
                 return {str(t): float(s or 0) for t, s in await conn.execute(query)}
 
-    async def set_limits(self, setting: LimitSetting) -> None:
-        """Create or replace the limits of one team or key."""
+    async def set_limits(self, setting: LimitSetting, actor: Actor) -> LimitSetting | None:
+        """Create or replace the limits of one team or key, audited in the same transaction;
+        returns the limits before the change (None when there were none)."""
         values = {
             "scope": setting.scope,
             "scope_id": setting.scope_id,
@@ -162,7 +164,37 @@ class SqlUsage:
         )
         with translated(self._url):
             async with self._engine.begin() as conn:
+                before = await self._limits_of(conn, setting.scope, setting.scope_id)
                 await conn.execute(statement)
+                await conn.execute(
+                    insert(AuditRow).values(
+                        at=actor.at,
+                        actor_key_id=actor.key_id,
+                        address=actor.address,
+                        action="limits.set",
+                        target_type=setting.scope,
+                        target_id=setting.scope_id,
+                        team_id=setting.scope_id if setting.scope == "team" else None,
+                        changes=_changes(before, setting),
+                    )
+                )
+        return before
+
+    async def limits_of(self, scope: str, scope_id: str) -> LimitSetting | None:
+        """The limits of one team or key, if any were set."""
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                return await self._limits_of(conn, scope, scope_id)
+
+    @staticmethod
+    async def _limits_of(conn: AsyncConnection, scope: str, scope_id: str) -> LimitSetting | None:
+        query = select(LimitRow).where(LimitRow.scope == scope, LimitRow.scope_id == scope_id)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return LimitSetting(
+            row.scope, row.scope_id, row.rpm, row.tpm, row.max_concurrent, row.monthly_budget_usd
+        )
 
     async def all_limits(self) -> list[LimitSetting]:
         """Every team's and key's limits (for the gateway's in-memory cache)."""
@@ -175,6 +207,16 @@ class SqlUsage:
                     )
                     for r in rows
                 ]
+
+
+_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "monthly_budget_usd")
+
+
+def _changes(before: LimitSetting | None, after: LimitSetting) -> dict[str, list[Any]]:
+    old = {f: getattr(before, f) if before else None for f in _LIMIT_FIELDS}
+    return {
+        f: [old[f], getattr(after, f)] for f in _LIMIT_FIELDS if old[f] != getattr(after, f)
+    }
 
 
 def _row(record: Any) -> dict[str, Any]:

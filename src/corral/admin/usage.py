@@ -1,0 +1,235 @@
+"""Admin operations on money: usage reports (JSON, CSV), limits and budgets per team."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from corral.admin.audit import parse_moment
+from corral.admin.operations import AdminContext, Call, Operation
+from corral.admin.policy import Action, Scope
+from corral.admin.teams import find_team
+from corral.errors import InvalidRequest, PermissionDenied
+from corral.principals import Role
+from corral.store.usage import GROUPS, LimitSetting, UsageFilter
+
+
+class UsageQuery(BaseModel):
+    """Which usage to report and how to group it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: str = Field("30d", description="Start: 30d, 24h, Unix seconds or ISO 8601.")
+    until: str | None = Field(None, description="End (exclusive); default now.")
+    group_by: str = Field("day,model", description=f"Comma-separated: {', '.join(GROUPS)}.")
+    team: str | None = Field(None, description="Team id or name (team-admins: their own).")
+    key: str | None = Field(None, description="Only this key id.")
+    model: str | None = Field(None, description="Only this model.")
+
+
+class UsageRow(BaseModel):
+    day: str | None = None
+    model: str | None = None
+    team: str | None = None
+    key: str | None = None
+    user: str | None = None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class UsageReport(BaseModel):
+    data: list[UsageRow]
+
+
+class LimitsIn(BaseModel):
+    """Limits and budget of a team; an unset field removes that limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute.")
+    max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once.")
+    monthly_budget_usd: float | None = Field(None, ge=0, description="USD per calendar month.")
+
+
+class TeamRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Budget(BaseModel):
+    monthly_usd: float | None
+    spent_usd: float
+    resets_at: str
+
+
+class LimitsOut(BaseModel):
+    team: str | None
+    budget: Budget
+    limits: LimitsIn
+
+
+def _usage(ctx: AdminContext) -> Any:
+    if ctx.usage is None:
+        raise InvalidRequest("usage reporting is not enabled on this server")
+    return ctx.usage
+
+
+async def _filter(ctx: AdminContext, call: Call[UsageQuery]) -> UsageFilter:
+    q, principal = call.input, call.principal
+    team_id = (await find_team(ctx, q.team)).id if q.team else None
+    if principal.role is not Role.PLATFORM_ADMIN:
+        if team_id not in (None, principal.team_id):
+            raise PermissionDenied("you may only see your own team's usage")
+        team_id = principal.team_id
+    user_id = principal.user_id if principal.role is Role.DEVELOPER else None
+    call.authorize(Action.USAGE_READ, Scope(team_id, user_id=user_id))
+    key_ids = None
+    if principal.role is Role.DEVELOPER and user_id is None:
+        key_ids = frozenset({principal.key_id})  # a team's service key sees only itself
+    if q.key is not None:
+        key_ids = frozenset({q.key}) if key_ids is None or q.key in key_ids else frozenset()
+    return UsageFilter(
+        since=parse_moment(q.since, call.now, "since"),
+        until=None if q.until is None else parse_moment(q.until, call.now, "until"),
+        team_id=team_id,
+        key_ids=key_ids,
+        user_id=user_id,
+        model=q.model,
+    )
+
+
+def _groups(text: str) -> list[str]:
+    groups = [g.strip() for g in text.split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise InvalidRequest(
+            f"group_by: unknown {', '.join(unknown)}; choose from {', '.join(GROUPS)}",
+            param="group_by",
+        )
+    return groups
+
+
+async def usage_report(ctx: AdminContext, call: Call[UsageQuery]) -> UsageReport:
+    rows = await _usage(ctx).report(await _filter(ctx, call), _groups(call.input.group_by))
+    return UsageReport(data=[UsageRow(**row) for row in rows])
+
+
+async def usage_csv(ctx: AdminContext, call: Call[UsageQuery]) -> Response:
+    groups = _groups(call.input.group_by)
+    rows = await _usage(ctx).report(await _filter(ctx, call), groups)
+    out = io.StringIO()
+    fields = [*groups, "requests", "prompt_tokens", "completion_tokens", "cost_usd"]
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="corral-usage.csv"'},
+    )
+
+
+async def _limits_out(ctx: AdminContext, principal_team: str | None, now: float) -> LimitsOut:
+    usage = _usage(ctx)
+    start = datetime.fromtimestamp(now, UTC).replace(day=1, hour=0, minute=0, second=0)
+    reset = start.replace(month=start.month % 12 + 1, year=start.year + start.month // 12)
+    setting = await usage.limits_of("team", principal_team) if principal_team else None
+    spent = 0.0
+    if principal_team:
+        totals = await usage.report(
+            UsageFilter(since=start.timestamp(), team_id=principal_team), []
+        )
+        spent = float(totals[0]["cost_usd"]) if totals else 0.0
+    limits = LimitsIn(
+        rpm=setting.rpm if setting else None,
+        tpm=setting.tpm if setting else None,
+        max_concurrent=setting.max_concurrent if setting else None,
+        monthly_budget_usd=setting.monthly_budget_usd if setting else None,
+    )
+    return LimitsOut(
+        team=principal_team,
+        budget=Budget(
+            monthly_usd=limits.monthly_budget_usd,
+            spent_usd=round(spent, 6),
+            resets_at=reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+        limits=limits,
+    )
+
+
+async def my_limits(ctx: AdminContext, call: Call[TeamRef]) -> LimitsOut:
+    return await _limits_out(ctx, call.principal.team_id, call.now)
+
+
+async def team_limits(ctx: AdminContext, call: Call[TeamRef]) -> LimitsOut:
+    team = await find_team(ctx, call.path["team"])
+    call.authorize(Action.LIMITS_READ, Scope(team.id))
+    return await _limits_out(ctx, team.id, call.now)
+
+
+async def set_team_limits(ctx: AdminContext, call: Call[LimitsIn]) -> LimitsOut:
+    team = await find_team(ctx, call.path["team"])
+    call.authorize(Action.LIMITS_UPDATE, Scope(team.id))
+    values = call.input
+    setting = LimitSetting(
+        "team", team.id, values.rpm, values.tpm, values.max_concurrent, values.monthly_budget_usd
+    )
+    await _usage(ctx).set_limits(setting, call.actor)
+    return await _limits_out(ctx, team.id, call.now)
+
+
+OPERATIONS: list[Operation[Any]] = [
+    Operation(
+        "GET",
+        "/usage",
+        Action.USAGE_READ,
+        "Usage by day, model, team, key or user",
+        UsageQuery,
+        UsageReport,
+        usage_report,
+    ),
+    Operation(
+        "GET",
+        "/usage.csv",
+        Action.USAGE_READ,
+        "The same usage report as CSV",
+        UsageQuery,
+        None,
+        usage_csv,
+        media_type="text/csv",
+    ),
+    Operation(
+        "GET",
+        "/limits/me",
+        Action.ME_READ,
+        "Your team's limits, budget and spend",
+        TeamRef,
+        LimitsOut,
+        my_limits,
+    ),
+    Operation(
+        "GET",
+        "/teams/{team}/limits",
+        Action.LIMITS_READ,
+        "A team's limits and budget",
+        TeamRef,
+        LimitsOut,
+        team_limits,
+    ),
+    Operation(
+        "POST",
+        "/teams/{team}/limits",
+        Action.LIMITS_UPDATE,
+        "Set a team's limits and monthly budget",
+        LimitsIn,
+        LimitsOut,
+        set_team_limits,
+    ),
+]

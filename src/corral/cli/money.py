@@ -1,0 +1,88 @@
+"""`corral usage` and `corral budget`: spend and limits per team, through the admin API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from corral.cli.admin import KeyOpt, OutOpt, Output, UrlOpt, _client, _col, _render, reporting
+
+budget_app = typer.Typer(help="Show and set team budgets and limits.", no_args_is_help=True)
+
+LIMIT_COLUMNS = [
+    _col("Team", "team"),
+    ("Budget $/month", lambda r: r["budget"]["monthly_usd"]),
+    ("Spent $", lambda r: r["budget"]["spent_usd"]),
+    ("Resets", lambda r: r["budget"]["resets_at"]),
+    ("RPM", lambda r: r["limits"]["rpm"]),
+    ("TPM", lambda r: r["limits"]["tpm"]),
+    ("Concurrent", lambda r: r["limits"]["max_concurrent"]),
+]
+
+
+@budget_app.command("set")
+def budget_set(
+    *,
+    team: Annotated[str, typer.Option("--team", help="Team name or id.")],
+    monthly_usd: Annotated[
+        float | None, typer.Option("--monthly-usd", help="USD per calendar month (UTC).")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Set a team's monthly budget and limits (options left out are removed)."""
+    body = {
+        "monthly_budget_usd": monthly_usd,
+        "rpm": rpm,
+        "tpm": tpm,
+        "max_concurrent": max_concurrent,
+    }
+    with reporting(), _client(url, api_key) as api:
+        _render(output, api.post(f"/teams/{team}/limits", body), LIMIT_COLUMNS)
+
+
+@budget_app.command("show")
+def budget_show(
+    team: Annotated[str | None, typer.Option("--team", help="Team (default: your own).")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Show a team's budget, spend this month, and limits."""
+    path = f"/teams/{team}/limits" if team else "/limits/me"
+    with reporting(), _client(url, api_key) as api:
+        _render(output, api.get(path), LIMIT_COLUMNS)
+
+
+def usage(
+    *,
+    team: Annotated[str | None, typer.Option("--team", help="Team name or id.")] = None,
+    since: Annotated[str, typer.Option(help="30d, 24h, Unix seconds or ISO 8601.")] = "30d",
+    by: Annotated[str, typer.Option("--by", help="day, model, team, key, user.")] = "day,model",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Requests, tokens and cost, grouped (developers see their own, team-admins their team)."""
+    params: dict[str, Any] = {"since": since, "group_by": by, "team": team}
+    with reporting(), _client(url, api_key) as api:
+        if fmt == "csv":
+            for line in api.lines("/usage.csv", params):
+                print(line)
+            return
+        groups = [g.strip() for g in by.split(",") if g.strip()]
+        columns = [_col(g.title(), g) for g in groups]
+        columns += [_col("Requests", "requests"), _col("Prompt", "prompt_tokens")]
+        columns += [_col("Completion", "completion_tokens"), _col("Cost $", "cost_usd")]
+        _render(Output.json if fmt == "json" else Output.table, api.get("/usage", params), columns)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `corral usage` and `corral budget` to the main command."""
+    app.add_typer(budget_app, name="budget")
+    app.command("usage")(usage)
