@@ -87,8 +87,10 @@ async def chat_numbers(session: aiohttp.ClientSession, target: Target) -> dict[s
     }
 
 
-async def embed_numbers(session: aiohttp.ClientSession, target: Target) -> dict[str, float]:
-    body = {"model": target.embed_model, "input": SENTENCES}
+async def embed_numbers(
+    session: aiohttp.ClientSession, target: Target, encoding: str
+) -> dict[str, float]:
+    body = {"model": target.embed_model, "input": SENTENCES, "encoding_format": encoding}
     url = f"{target.embed_url}/embeddings"
 
     async def one() -> None:
@@ -105,8 +107,8 @@ async def embed_numbers(session: aiohttp.ClientSession, target: Target) -> dict[
     await asyncio.gather(*(one() for _ in range(10)))
     concurrent = 10 * len(SENTENCES) / (time.perf_counter() - started)
     return {
-        "embeddings_sentences_s_sequential": round(sequential, 1),
-        "embeddings_sentences_s_10_concurrent": round(concurrent, 1),
+        f"embeddings_{encoding}_sentences_s_sequential": round(sequential, 1),
+        f"embeddings_{encoding}_sentences_s_10_concurrent": round(concurrent, 1),
     }
 
 
@@ -182,7 +184,8 @@ async def main() -> None:
         timeout = aiohttp.ClientTimeout(total=300)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             results.update(await chat_numbers(session, target))
-            results.update(await embed_numbers(session, target))
+            results.update(await embed_numbers(session, target, "float"))
+            results.update(await embed_numbers(session, target, "base64"))
         if pids:
             results["peak_rss_mib_sum"] = peak_rss_mib(pids)
     finally:

@@ -32,7 +32,7 @@ class OnnxEncoder:
         try:
             self._session = ort.InferenceSession(
                 str(directory / "model.onnx"),
-                session_options(threads),
+                session_options(threads, spin=True),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # ONNX Runtime raises its own untyped errors
