@@ -35,12 +35,13 @@ class EngineLoop:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._engines: list[RunningEngine] = []
+        self.data_dir = MODELS_DIR
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float = 600) -> T:
         return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout)
 
     def launch(self, name: str, config: LocalEngineConfig) -> RunningEngine:
-        engine = self.run(launch_local_engine(name, config, MODELS_DIR, lambda _line: None))
+        engine = self.run(launch_local_engine(name, config, self.data_dir, lambda _line: None))
         self._engines.append(engine)
         return engine
 

@@ -33,12 +33,17 @@ def cached(root: Path, backend: BackendChoice) -> PreparedModel | None:
     return prepared
 
 
+def lookup(source: ModelSource, backend: BackendChoice, data_dir: Path) -> PreparedModel | None:
+    """The cached preparation of ``source`` for ``backend``, if there is one."""
+    return cached(models_root(data_dir) / folder_name(source, backend), backend)
+
+
 def prepare(
     spec: str, task: Task, backend: BackendChoice, data_dir: Path, report: Report
 ) -> PreparedModel:
     """Locate ``spec`` (downloading if needed) and convert it once; later calls reuse the result."""
     source = locate(spec, task, hub_cache=models_root(data_dir) / "hub", report=report)
-    root = models_root(data_dir) / folder_name(source)
+    root = models_root(data_dir) / folder_name(source, backend)
     done = cached(root, backend)
     if done is not None:
         return done
@@ -62,14 +67,16 @@ def prepare(
     return result
 
 
-def folder_name(source: ModelSource) -> str:
+def folder_name(source: ModelSource, backend: BackendChoice) -> str:
+    """Where ``source`` is prepared: auto and onnx share a folder; transformers has its own."""
     stat = source.path.stat() if source.kind == "gguf" else (source.path / "config.json").stat()
     fingerprint = f"{source.path}|{stat.st_size}|{stat.st_mtime_ns}"
     digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
     # A local path is named after its file or folder; packaged and hub models by their id.
     local = source.kind == "gguf" or Path(source.spec).expanduser().exists()
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", source.path.stem if local else source.spec)
-    return f"{name.strip('-')[-60:]}-{digest}"
+    suffix = "-transformers" if backend == "transformers" else ""
+    return f"{name.strip('-')[-60:]}-{digest}{suffix}"
 
 
 def _prepare_chat(

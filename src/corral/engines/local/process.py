@@ -37,9 +37,7 @@ def find_or_prepare(config: LocalEngineConfig, data_dir: Path, report: Report) -
     from corral.engines.local.sources import locate
 
     source = locate(config.model, config.task, hub_cache=data_dir / "models" / "hub", report=report)
-    done = preparation.cached(
-        preparation.models_root(data_dir) / preparation.folder_name(source), config.backend
-    )
+    done = preparation.lookup(source, config.backend, data_dir)
     if done is not None:
         return done
     report(f"preparing {source.label} once; later starts reuse it")
@@ -49,9 +47,7 @@ def find_or_prepare(config: LocalEngineConfig, data_dir: Path, report: Report) -
     # Its output is ours: progress lines reach the launcher unchanged.
     if subprocess.run(command, check=False).returncode != 0:  # noqa: S603 - fixed argv, no shell
         raise ModelLoadError(f"preparing {source.label} failed; see the messages above")
-    prepared = preparation.cached(
-        preparation.models_root(data_dir) / preparation.folder_name(source), config.backend
-    )
+    prepared = preparation.lookup(source, config.backend, data_dir)
     if prepared is None:
         raise ModelLoadError(f"preparing {source.label} left nothing usable in {data_dir}")
     return prepared
