@@ -1,15 +1,13 @@
 """A whole Corral (gateway, admin API, portal) and a real OIDC provider on loopback, and Chromium.
 
 The OIDC provider is the `oidc-provider-mock` package in a subprocess. Corral runs in a
-ServerThread with an in-memory store, its FakeEngine, the real admin API and the portal at /ui.
-When the admin API has no usage/limits endpoints yet, a small stand-in of the agreed shape
-(computed from the gateway's real usage events) answers /usage, /usage.csv and /limits/me.
+ServerThread with an in-memory store, a SQLite usage ledger, its FakeEngine, the real admin API
+and the portal at /ui.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import asyncio
 import json
 import os
 import re
@@ -17,23 +15,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
 
-from corral.admin.app import build_admin_app, operations
+from corral.admin.app import build_admin_app
 from corral.catalog import FakeEngineConfig, ModelSpec, Pricing
 from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
@@ -41,11 +33,13 @@ from corral.composition.serving import ServerThread
 from corral.gateway.metering import UsageEvent
 from corral.portal.app import build_portal_app
 from corral.portal.settings import ClaimMapping, OidcSettings, PortalSettings
-from corral.principals import KeyDirectory, Principal, Role
+from corral.principals import KeyDirectory
 from corral.settings import CorralSettings
 from corral.store.bootstrap import bootstrap_admin_key
 from corral.store.keysync import KeySync
 from corral.store.memory import InMemoryStore
+from corral.store.migrate import upgrade
+from corral.store.usage import SqlUsage
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -116,88 +110,12 @@ def oidc_issuer() -> Iterator[str]:
 
 @dataclass
 class UsageRecorder:
-    """Keeps the gateway's usage events (the meter) and answers the agreed usage shapes."""
+    """Keeps the gateway's usage events (a second meter beside the ledger) for assertions."""
 
-    store: InMemoryStore
-    keys: KeySync
     events: list[UsageEvent] = field(default_factory=list)
 
     def record(self, event: UsageEvent) -> None:
         self.events.append(event)
-
-    def _visible(self, principal: Principal, team: str | None) -> list[UsageEvent]:
-        def shown(e: UsageEvent) -> bool:
-            if principal.role is Role.PLATFORM_ADMIN:
-                return team is None or e.team_id == team
-            if principal.role is Role.TEAM_ADMIN:
-                return e.team_id == principal.team_id
-            return (
-                e.user_id == principal.user_id
-                if principal.user_id
-                else e.key_id == principal.key_id
-            )
-
-        return [e for e in self.events if shown(e)]
-
-    def rows(self, request: Request) -> list[dict[str, object]] | Response:
-        principal = self.keys.lookup(request.headers.get("authorization", "")[7:], time.time())
-        if principal is None:
-            return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
-        group = request.query_params.get("group_by", "day,model").split(",")
-        totals: dict[tuple[str, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for e in self._visible(principal, request.query_params.get("team")):
-            values = {
-                "day": datetime.fromtimestamp(e.time, UTC).date().isoformat(),
-                "model": e.model,
-                "user": e.user_id or "",
-            }
-            slot = totals[tuple(values[g] for g in group)]
-            slot["requests"] += 1
-            slot["prompt_tokens"] += e.prompt_tokens
-            slot["completion_tokens"] += e.completion_tokens
-            slot["cost_usd"] += e.cost_usd
-        return [
-            {**dict(zip(group, k, strict=True)), **{n: v for n, v in t.items()}}
-            for k, t in sorted(totals.items())
-        ]
-
-    async def usage(self, request: Request) -> Response:
-        rows = self.rows(request)
-        return rows if isinstance(rows, Response) else JSONResponse({"data": rows})
-
-    async def usage_csv(self, request: Request) -> Response:
-        rows = self.rows(request)
-        if isinstance(rows, Response):
-            return rows
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["day"])
-        writer.writeheader()
-        writer.writerows(rows)
-        return PlainTextResponse(out.getvalue(), media_type="text/csv")
-
-    async def limits(self, request: Request) -> Response:
-        spent = sum(e.cost_usd for e in self.events)
-        return JSONResponse(
-            {
-                "budget": {
-                    "monthly_usd": 500.0,
-                    "spent_usd": spent,
-                    "resets_at": "2026-12-01T00:00:00Z",
-                },
-                "limits": {"rpm": 600, "tpm": 100000},
-            }
-        )
-
-
-def admin_front(admin: Starlette, recorder: UsageRecorder) -> Starlette:
-    """The real admin API, plus the usage/limits stand-in where the API has none yet."""
-    paths = {op.path for op in operations()}
-    routes = []
-    if "/usage" not in paths:
-        routes += [Route("/usage", recorder.usage), Route("/usage.csv", recorder.usage_csv)]
-    if "/limits/me" not in paths:
-        routes.append(Route("/limits/me", recorder.limits))
-    return Starlette(routes=[*routes, Mount("/", app=admin)])
 
 
 @dataclass
@@ -218,11 +136,14 @@ class Corral:
 
 
 @pytest.fixture(scope="session")
-def corral(oidc_issuer: str) -> Iterator[Corral]:
-    """Corral with its admin API and portal, SSO pointed at the test provider."""
+def corral(oidc_issuer: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
+    """Corral with its admin API, usage ledger and portal, SSO pointed at the test provider."""
     clock = SystemClock()
     store = InMemoryStore()
     state: dict[str, object] = {}
+    data_dir = tmp_path_factory.mktemp("corral")
+    ledger_url = f"sqlite+aiosqlite:///{data_dir / 'corral.db'}"
+    asyncio.run(upgrade(ledger_url))
 
     @asynccontextmanager
     async def factory() -> AsyncIterator[Platform]:
@@ -232,7 +153,7 @@ def corral(oidc_issuer: str) -> Iterator[Corral]:
         keys = KeyDirectory(SECRET)
         sync = KeySync(store, keys, clock)
         await sync.start()
-        recorder = UsageRecorder(store, sync)
+        recorder = UsageRecorder()
         state["recorder"] = recorder
         base = f"http://127.0.0.1:{server.port}"
         settings = PortalSettings(
@@ -244,6 +165,7 @@ def corral(oidc_issuer: str) -> Iterator[Corral]:
                 claims=ClaimMapping(roles={"ml-leads": "team-admin"}, create_teams=True),
             )
         )
+        usage = SqlUsage(ledger_url)
         async with httpx.AsyncClient() as http:
             portal = build_portal_app(
                 settings,
@@ -254,15 +176,17 @@ def corral(oidc_issuer: str) -> Iterator[Corral]:
                 models=[MODEL],
                 admin_key=lambda: first.secret,
             )
-            admin = build_admin_app(store=store, keys=sync, clock=clock)
-            mounts = {"/admin/v1": admin_front(admin, recorder), "/ui": portal}
+            admin = build_admin_app(store=store, keys=sync, clock=clock, usage_ledger=usage)
+            mounts = {"/admin/v1": admin, "/ui": portal}
+            settings = CorralSettings(models=[MODEL], data_dir=data_dir)
             try:
                 async with running_platform(
-                    CorralSettings(models=[MODEL]), keys=keys, meters=(recorder,), mounts=mounts
+                    settings, keys=keys, meters=(recorder,), mounts=mounts, usage_sink=usage
                 ) as platform:
                     yield platform
             finally:
                 await sync.stop()
+                await usage.close()
 
     server = ServerThread(factory)
     with server:
@@ -271,8 +195,10 @@ def corral(oidc_issuer: str) -> Iterator[Corral]:
         yield Corral(server.url, oidc_issuer, str(state["admin_key"]), server, recorder)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope: while Playwright's sync API is open, the main thread looks like it runs an
+    # event loop, which would break every async test collected after these.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -49,6 +49,11 @@ def chat(key: str, corral: Corral) -> httpx.Response:
     return httpx.post(f"{corral.url}/v1/chat/completions", json=body, headers=headers, timeout=10)
 
 
+def ledger_tokens(corral: Corral) -> int:
+    rows = corral.admin("GET", "/usage", params={"group_by": ""}).json()["data"]
+    return sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+
+
 def test_sso_key_playground_usage_revoke(tab: Tab, corral: Corral) -> None:
     page = tab.page
     page.goto(corral.ui + "/")
@@ -99,6 +104,14 @@ def test_sso_key_playground_usage_revoke(tab: Tab, corral: Corral) -> None:
 
     # Usage: the chart carries the new tokens (the playground turn and the key's call).
     wait_until(lambda: len(corral.recorder.events) >= 2)
+    wait_until(
+        lambda: (
+            ledger_tokens(corral)
+            == sum(e.prompt_tokens + e.completion_tokens for e in corral.recorder.events)
+        )
+    )  # the ledger is written in batches, off the request path
+    budget = corral.admin("POST", "/teams/ml/limits", json={"monthly_budget_usd": 500})
+    assert budget.status_code == 200, budget.text
     nav(page, "Usage").click()
     page.wait_for_function("() => window.Chart && Chart.getChart('tokens-chart')")
     tokens = page.evaluate(
