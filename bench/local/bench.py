@@ -143,18 +143,17 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-async def launch_engines(data_dir: Path) -> tuple[list[RunningEngine], dict[str, float]]:
+async def launch_engines(
+    data_dir: Path, backend: str
+) -> tuple[list[RunningEngine], dict[str, float]]:
+    chat_config = LocalEngineConfig.model_validate({"model": "smollm2", "backend": backend})
+    embed_config = LocalEngineConfig.model_validate(
+        {"model": "minilm", "task": "embeddings", "backend": backend}
+    )
     started = time.perf_counter()
     chat, embed = await asyncio.gather(
-        launch_local_engine(
-            "smollm2-135m-instruct", LocalEngineConfig(model="smollm2"), data_dir, print
-        ),
-        launch_local_engine(
-            "all-minilm-l6-v2",
-            LocalEngineConfig(model="minilm", task="embeddings"),
-            data_dir,
-            print,
-        ),
+        launch_local_engine("smollm2-135m-instruct", chat_config, data_dir, print),
+        launch_local_engine("all-minilm-l6-v2", embed_config, data_dir, print),
     )
     return [chat, embed], {"cold_start_s_both_engines": round(time.perf_counter() - started, 2)}
 
@@ -167,6 +166,7 @@ async def main() -> None:
     parser.add_argument("--embed-model", default="all-minilm-l6-v2")
     parser.add_argument("--pids", type=int, nargs="*", default=[])
     parser.add_argument("--data-dir", type=Path, default=Path(".corral"))
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "transformers"])
     args = parser.parse_args()
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     engines: list[RunningEngine] = []
@@ -175,7 +175,7 @@ async def main() -> None:
         target = Target(args.base_url, args.base_url, args.chat_model, args.embed_model, headers)
         pids = args.pids
     else:
-        engines, started = await launch_engines(args.data_dir)
+        engines, started = await launch_engines(args.data_dir, args.backend)
         results.update(started)
         urls = [e.base_url for e in engines]
         target = Target(urls[0], urls[1], args.chat_model, args.embed_model, headers)
