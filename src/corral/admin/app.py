@@ -18,7 +18,7 @@ from corral.admin.operations import AdminContext, KeyHasher, Operation, endpoint
 from corral.clock import Clock
 from corral.errors import InvalidRequest, NotFound
 from corral.store.port import Store
-from corral.store.usage import SqlUsage as UsageLedger
+from corral.store.usage import UsageLedger
 
 
 def operations() -> list[Operation[Any]]:

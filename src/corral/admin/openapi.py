@@ -68,7 +68,7 @@ def _operation(op: Operation[Any], refs: dict[Any, Any]) -> dict[str, Any]:
         for name in _PATH_PARAM.findall(op.path)
     ]
     doc: dict[str, Any] = {
-        "operationId": op.action.value.replace(".", "_") + ("_export" if op.output is None else ""),
+        "operationId": _operation_id(op),
         "summary": op.summary,
         "tags": [op.path.split("/")[1]],
         "x-corral-action": op.action.value,
@@ -115,3 +115,11 @@ def _error_responses() -> dict[str, Any]:
         status: {"description": text, "content": {"application/json": {"schema": envelope}}}
         for status, text in _ERRORS.items()
     }
+
+
+def _operation_id(op: Operation[Any]) -> str:
+    """Unique per operation: the action, plus what tells two operations of one action apart."""
+    base = op.action.value.replace(".", "_") + ("_export" if op.output is None else "")
+    if op.path == "/limits/me":
+        return base + "_own"
+    return base

@@ -27,7 +27,7 @@ from corral.errors import (
 from corral.principals import KEY_PREFIX, Principal
 from corral.store.port import Store
 from corral.store.records import Actor
-from corral.store.usage import SqlUsage as UsageLedger
+from corral.store.usage import UsageLedger
 
 log = logging.getLogger("corral.admin")
 

@@ -16,7 +16,7 @@ from corral.admin.policy import Action, Scope
 from corral.admin.teams import find_team
 from corral.errors import InvalidRequest, PermissionDenied
 from corral.principals import Role
-from corral.store.usage import GROUPS, LimitSetting, UsageFilter
+from corral.store.usage import GROUPS, LimitSetting, UsageFilter, UsageLedger
 
 
 class UsageQuery(BaseModel):
@@ -75,7 +75,7 @@ class LimitsOut(BaseModel):
     limits: LimitsIn
 
 
-def _usage(ctx: AdminContext) -> Any:
+def _usage(ctx: AdminContext) -> UsageLedger:
     if ctx.usage is None:
         raise InvalidRequest("usage reporting is not enabled on this server")
     return ctx.usage
@@ -165,6 +165,7 @@ async def _limits_out(ctx: AdminContext, principal_team: str | None, now: float)
 
 
 async def my_limits(ctx: AdminContext, call: Call[TeamRef]) -> LimitsOut:
+    call.authorize(Action.LIMITS_READ, Scope(call.principal.team_id))
     return await _limits_out(ctx, call.principal.team_id, call.now)
 
 

@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from corral.clock import Clock
-from corral.counters.failopen import CountersState, FailOpenCounters
+from corral.counters.failopen import FailOpenCounters
 from corral.counters.limits import MICROS_PER_USD, Limits
 from corral.counters.local import LocalCounters
+from corral.counters.metrics import CountersMetrics
 from corral.counters.port import Counters
 from corral.counters.redis import RedisCounters
 from corral.errors import TemporaryError
@@ -48,21 +49,6 @@ RECONCILE_INTERVAL = 30.0
 """Seconds between settling reservations a crashed gateway left and re-seeding month spend."""
 
 
-def _export_state(counters: FailOpenCounters, registry: CollectorRegistry) -> None:
-    degraded = Gauge(
-        "corral_counters_degraded",
-        "1 while the shared counters (Redis) are unreachable and limits apply per process.",
-        registry=registry,
-    )
-    degraded.set_function(lambda: float(counters.state == CountersState.DEGRADED))
-    dropped = Gauge(
-        "corral_counters_dropped_settlements",
-        "Settlements dropped during a Redis outage (their reservations expire and reconcile).",
-        registry=registry,
-    )
-    dropped.set_function(lambda: float(counters.dropped_settlements))
-
-
 @asynccontextmanager
 async def running_quotas(
     settings: LimitSettings, usage: SqlUsage, clock: Clock, registry: CollectorRegistry
@@ -73,7 +59,7 @@ async def running_quotas(
     if settings.redis_url:
         redis = RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
         counters = FailOpenCounters(redis)
-        _export_state(counters, registry)
+        CountersMetrics(registry, counters)
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))

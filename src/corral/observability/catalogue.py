@@ -9,12 +9,25 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from corral.catalog import Endpoint, ModelSpec, OpenAIEngine
+from corral.clock import SystemClock
+from corral.counters.metrics import CountersMetrics
+from corral.gateway.endpoints import EndpointCollector
 from corral.gateway.ledger import LedgerMetrics
 from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.routes import LiveEndpoint, ModelRoute, RouteTable
 from corral.health.metrics import HealthMetrics
 from corral.observability.labels import forbidden_reason
 
 _PLACEHOLDER = "x"
+
+
+def _endpoints(registry: CollectorRegistry) -> None:
+    """Endpoint state is read at scrape time from the route table: one sample endpoint here."""
+    url = "http://replica.example:8000/v1"
+    spec = ModelSpec(name="model", engine=OpenAIEngine(endpoints=[Endpoint(url=url)]))
+    route = ModelRoute(spec, [LiveEndpoint(url, latency_ewma=0.1)])
+    registry.register(EndpointCollector(RouteTable([route]), SystemClock()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +45,10 @@ METRIC_SETS: tuple[MetricSet, ...] = (
         "ledger", "every Corral process that writes usage to a store (the ledger)", LedgerMetrics
     ),
     MetricSet("gpu-health", "the GPU health agent on each accelerator node", HealthMetrics),
+    MetricSet(
+        "counters", "every Corral process whose limits live in Redis (fail-open)", CountersMetrics
+    ),
+    MetricSet("endpoints", "every Corral process, one series per model endpoint", _endpoints),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Boolean, Float, Integer, String, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -83,6 +83,36 @@ def day_of(at: float) -> str:
 
 
 _COLUMNS = [c.name for c in UsageRow.__table__.columns if c.name != "day"]
+
+
+class UsageLedger(Protocol):
+    """The usage ledger and limits port (SqlUsage; InMemoryUsage for tests)."""
+
+    async def close(self) -> None: ...
+
+    async def write_usage(self, records: Sequence[Any]) -> None:
+        """Insert records; a request id already present is kept once."""
+        ...
+
+    async def report(self, where: UsageFilter, group_by: Iterable[str]) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per group."""
+        ...
+
+    async def spend_since(self, since: float) -> dict[str, float]:
+        """Team id → dollars spent since ``since``."""
+        ...
+
+    async def set_limits(self, setting: LimitSetting, actor: Actor) -> LimitSetting | None:
+        """Create or replace one team's or key's limits (audited); the limits before."""
+        ...
+
+    async def limits_of(self, scope: str, scope_id: str) -> LimitSetting | None:
+        """One team's or key's limits."""
+        ...
+
+    async def all_limits(self) -> list[LimitSetting]:
+        """Every team's and key's limits."""
+        ...
 
 
 class SqlUsage:
@@ -214,9 +244,7 @@ _LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "monthly_budget_usd")
 
 def _changes(before: LimitSetting | None, after: LimitSetting) -> dict[str, list[Any]]:
     old = {f: getattr(before, f) if before else None for f in _LIMIT_FIELDS}
-    return {
-        f: [old[f], getattr(after, f)] for f in _LIMIT_FIELDS if old[f] != getattr(after, f)
-    }
+    return {f: [old[f], getattr(after, f)] for f in _LIMIT_FIELDS if old[f] != getattr(after, f)}
 
 
 def _row(record: Any) -> dict[str, Any]:

@@ -78,6 +78,9 @@ MATRIX: dict[Action, dict[str, str]] = {
     Action.KEY_ROTATE: KEY_RULES,
     Action.KEY_LIST: {"anywhere": "P", "own team": "PT", "self": "PTD", "other team": "P"},
     Action.AUDIT_READ: {"anywhere": "P", "own team": "PT", "other team": "P"},
+    Action.USAGE_READ: {"anywhere": "P", "own team": "PT", "self": "PTD", "other team": "P"},
+    Action.LIMITS_READ: {"anywhere": "P", "own team": "PTD", "other team": "P"},
+    Action.LIMITS_UPDATE: {"anywhere": "P", "own team": "PT", "other team": "P"},
 }
 
 CASES = [

@@ -106,6 +106,26 @@ CASES: list[tuple[str, str, str, Any, tuple[int, int, int]]] = [
     ("read audit", "GET", "/audit", None, (200, 200, 403)),
     ("read other team's audit", "GET", "/audit?team=beta", None, (200, 403, 403)),
     ("export audit", "GET", "/audit/export", None, (200, 200, 403)),
+    ("own usage", "GET", "/usage", None, (200, 200, 200)),
+    ("own usage as CSV", "GET", "/usage.csv", None, (200, 200, 200)),
+    ("other team's usage", "GET", "/usage?team=beta", None, (200, 403, 403)),
+    ("own limits", "GET", "/limits/me", None, (200, 200, 200)),
+    ("own team's limits", "GET", "/teams/alpha/limits", None, (200, 200, 200)),
+    ("other team's limits", "GET", "/teams/beta/limits", None, (200, 403, 403)),
+    (
+        "set own team's budget",
+        "POST",
+        "/teams/alpha/limits",
+        {"monthly_budget_usd": 100},
+        (200, 200, 403),
+    ),
+    (
+        "set other team's budget",
+        "POST",
+        "/teams/beta/limits",
+        {"monthly_budget_usd": 100},
+        (200, 403, 403),
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from corral.store.bootstrap import bootstrap_admin_key
 from corral.store.keysync import KeySync
 from corral.store.memory import InMemoryStore
 from corral.store.records import Actor, ApiKey, KeyMaterial, KeySpec, Team, User
+from corral.store.usage_memory import InMemoryUsage
 
 SECRET = b"unit-test-secret-unit-test-secret"
 
@@ -50,6 +51,7 @@ class World:
 def build_app(
     store: InMemoryStore, sync: KeySync, clock: FakeClock, **options: object
 ) -> Starlette:
+    options.setdefault("usage_ledger", InMemoryUsage())
     admin = build_admin_app(store=store, keys=sync, clock=clock, **options)  # type: ignore[arg-type]
     return Starlette(routes=[Mount("/admin/v1", app=admin)])
 
