@@ -1,1 +1,1 @@
-"""Engines: everything that answers OpenAI-style requests (local CPU, vLLM, Ray Serve, providers, fakes)."""
+"""Engines: what answers OpenAI-style requests (local CPU, vLLM, Ray Serve, providers, fakes)."""
