@@ -20,6 +20,7 @@ from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.quotas import Quotas
 from corral.gateway.relay import Relay
 from corral.gateway.routes import RouteTable
+from corral.gateway.tracing import RequestTracer, tracer_from_environment
 from corral.principals import KeyDirectory
 from corral.settings import CorralSettings
 
@@ -52,6 +53,7 @@ async def running_platform(
     quotas: Quotas | None = None,
     registry: CollectorRegistry | None = None,
     on_key_use: Callable[[str], None] | None = None,
+    tracer: RequestTracer | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
 ) -> AsyncIterator[Platform]:
@@ -66,7 +68,10 @@ async def running_platform(
             await ledger.start()
             stack.push_async_callback(ledger.stop)  # after the server stops: flushes every record
             meters = (*meters, ledger)
-        relay = Relay()
+        if tracer is None:
+            tracer = tracer_from_environment()
+            stack.callback(tracer.shutdown)
+        relay = Relay(tracer=tracer)
         await relay.open()
         stack.push_async_callback(relay.close)
         for route in routes:
@@ -87,6 +92,7 @@ async def running_platform(
             max_body_bytes=settings.server.max_body_bytes,
             max_in_flight=settings.server.max_in_flight,
             quotas=quotas,
+            tracer=tracer,
             on_key_use=on_key_use,
             access_log=settings.logging.access_log,
         )

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp
 
@@ -40,6 +40,7 @@ from corral.gateway.policies.quotas import prompt_estimate
 from corral.gateway.quotas import Quotas
 from corral.gateway.relay import Outcome, Relay
 from corral.gateway.routes import ModelRoute, RouteTable
+from corral.gateway.tracing import NoopTracer, RequestTracer
 from corral.principals import KeyDirectory, Principal
 
 log = logging.getLogger("corral.gateway")
@@ -65,6 +66,7 @@ class GatewayParts:
     max_body_bytes: int
     max_in_flight: int
     quotas: Quotas | None = None
+    tracer: RequestTracer = field(default_factory=NoopTracer)
     on_key_use: Callable[[str], None] | None = None  # last-used times, batched elsewhere
     access_log: bool = True
 
@@ -96,67 +98,74 @@ class Gateway:
 
     async def _call(self, kind: CallKind, scope: Scope, receive: Receive, send: Send) -> None:
         parts = self._parts
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         request_id = "req_" + os.urandom(12).hex()
+        state = _Request(request_id, asyncio.get_running_loop().time())
         token = request_id_var.set(request_id)
-        headers: Headers = [(b"x-request-id", request_id.encode())]
-        principal: Principal | None = None
-        call: ApiCall | None = None
-        route: ModelRoute | None = None
-        outcome = Outcome()
-        endpoint_url = ""
-        reservation: Reservation | None = None
         self._in_flight += 1
         parts.metrics.in_flight.inc()
-        try:
+        tracer = parts.tracer
+        with tracer.request_span(
+            "POST", scope["path"], request_id=request_id, incoming=scope["headers"]
+        ) as span:
+            outcome = state.outcome
+            try:
+                await self._admit_and_serve(kind, state, scope, receive, send)
+            except RequestError as error:
+                outcome.status, outcome.outcome = error.status, _outcome_of(error)
+                await send_error(send, error, state.headers)
+            except ClientGone:
+                outcome.status, outcome.outcome = 499, "client_gone"
+            finally:
+                self._in_flight -= 1
+                parts.metrics.in_flight.dec()
+                with tracer.child("metering"):
+                    await self._account(state)
+                span.finish(outcome.status, outcome.outcome)
+        request_id_var.reset(token)
+
+    async def _admit_and_serve(
+        self, kind: CallKind, state: _Request, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        parts = self._parts
+        with parts.tracer.child("admission"):
             if self._in_flight > parts.max_in_flight:
                 raise Overloaded(
                     "This gateway is at its limit of concurrent requests; try again shortly.",
                     retry_after=1,
                 )
-            principal = self._authenticate(scope)
+            principal = state.principal = self._authenticate(scope)
             if parts.on_key_use is not None:
                 parts.on_key_use(principal.key_id)
-            call = parse_call(kind, await read_body(scope, receive, parts.max_body_bytes))
-            route = self._route(call.model, principal)
+            call = state.call = parse_call(
+                kind, await read_body(scope, receive, parts.max_body_bytes)
+            )
+            route = state.route = self._route(call.model, principal)
             if parts.quotas is not None:
-                reservation = await parts.quotas.admit(principal, call, route, request_id, headers)
-            attempt = attempt_for(
-                call,
-                route,
-                team=principal.team_id,
-                session_header=_text(header(scope, b"x-session-id")),
-                request_id=request_id,
-                headers=headers,
-                outcome=outcome,
-            )
-            try:
-                await self._until_disconnect(attempt, receive, send)
-            finally:
-                route, endpoint_url = attempt.route, attempt.endpoint
-        except RequestError as error:
-            outcome.status, outcome.outcome = error.status, _outcome_of(error)
-            await send_error(send, error, headers)
-        except ClientGone:
-            outcome.status, outcome.outcome = 499, "client_gone"
+                state.reservation = await parts.quotas.admit(
+                    principal, call, route, state.request_id, state.headers
+                )
+        attempt = attempt_for(
+            call,
+            route,
+            team=principal.team_id,
+            session_header=_text(header(scope, b"x-session-id")),
+            request_id=state.request_id,
+            headers=state.headers,
+            outcome=state.outcome,
+        )
+        try:
+            await self._until_disconnect(attempt, receive, send)
         finally:
-            self._in_flight -= 1
-            parts.metrics.in_flight.dec()
-            if outcome.estimated and not outcome.prompt_tokens and call is not None:
-                outcome.prompt_tokens = prompt_estimate(call.body)
-            if reservation is not None and route is not None:
-                await self._settle(reservation, route, outcome)
-            self._finish(
-                request_id,
-                principal=principal,
-                call=call,
-                route=route,
-                endpoint=endpoint_url,
-                outcome=outcome,
-                started=started,
-            )
-            request_id_var.reset(token)
+            state.route, state.endpoint = attempt.route, attempt.endpoint
+
+    async def _account(self, state: _Request) -> None:
+        """Settle the reservation and record the request: exactly once, whatever happened."""
+        outcome, call = state.outcome, state.call
+        if outcome.estimated and not outcome.prompt_tokens and call is not None:
+            outcome.prompt_tokens = prompt_estimate(call.body)
+        if state.reservation is not None and state.route is not None:
+            await self._settle(state.reservation, state.route, outcome)
+        self._finish(state)
 
     async def _until_disconnect(self, attempt: Attempt, receive: Receive, send: Send) -> None:
         """Dispatch, cancelling the upstream request as soon as the client disconnects."""
@@ -244,39 +253,30 @@ class Gateway:
         except RequestError as error:
             await send_error(send, error, headers)
 
-    def _finish(
-        self,
-        request_id: str,
-        *,
-        principal: Principal | None,
-        call: ApiCall | None,
-        route: ModelRoute | None,
-        endpoint: str,
-        outcome: Outcome,
-        started: float,
-    ) -> None:
+    def _finish(self, state: _Request) -> None:
         parts = self._parts
         now = asyncio.get_running_loop().time()
+        principal, call, route, outcome = state.principal, state.call, state.route, state.outcome
         model = route.name if route is not None else "-"
         if principal is not None and call is not None and route is not None:
             parts.meter.record(
                 UsageEvent(
-                    request_id=request_id,
+                    request_id=state.request_id,
                     time=parts.clock.now(),
                     key_id=principal.key_id,
                     team_id=principal.team_id,
                     user_id=principal.user_id,
                     model=model,
-                    endpoint=endpoint,
+                    endpoint=state.endpoint,
                     kind=call.kind.value,
                     status=outcome.status,
                     prompt_tokens=outcome.prompt_tokens,
                     completion_tokens=outcome.completion_tokens,
                     cost_usd=route.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
                     estimated=outcome.estimated,
-                    latency=now - started,
+                    latency=now - state.started,
                     time_to_first_token=(
-                        outcome.first_byte_at - started if outcome.first_byte_at else None
+                        outcome.first_byte_at - state.started if outcome.first_byte_at else None
                     ),
                     outcome=outcome.outcome,
                 )
@@ -290,9 +290,27 @@ class Gateway:
                     "model": model,
                     "status": outcome.status,
                     "outcome": outcome.outcome,
-                    "ms": round((now - started) * 1000, 2),
+                    "ms": round((now - state.started) * 1000, 2),
                 },
             )
+
+
+@dataclass(slots=True)
+class _Request:
+    """What one API request has gathered on its way through the pipeline."""
+
+    request_id: str
+    started: float
+    headers: Headers = field(default_factory=list)
+    outcome: Outcome = field(default_factory=Outcome)
+    principal: Principal | None = None
+    call: ApiCall | None = None
+    route: ModelRoute | None = None
+    reservation: Reservation | None = None
+    endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        self.headers.append((b"x-request-id", self.request_id.encode()))
 
 
 def _text(value: bytes | None) -> str | None:

@@ -16,6 +16,7 @@ from corral.gateway.asgi import EVENT_STREAM, JSON, Headers, Send
 from corral.gateway.calls import ApiCall
 from corral.gateway.routes import LiveEndpoint, ModelRoute
 from corral.gateway.sse import StreamScanner
+from corral.gateway.tracing import NoopTracer, RequestTracer
 
 log = logging.getLogger("corral.gateway.relay")
 
@@ -65,8 +66,9 @@ def new_session(connections: int = 0) -> aiohttp.ClientSession:
 class Relay:
     """Sends calls to engines and the answers back to the client."""
 
-    def __init__(self, *, connections: int = 0) -> None:
+    def __init__(self, *, connections: int = 0, tracer: RequestTracer | None = None) -> None:
         self._connections = connections
+        self._tracer = tracer or NoopTracer()
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -89,6 +91,11 @@ class Relay:
     async def relay(self, ex: Exchange, send: Send) -> None:
         """Relay ``ex`` to its endpoint, filling in ``ex.outcome`` as it goes (so a cancelled
         relay still leaves what was relayed); errors before the first byte raise RequestError."""
+        with self._tracer.child("upstream") as span:
+            span.set("server.address", ex.endpoint.base_url)
+            await self._relay(ex, send)
+
+    async def _relay(self, ex: Exchange, send: Send) -> None:
         route = ex.route
         timeouts = route.timeouts
         request_headers = {
@@ -98,6 +105,7 @@ class Relay:
         }
         if route.auth_header is not None:
             request_headers["Authorization"] = route.auth_header
+        self._tracer.inject(request_headers)
         url = f"{ex.endpoint.base_url}/{ex.call.kind.value}"
         # aiohttp enforces connect, total and the gap between reads (first byte of a whole answer);
         # the stream relay adds its own first-chunk and idle deadlines on top.

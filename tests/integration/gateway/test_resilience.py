@@ -86,7 +86,7 @@ def test_broken_replicas_are_retried_and_ejected_then_readmitted() -> None:
         dead_urls=(dead_url(),),
         health=EndpointHealth(
             probe_interval=0.2,
-            eject_after=2,
+            eject_after=1,
             ejection_seconds=0.5,
             max_ejection_seconds=1,
             max_ejected_share=0.8,
