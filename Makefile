@@ -31,7 +31,8 @@ up: install install-local
 test: install install-local
 	$(BIN)/python -m pytest tests
 
-check: install
+# The local engine's packages are installed for the checks too: mypy reads their types.
+check: install install-local
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
