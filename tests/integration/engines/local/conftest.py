@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import openai
 import pytest
@@ -40,10 +40,29 @@ def embedding_engine(engine_loop: EngineLoop) -> RunningEngine:
 
 
 @pytest.fixture
-def chat(chat_engine: RunningEngine) -> openai.OpenAI:
-    return openai.OpenAI(base_url=chat_engine.base_url, api_key="unused", max_retries=0)
+def sdk() -> Iterator[Callable[[RunningEngine], openai.OpenAI]]:
+    """Makes OpenAI SDK clients for engines; closes them after the test."""
+    clients: list[openai.OpenAI] = []
+
+    def make(engine: RunningEngine) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=engine.base_url, api_key="unused", max_retries=0)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture
-def embeddings(embedding_engine: RunningEngine) -> openai.OpenAI:
-    return openai.OpenAI(base_url=embedding_engine.base_url, api_key="unused", max_retries=0)
+def chat(
+    chat_engine: RunningEngine, sdk: Callable[[RunningEngine], openai.OpenAI]
+) -> openai.OpenAI:
+    return sdk(chat_engine)
+
+
+@pytest.fixture
+def embeddings(
+    embedding_engine: RunningEngine, sdk: Callable[[RunningEngine], openai.OpenAI]
+) -> openai.OpenAI:
+    return sdk(embedding_engine)

@@ -7,12 +7,14 @@ so the test needs no download; it checks protocol and shapes, not what the model
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import openai
 import pytest
 
 from corral.catalog import LocalEngineConfig
+from corral.engines.local.launcher import RunningEngine
 from support.local_engines import EngineLoop
 
 pytestmark = pytest.mark.local_model
@@ -48,12 +50,12 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory, engine_loop: EngineLoop
 
 
 def test_local_folder_on_the_transformers_backend(
-    tiny_llama: Path, engine_loop: EngineLoop
+    tiny_llama: Path, engine_loop: EngineLoop, sdk: Callable[[RunningEngine], openai.OpenAI]
 ) -> None:
     engine = engine_loop.launch(
         "tiny", LocalEngineConfig(model=str(tiny_llama), backend="transformers", max_batch_size=2)
     )
-    client = openai.OpenAI(base_url=engine.base_url, api_key="unused", max_retries=0)
+    client = sdk(engine)
     messages = [{"role": "user", "content": "hello"}]
     reply = client.chat.completions.create(
         model="tiny", messages=messages, max_tokens=6, temperature=0, n=2
@@ -78,15 +80,17 @@ def test_local_folder_on_the_transformers_backend(
         client.chat.completions.create(model="tiny", messages=messages, max_tokens=1000)
 
 
-def test_embeddings_on_the_transformers_backend(engine_loop: EngineLoop) -> None:
+def test_embeddings_on_the_transformers_backend(
+    engine_loop: EngineLoop, sdk: Callable[[RunningEngine], openai.OpenAI]
+) -> None:
     config = LocalEngineConfig(model="all-minilm-l6-v2", task="embeddings", backend="transformers")
     engine = engine_loop.launch("minilm-torch", config)
-    client = openai.OpenAI(base_url=engine.base_url, api_key="unused", max_retries=0)
+    client = sdk(engine)
     torch_vectors = client.embeddings.create(model="m", input=["a cat", "stock markets"]).data
     onnx = engine_loop.launch(
         "minilm-onnx", LocalEngineConfig(model="all-minilm-l6-v2", task="embeddings")
     )
-    onnx_client = openai.OpenAI(base_url=onnx.base_url, api_key="unused", max_retries=0)
+    onnx_client = sdk(onnx)
     onnx_vectors = onnx_client.embeddings.create(model="m", input=["a cat", "stock markets"]).data
     for ours, theirs in zip(torch_vectors, onnx_vectors, strict=True):
         assert ours.embedding == pytest.approx(theirs.embedding, abs=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import openai
 import pytest
@@ -121,16 +122,20 @@ async def test_four_concurrent_streams_all_complete(chat_engine: RunningEngine) 
                 used = chunk.usage.completion_tokens
         return text, finish, used
 
-    results = await asyncio.gather(*(one(t) for t in ("cats", "rivers", "bread", "stars")))
-    await client.close()
+    try:
+        results = await asyncio.gather(*(one(t) for t in ("cats", "rivers", "bread", "stars")))
+    finally:
+        await client.close()
     for text, finish, used in results:
         assert text
         assert finish in ("stop", "length")
         assert 1 <= used <= 32
 
 
-def test_client_abort_frees_the_slot(one_slot_engine: RunningEngine) -> None:
-    client = openai.OpenAI(base_url=one_slot_engine.base_url, api_key="unused", max_retries=0)
+def test_client_abort_frees_the_slot(
+    one_slot_engine: RunningEngine, sdk: Callable[[RunningEngine], openai.OpenAI]
+) -> None:
+    client = sdk(one_slot_engine)
     stream = ask(client, max_tokens=1500, stream=True)
     for seen, _ in enumerate(stream):
         if seen == 3:
@@ -144,8 +149,10 @@ def test_client_abort_frees_the_slot(one_slot_engine: RunningEngine) -> None:
     assert reply.usage.completion_tokens == 4
 
 
-def test_full_queue_answers_503_with_retry_after(one_slot_engine: RunningEngine) -> None:
-    client = openai.OpenAI(base_url=one_slot_engine.base_url, api_key="unused", max_retries=0)
+def test_full_queue_answers_503_with_retry_after(
+    one_slot_engine: RunningEngine, sdk: Callable[[RunningEngine], openai.OpenAI]
+) -> None:
+    client = sdk(one_slot_engine)
     running = ask(client, max_tokens=1500, stream=True)
     next(iter(running))
     waiting = ask(client, max_tokens=3, stream=True)  # returns once queued
