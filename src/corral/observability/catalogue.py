@@ -17,9 +17,11 @@ from corral.gateway.ledger import LedgerMetrics
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.routes import LiveEndpoint, ModelRoute, RouteTable
 from corral.health.metrics import HealthMetrics
+from corral.observability.external import TARGET_LABELS
 from corral.observability.labels import forbidden_reason
 
 _PLACEHOLDER = "x"
+_SERIES_LABELS = {"le", "quantile"}  # labels of a histogram's or summary's series, not the metric
 
 
 def _endpoints(registry: CollectorRegistry) -> None:
@@ -94,11 +96,16 @@ class Catalogue:
         return None
 
     def violations(self) -> list[str]:
-        """Labels that break the forbidden-labels rule, as readable sentences."""
+        """Labels that break the forbidden-labels rule or clash with a target label."""
         found = []
         for entry in self.entries:
             for label in entry.labels:
                 reason = forbidden_reason(label)
+                if reason is None and label in TARGET_LABELS:
+                    reason = (
+                        "a scrape target label of that name wins, and Prometheus renames the "
+                        f"metric's own to exported_{label}; choose another name"
+                    )
                 if reason is not None:
                     found.append(f"{entry.name} ({entry.component}) has label {label!r}: {reason}")
         return found
@@ -124,6 +131,14 @@ def _label_names(collector: Collector) -> tuple[str, ...]:
     return ()
 
 
+def _family_labels(declared: tuple[str, ...], series: dict[str, set[str]]) -> tuple[str, ...]:
+    """The declared labels, or for a custom collector those its samples carry."""
+    if declared:
+        return declared
+    seen = set().union(*series.values()) - _SERIES_LABELS
+    return tuple(sorted(seen))
+
+
 def _entries(metric_set: MetricSet) -> Iterator[MetricEntry]:
     registry = _RecordingRegistry()
     metric_set.build(registry)
@@ -143,7 +158,7 @@ def _entries(metric_set: MetricSet) -> Iterator[MetricEntry]:
                 name=family.name,
                 type=family.type,
                 help=family.documentation,
-                labels=labels,
+                labels=_family_labels(labels, series),
                 component=metric_set.component,
                 series=tuple(Series(name, tuple(sorted(names))) for name, names in series.items()),
                 buckets=tuple(buckets),

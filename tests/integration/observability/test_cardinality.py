@@ -16,6 +16,13 @@ from support.gateway_harness import GatewayUnderTest, start_gateway
 KEYS = 1_000
 TEAMS = 7
 SeriesId = tuple[str, tuple[tuple[str, str], ...]]
+# Known and reported (issue 8): endpoint metrics carry the endpoint's base URL as a label value,
+# which may embed credentials. Empty this set when they carry a host name or an index instead.
+KNOWN_URL_LABELS = {
+    ("corral_endpoint_in_flight", "endpoint"),
+    ("corral_endpoint_ejected", "endpoint"),
+    ("corral_endpoint_first_byte_seconds", "endpoint"),
+}
 
 
 @pytest.fixture
@@ -78,6 +85,8 @@ def test_a_thousand_keys_add_no_series(gateway: GatewayUnderTest) -> None:
     values = {value for _, labels in after for _, value in labels}
     leaked = [v for v in values if v.startswith(("ck-", "key_", "user_")) or "@" in v]
     assert leaked == []
+    urls = {(name, label) for name, labels in after for label, value in labels if "://" in value}
+    assert urls == KNOWN_URL_LABELS
     print(f"{KEYS} keys, {KEYS - TEAMS} requests in {elapsed:.1f} s; {len(after)} series")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from corral.observability.catalogue import METRIC_SETS, MetricSet, build_catalogue
 from corral.observability.labels import forbidden_reason
@@ -39,8 +42,47 @@ def test_every_component_contributes_and_series_names_are_unique() -> None:
     assert len(names) == len(set(names))
 
 
+# Known and reported (issue 8): the endpoint metrics label each series with the endpoint's base
+# URL under `endpoint`, which the Prometheus operator's ServiceMonitor target label overwrites (the
+# metric's own becomes exported_endpoint). Remove these lines when the label is renamed.
+KNOWN_VIOLATIONS = {
+    "corral_endpoint_in_flight",
+    "corral_endpoint_ejected",
+    "corral_endpoint_first_byte_seconds",
+}
+
+
 def test_no_catalogued_metric_has_a_forbidden_label() -> None:
-    assert build_catalogue().violations() == []
+    violations = build_catalogue().violations()
+    unexpected = [v for v in violations if v.split(" ", 1)[0] not in KNOWN_VIOLATIONS]
+    assert unexpected == []
+    fixed = KNOWN_VIOLATIONS - {v.split(" ", 1)[0] for v in violations}
+    assert fixed == set(), "fixed: remove these from KNOWN_VIOLATIONS"
+
+
+def test_a_label_named_like_a_target_label_is_reported() -> None:
+    def clash(registry: CollectorRegistry) -> None:
+        Gauge("corral_clash", "Clashes.", ["instance"], registry=registry)
+
+    [violation] = build_catalogue((MetricSet("clash", "a test", clash),)).violations()
+    assert "exported_instance" in violation
+
+
+def test_custom_collectors_are_described_by_the_labels_their_samples_carry() -> None:
+    class Custom(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            family = GaugeMetricFamily("corral_custom", "Custom.", labels=["model", "user_id"])
+            family.add_metric(["m", "u"], 1.0)
+            yield family
+
+    def custom(registry: CollectorRegistry) -> None:
+        registry.register(Custom())
+
+    catalogue = build_catalogue((MetricSet("custom", "a test", custom),))
+    [entry] = catalogue.entries
+    assert entry.labels == ("model", "user_id")
+    [violation] = catalogue.violations()
+    assert "'user_id'" in violation
 
 
 def test_every_metric_follows_prometheus_naming() -> None:
