@@ -40,8 +40,11 @@ class EngineLoop:
     def run(self, work: Coroutine[Any, Any, T], timeout: float = 600) -> T:
         return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout)
 
-    def launch(self, name: str, config: LocalEngineConfig) -> RunningEngine:
-        engine = self.run(launch_local_engine(name, config, self.data_dir, lambda _line: None))
+    def launch(
+        self, name: str, config: LocalEngineConfig, data_dir: Path | None = None
+    ) -> RunningEngine:
+        folder = data_dir or self.data_dir
+        engine = self.run(launch_local_engine(name, config, folder, lambda _line: None))
         self._engines.append(engine)
         return engine
 

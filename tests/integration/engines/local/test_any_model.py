@@ -52,9 +52,9 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory, engine_loop: EngineLoop
 def test_local_folder_on_the_transformers_backend(
     tiny_llama: Path, engine_loop: EngineLoop, sdk: Callable[[RunningEngine], openai.OpenAI]
 ) -> None:
-    engine = engine_loop.launch(
-        "tiny", LocalEngineConfig(model=str(tiny_llama), backend="transformers", max_batch_size=2)
-    )
+    config = LocalEngineConfig(model=str(tiny_llama), backend="transformers", max_batch_size=2)
+    # Prepared beside the model, not in the shared cache: each run builds a new tiny model.
+    engine = engine_loop.launch("tiny", config, data_dir=tiny_llama.parent / "data")
     client = sdk(engine)
     messages = [{"role": "user", "content": "hello"}]
     reply = client.chat.completions.create(
