@@ -172,8 +172,8 @@ class Scheduler:
 
     def _admit(self) -> None:
         with self._work:
-            while self._waiting and self._waiting[0].cancelled:
-                self._waiting.popleft()
+            if any(s.cancelled for s in self._waiting):
+                self._waiting = deque(s for s in self._waiting if not s.cancelled)
             if self._filling is not None or not self._waiting:
                 return
             if len(self._running) >= self._decoder.max_batch:

@@ -154,3 +154,16 @@ def test_failure_ends_every_sequence_with_an_error() -> None:
     scheduler.fail_all("boom")
     assert {d.finish_reason for d in out.deltas if d.finish_reason} == {"error"}
     assert (scheduler.running, scheduler.waiting) == (0, 0)
+
+
+def test_cancelled_waiting_requests_stop_counting_against_the_queue() -> None:
+    _, scheduler = make(max_batch=1, max_queue=2)
+    sink = Collector()
+    scheduler.submit([sequence([1], sink, max_tokens=50)])
+    scheduler.step()
+    queued = [sequence([2], sink), sequence([3], sink)]
+    scheduler.submit(queued)
+    scheduler.cancel(queued[1:])
+    scheduler.step()
+    scheduler.submit([sequence([4], sink)])  # room again: the cancelled one left the queue
+    assert scheduler.waiting == 2
