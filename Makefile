@@ -6,7 +6,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.corral-installed
 CONFIG ?= corral.yaml
 
-.PHONY: up test check install install-local fmt bench-gateway clean
+.PHONY: up test check install install-local fmt bench-gateway bench-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ check: install install-local
 fmt: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+# Side-by-side gateway benchmark (a few minutes); writes bench/gateway/RESULTS.md.
+bench-gateway: install
+	$(BIN)/python bench/gateway/run.py
+
+# The CI-sized regression check: Corral's throughput as a share of a minimal relay's.
+bench-check: install
+	$(BIN)/python bench/gateway/run.py --quick --check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

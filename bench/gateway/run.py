@@ -120,6 +120,10 @@ def corral_config(data_dir: Path, upstream: str, port: int) -> Path:
         f"""data_dir: {data_dir}
 server: {{host: 127.0.0.1, port: {port}, max_in_flight: 4096}}
 logging: {{access_log: false, level: warning}}
+limits:
+  # Limits on, set high enough never to refuse: the benchmark measures their cost.
+  key_defaults: {{rpm: 100000000, tpm: 10000000000, max_concurrent: 100000}}
+  team_defaults: {{rpm: 100000000, tpm: 10000000000, monthly_budget_usd: 1000000000}}
 models:
   - name: fake-chat
     engine: {{kind: openai, endpoints: [{{url: "{upstream}"}}]}}

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from corral.cli import admin, deploy, health, money
+from corral.cli import admin, deploy, health, money, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -25,6 +25,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(health.app, name="health")
 admin.register(app)
 money.register(app)
+app.add_typer(top.app, name="top")
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
 

@@ -139,7 +139,8 @@ class Gateway:
             call = state.call = parse_call(
                 kind, await read_body(scope, receive, parts.max_body_bytes)
             )
-            route = state.route = self._route(call.model, principal)
+            with parts.tracer.child("routing"):
+                route = state.route = self._route(call.model, principal)
             if parts.quotas is not None:
                 state.reservation = await parts.quotas.admit(
                     principal, call, route, state.request_id, state.headers

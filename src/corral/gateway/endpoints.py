@@ -87,7 +87,7 @@ class EndpointCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["model", "endpoint"]
+        labels = ["model", "replica"]
         in_flight = GaugeMetricFamily(
             "corral_endpoint_in_flight", "Requests in flight to each endpoint.", labels=labels
         )
@@ -104,7 +104,7 @@ class EndpointCollector(Collector):
         now = self._clock.monotonic()
         for route in self._routes:
             for index, endpoint in enumerate(route.endpoints):
-                values = [route.name, endpoint.base_url]
+                values = [route.name, endpoint.replica]
                 in_flight.add_metric(values, endpoint.in_flight)
                 ejected.add_metric(values, float(route.outliers.is_ejected(index, now)))
                 if endpoint.latency_ewma is not None:

@@ -92,7 +92,7 @@ class Relay:
         """Relay ``ex`` to its endpoint, filling in ``ex.outcome`` as it goes (so a cancelled
         relay still leaves what was relayed); errors before the first byte raise RequestError."""
         with self._tracer.child("upstream") as span:
-            span.set("server.address", ex.endpoint.base_url)
+            span.set("server.address", ex.endpoint.replica)
             await self._relay(ex, send)
 
     async def _relay(self, ex: Exchange, send: Send) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -32,6 +33,12 @@ class LiveEndpoint:
     in_flight: int = 0
     available: bool = True  # False while drained by an operator or the GPU health agent
     latency_ewma: float | None = None
+
+    @property
+    def replica(self) -> str:
+        """``host:port`` only: what metrics and traces may show of the endpoint."""
+        parts = urlsplit(self.base_url)
+        return parts.netloc.rsplit("@", 1)[-1]
 
 
 @dataclass(slots=True)

@@ -18,11 +18,7 @@ TEAMS = 7
 SeriesId = tuple[str, tuple[tuple[str, str], ...]]
 # Known and reported (issue 8): endpoint metrics carry the endpoint's base URL as a label value,
 # which may embed credentials. Empty this set when they carry a host name or an index instead.
-KNOWN_URL_LABELS = {
-    ("corral_endpoint_in_flight", "endpoint"),
-    ("corral_endpoint_ejected", "endpoint"),
-    ("corral_endpoint_first_byte_seconds", "endpoint"),
-}
+KNOWN_URL_LABELS: set[tuple[str, str]] = set()
 
 
 @pytest.fixture
