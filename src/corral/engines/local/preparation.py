@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -47,6 +48,19 @@ def prepare(
     done = cached(root, backend)
     if done is not None:
         return done
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / f"{root.name}.lock").open("w") as lock:
+        # Another process (make up, a test run) may be preparing the same model: wait for it.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = cached(root, backend)
+        if done is not None:
+            return done
+        return _convert(source, task, backend, root, report)
+
+
+def _convert(
+    source: ModelSource, task: Task, backend: BackendChoice, root: Path, report: Report
+) -> PreparedModel:
     # From here on every file is local; keep transformers from asking the hub about them.
     os.environ["HF_HUB_OFFLINE"] = "1"
     work = root.with_name(root.name + ".partial")
