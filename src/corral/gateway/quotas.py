@@ -6,13 +6,14 @@ import logging
 
 from corral.clock import Clock
 from corral.counters.limits import Limits
-from corral.counters.port import Counters, Refused, Reservation
+from corral.counters.port import BudgetPeriod, Counters, Refused, Reservation
 from corral.errors import TemporaryError
 from corral.gateway.asgi import Headers
 from corral.gateway.calls import ApiCall, CallKind
 from corral.gateway.policies.quotas import (
     admission_request,
     cost_micros,
+    month_window,
     ratelimit_headers,
     refusal_error,
     scopes,
@@ -54,6 +55,12 @@ class Quotas:
         self._counters = counters
         self._book = book
         self._clock = clock
+        self._period = month_window(clock.now())
+
+    def _month(self, now: float) -> BudgetPeriod:
+        if not self._period.starts_at <= now < self._period.resets_at:
+            self._period = month_window(now)
+        return self._period
 
     async def admit(
         self,
@@ -78,6 +85,7 @@ class Quotas:
             completes=call.kind is not CallKind.EMBEDDINGS,
             now=now,
             request_id=request_id,
+            period=self._month(now),
         )
         decision = await self._counters.reserve(request, now)
         headers += [(k.encode(), v.encode()) for k, v in ratelimit_headers(decision)]

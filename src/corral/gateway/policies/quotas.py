@@ -110,8 +110,10 @@ def admission_request(
     completes: bool,
     now: float,
     request_id: str = "",
+    period: BudgetPeriod | None = None,
 ) -> AdmissionRequest:
-    """What to reserve for one API call; ``completes`` is False for embeddings."""
+    """What to reserve for one API call; ``completes`` is False for embeddings. ``period``:
+    the month containing ``now`` when the caller already has it (saves recomputing it)."""
     prompt = prompt_estimate(body)
     choices = body.get("n")
     count = choices if isinstance(choices, int) and not isinstance(choices, bool) else 1
@@ -120,7 +122,7 @@ def admission_request(
         scopes=request_scopes,
         tokens=prompt + completion,
         cost_micros=cost_micros(prompt, completion, model.pricing),
-        period=month_window(now),
+        period=period if period is not None else month_window(now),
         ttl=model.timeouts.total + RESERVATION_MARGIN_S,
         request_id=request_id,
         model=model.name,
