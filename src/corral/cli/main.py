@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from corral.cli import admin, deploy, health, money, top
+from corral.cli import admin, deploy, endpoints, health, money, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -26,6 +26,7 @@ app.add_typer(health.app, name="health")
 admin.register(app)
 money.register(app)
 app.add_typer(top.app, name="top")
+app.command("endpoints")(endpoints.endpoints)
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
 
