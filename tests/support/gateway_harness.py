@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +55,8 @@ def start_gateway(
     timeouts: Timeouts | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     extra_urls: tuple[str, ...] = (),
-    usage_url: str | None = None,
+    usage_url: str | Callable[[], str] | None = None,
+    before_start: Callable[[], Awaitable[None]] | None = None,
     data_dir: Path | None = None,
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
@@ -83,7 +84,10 @@ def start_gateway(
         )
         # The ledger's database connections belong to the server's event loop: open and close
         # them there.
-        usage = SqlUsage(usage_url) if usage_url else None
+        if before_start is not None:
+            await before_start()
+        url = usage_url() if callable(usage_url) else usage_url
+        usage = SqlUsage(url) if url else None
         try:
             async with running_platform(settings, keys=keys, usage_sink=usage) as platform:
                 yield platform
