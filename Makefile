@@ -26,6 +26,7 @@ install-local: $(STAMP)
 	touch $(VENV)/.corral-local
 
 up: install install-local
+	$(BIN)/corral engine prepare --config $(CONFIG)
 	$(BIN)/corral up --config $(CONFIG)
 
 test: install install-local

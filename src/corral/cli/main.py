@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from corral.cli import admin, deploy, endpoints, health, money, top
+from corral.cli import admin, deploy, endpoints, engine, health, money, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check and describe Corral's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(health.app, name="health")
+app.add_typer(engine.app, name="engine")
 admin.register(app)
 money.register(app)
 app.add_typer(top.app, name="top")
