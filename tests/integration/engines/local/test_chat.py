@@ -154,7 +154,8 @@ def test_full_queue_answers_503_with_retry_after(
 ) -> None:
     client = sdk(one_slot_engine)
     running = ask(client, max_tokens=1500, stream=True)
-    next(iter(running))
+    # The role chunk comes before the slot is taken; the first text means it holds the slot.
+    next(c for c in running if c.choices and c.choices[0].delta.content)
     waiting = ask(client, max_tokens=3, stream=True)  # returns once queued
     with pytest.raises(openai.APIStatusError) as info:
         ask(client, max_tokens=3)
