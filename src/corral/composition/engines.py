@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -40,21 +41,23 @@ def upstream_auth_header(engine: OpenAIEngine) -> str | None:
 async def start_engines(
     models: list[ModelSpec], data_dir: Path, stack: AsyncExitStack, progress: Progress
 ) -> RouteTable:
-    """Start every engine Corral manages itself; stopping ``stack`` stops them."""
-    routes: list[ModelRoute] = []
-    for spec in models:
+    """Start every engine Corral manages itself, all at once; stopping ``stack`` stops them."""
+
+    async def route_for(spec: ModelSpec) -> ModelRoute:
         engine = spec.engine
         if isinstance(engine, OpenAIEngine):
             endpoints = [LiveEndpoint(e.url, e.weight) for e in engine.endpoints]
-            routes.append(ModelRoute(spec, endpoints, upstream_auth_header(engine)))
-        elif isinstance(engine, FakeEngineConfig):
+            return ModelRoute(spec, endpoints, upstream_auth_header(engine))
+        if isinstance(engine, FakeEngineConfig):
             url = await _start_fake(spec.name, engine, stack)
             progress(f"FakeEngine for {spec.name} listening at {url}")
-            routes.append(ModelRoute(spec, [LiveEndpoint(url)]))
         else:
             url = await _start_local(spec.name, engine, data_dir, stack, progress)
-            routes.append(ModelRoute(spec, [LiveEndpoint(url)]))
-    return RouteTable(routes)
+        return ModelRoute(spec, [LiveEndpoint(url)])
+
+    # Each engine registers its own stop on the stack as soon as it runs, so a failure of one
+    # still stops the others.
+    return RouteTable(list(await asyncio.gather(*(route_for(spec) for spec in models))))
 
 
 async def _start_fake(name: str, config: FakeEngineConfig, stack: AsyncExitStack) -> str:

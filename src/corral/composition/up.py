@@ -102,7 +102,14 @@ def _welcome(
         lines.append(
             f"\n[bold yellow]Admin API key (shown once, stored hashed):[/] {tenancy.bootstrap_key}"
         )
-    first = models[0] if models else "MODEL"
+    first = next(
+        (
+            spec.name
+            for spec in settings.models
+            if not (isinstance(spec.engine, LocalEngineConfig) and spec.engine.task != "chat")
+        ),
+        "MODEL",
+    )
     lines.append(
         f"\n[bold]curl[/]\n  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' "
         f"-H 'Content-Type: application/json' "
