@@ -89,7 +89,7 @@ def volumes(
     """Pod volumes and the matching container mounts: shared memory and (if asked) the weights."""
     vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     # NCCL and vLLM's tensor-parallel workers share tensors through /dev/shm.
-    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108 - the pod's shared-memory mount, not a temp file
     claim = weights_claim(spec)
     if not weights:
         return vols, mounts
