@@ -30,7 +30,6 @@ class ServerSettings(_Group):
 
     host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 to accept remote clients.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port for API, admin API and portal.")
-    workers: int = Field(1, ge=1, le=64, description="Gateway processes sharing the port.")
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
