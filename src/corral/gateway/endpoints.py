@@ -36,6 +36,7 @@ async def probe_once(session: aiohttp.ClientSession, route: ModelRoute, clock: C
             # failed requests runs its back-off, then probation decides.
             continue
         ejection = route.outliers.record_probe(index, ok, now)
+        route.sync_capacity(now)  # probes eject and re-admit
         if ejection is not None:
             log.warning(
                 "endpoint ejected after failed probes",

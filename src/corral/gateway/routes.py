@@ -135,6 +135,20 @@ class ModelRoute:
             )
         return decision.index
 
+    def sync_capacity(self, now: float) -> None:
+        """Queue slots follow the endpoints in rotation: ejecting one shrinks the capacity."""
+        fair = self.spec.fair_queueing
+        if self.queue is None or fair is None:
+            return
+        routable = sum(
+            1
+            for i, e in enumerate(self.endpoints)
+            if e.available and not self.outliers.is_ejected(i, now)
+        )
+        capacity = fair.max_in_flight_per_endpoint * routable
+        if capacity != self.queue.capacity:
+            self.queue.set_capacity(capacity)
+
     def succeeded(self, index: int, first_byte_seconds: float | None) -> None:
         """An attempt on ``index`` was answered."""
         self.outliers.record_success(index)
@@ -144,7 +158,8 @@ class ModelRoute:
 
     def failed(self, index: int, now: float) -> None:
         """An attempt on ``index`` failed (connect error, 5xx, timeout, broken stream)."""
-        self.outliers.record_failure(index, now)
+        if self.outliers.record_failure(index, now) is not None:
+            self.sync_capacity(now)
 
 
 class RouteTable:
