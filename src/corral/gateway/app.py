@@ -51,6 +51,7 @@ _CALLS = {
     "/v1/embeddings": CallKind.EMBEDDINGS,
 }
 _MAX_KEY_LENGTH = 512
+_REFUSALS = frozenset({"rate_limit_exceeded", "budget_exceeded", "queue_full", "overloaded"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class Gateway:
     def __init__(self, parts: GatewayParts, fallback: ASGIApp) -> None:
         self._parts = parts
         self._fallback = fallback
-        self._dispatcher = Dispatcher(parts.relay, parts.routes, parts.clock)
+        self._dispatcher = Dispatcher(parts.relay, parts.routes, parts.clock, parts.metrics)
         self._in_flight = 0
 
     @property
@@ -112,6 +113,9 @@ class Gateway:
                 await self._admit_and_serve(kind, state, scope, receive, send)
             except RequestError as error:
                 outcome.status, outcome.outcome = error.status, _outcome_of(error)
+                if error.code in _REFUSALS:
+                    model = state.route.name if state.route is not None else "-"
+                    parts.metrics.refusals.labels(model, error.code).inc()
                 await send_error(send, error, state.headers)
             except ClientGone:
                 outcome.status, outcome.outcome = 499, "client_gone"

@@ -15,6 +15,7 @@ from corral.errors import (
 )
 from corral.gateway.asgi import Headers, Send
 from corral.gateway.calls import ApiCall, upstream_body
+from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.policies.admission_queue import AdmissionOutcome
 from corral.gateway.policies.descriptors import request_cost, routing_key
 from corral.gateway.policies.routing import RoutingKey
@@ -61,10 +62,13 @@ def attempt_for(
 class Dispatcher:
     """Runs the attempt loop for one call; decides nothing the policies do not decide."""
 
-    def __init__(self, relay: Relay, routes: RouteTable, clock: Clock) -> None:
+    def __init__(
+        self, relay: Relay, routes: RouteTable, clock: Clock, metrics: GatewayMetrics
+    ) -> None:
         self._relay = relay
         self._routes = routes
         self._clock = clock
+        self._metrics = metrics
 
     async def dispatch(self, attempt: Attempt, send: Send) -> None:
         """Serve ``attempt`` on its model, then on each fallback model while none can answer."""
@@ -88,6 +92,7 @@ class Dispatcher:
             return
         cost = request_cost(attempt.call.body, route.spec.max_tokens_default)
         admission = await queue.acquire(attempt.team, cost)
+        self._metrics.queue_wait.labels(route.name).observe(admission.waited_s)
         if admission.outcome is AdmissionOutcome.QUEUE_FULL:
             raise RateLimited(
                 f"Model {route.name!r} is saturated and its queue is full; "
@@ -141,6 +146,7 @@ class Dispatcher:
                 last_error = error
                 if not route.retries.try_retry(clock.monotonic()):
                     raise
+                self._metrics.retries.labels(route.name).inc()
                 continue
             finally:
                 endpoint.in_flight -= 1

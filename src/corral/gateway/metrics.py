@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from corral.gateway.metering import UsageEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1)
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10, 30)
 
 
@@ -53,6 +54,45 @@ class GatewayMetrics:
             ["model", "direction"],
             registry=registry,
         )
+        self.tpot = Histogram(
+            "corral_time_per_output_token_seconds",
+            "Mean time between output tokens of a streamed answer, by model.",
+            ["model"],
+            buckets=_TPOT_BUCKETS,
+            registry=registry,
+        )
+        self.cost = Counter(
+            "corral_cost_usd",
+            "Cost of finished requests at the model's prices, by model and team.",
+            ["model", "team"],
+            registry=registry,
+        )
+        self.team_tokens = Counter(
+            "corral_team_tokens",
+            "Tokens processed, by team, model and direction (input or output).",
+            ["team", "model", "direction"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "corral_refusals",
+            "Requests refused before reaching an engine, by model and reason "
+            "(rate_limit_exceeded, budget_exceeded, queue_full, overloaded).",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "corral_upstream_retries",
+            "Attempts retried on another endpoint before the first byte, by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "corral_queue_wait_seconds",
+            "Time a request waited in a saturated model's fair queue, by model.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self._per_model: dict[str, _ModelSeries] = {}
         self.in_flight = Gauge(
             "corral_requests_in_flight",
@@ -73,6 +113,7 @@ class GatewayMetrics:
                 self.ttft.labels(model),
                 self.tokens.labels(model, "input"),
                 self.tokens.labels(model, "output"),
+                self.tpot.labels(model),
             )
         per_model.duration.observe(event.latency)
         if event.time_to_first_token is not None:
@@ -81,6 +122,16 @@ class GatewayMetrics:
             per_model.tokens_in.inc(event.prompt_tokens)
         if event.completion_tokens:
             per_model.tokens_out.inc(event.completion_tokens)
+        team = event.team_id or "-"
+        if event.prompt_tokens:
+            self.team_tokens.labels(team, model, "input").inc(event.prompt_tokens)
+        if event.completion_tokens:
+            self.team_tokens.labels(team, model, "output").inc(event.completion_tokens)
+        if event.cost_usd:
+            self.cost.labels(model, team).inc(event.cost_usd)
+        ttft = event.time_to_first_token
+        if ttft is not None and event.kind != "embeddings" and event.completion_tokens > 1:
+            per_model.tpot.observe((event.latency - ttft) / (event.completion_tokens - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +142,4 @@ class _ModelSeries:
     ttft: Histogram
     tokens_in: Counter
     tokens_out: Counter
+    tpot: Histogram
