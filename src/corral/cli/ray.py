@@ -1,0 +1,100 @@
+"""`corral ray deploy|undeploy|status`: model deployments as Ray Serve applications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from corral.control.ray_target import ray_application
+from corral.control.spec import load_spec
+from corral.engines.ray.deployer import RayServeTarget, start_local_head
+
+app = typer.Typer(help="Model deployments on a Ray cluster (Ray Serve; vLLM on GPUs).")
+
+AddressOption = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster address (ray://host:10001 or auto)."),
+]
+PortOption = Annotated[int, typer.Option("--http-port", help="Serve's HTTP port.")]
+
+
+def _target(address: str | None, http_port: int, console: Console) -> RayServeTarget:
+    target = RayServeTarget(http_port=http_port)
+    if address is None:
+        console.print("[cyan]starting[/] a local Ray head (ray start --head)")
+        address = start_local_head()
+    target.connect(address)
+    return target
+
+
+def deploy_on_ray(
+    spec_path: Path,
+    address: str | None,
+    *,
+    http_port: int = 8000,
+    timeout: float = 1800.0,
+    data_dir: Path = Path(".corral"),
+) -> str:
+    """Deploy the spec on Ray, showing progress until it runs; the OpenAI base URL."""
+    console = Console(stderr=True)
+    spec = load_spec(spec_path)
+    application = ray_application(spec, data_dir=data_dir)
+    target = _target(address, http_port, console)
+    url = target.deploy(application)
+    target.wait_running(
+        spec.name, timeout, lambda line: console.print(f"[cyan]waiting[/] {escape(line)}")
+    )
+    console.print(f"[green]ready[/] {spec.name}: model {spec.served_name!r} at {url}")
+    return url
+
+
+@app.command("deploy")
+def deploy(
+    spec_path: Annotated[Path, typer.Argument(help="Deployment spec (YAML).", exists=True)],
+    address: AddressOption = None,
+    http_port: PortOption = 8000,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait until it runs.")] = 1800.0,
+) -> None:
+    """Run the spec as a Ray Serve application (starts a local Ray head when no address)."""
+    deploy_on_ray(spec_path, address, http_port=http_port, timeout=timeout)
+
+
+@app.command("undeploy")
+def undeploy(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    address: Annotated[str, typer.Option("--address", help="Ray cluster address.")] = "auto",
+) -> None:
+    """Delete the application; its replicas finish open requests before they stop."""
+    console = Console(stderr=True)
+    target = RayServeTarget()
+    target.connect(address)
+    if target.delete(name):
+        console.print(f"[red]deleted[/] {escape(name)}")
+    else:
+        console.print(f"no Ray Serve application {name!r}")
+
+
+@app.command("status")
+def status(
+    address: Annotated[str, typer.Option("--address", help="Ray cluster address.")] = "auto",
+) -> None:
+    """Applications, their deployments, replicas and autoscaling state."""
+    target = RayServeTarget()
+    target.connect(address)
+    table = Table("application", "status", "deployment", "running", "starting", "detail")
+    for application in target.applications():
+        for d in application.deployments:
+            table.add_row(
+                application.name,
+                application.status.lower(),
+                d.name,
+                str(d.running),
+                str(d.starting),
+                escape(d.message or application.message),
+            )
+    Console().print(table)
