@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from corral.cli import admin, deploy, endpoints, engine, health, money, top
+from corral.cli import admin, deploy, endpoints, engine, health, money, ray, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -24,6 +24,7 @@ config_app = typer.Typer(help="Check and describe Corral's configuration.", no_a
 app.add_typer(config_app, name="config")
 app.add_typer(health.app, name="health")
 app.add_typer(engine.app, name="engine")
+app.add_typer(ray.app, name="ray")
 admin.register(app)
 money.register(app)
 app.add_typer(top.app, name="top")

@@ -35,7 +35,7 @@ from corral.settings import CorralSettings
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'corral[ray]'")
 
 pytestmark = [
-    pytest.mark.local_model,  # until the lead registers pytest.mark.ray
+    pytest.mark.ray,
     # Our replicas push metrics every second (RAY_SERVE_*_METRIC_PUSH_INTERVAL_S below); Ray
     # still compares look_back_period_s with its deprecated 10 s metrics_interval_s and warns.
     pytest.mark.filterwarnings("ignore:`look_back_period_s`.*:FutureWarning"),
