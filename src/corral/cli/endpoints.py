@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from corral.cli.top import ScrapeError, fetch
@@ -41,7 +42,7 @@ def endpoints(
     try:
         rows = endpoint_rows(fetch(url.rstrip("/") + "/metrics"))
     except ScrapeError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     if output == "json":
         print(json.dumps(rows, indent=2))

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from corral.cli import admin, deploy, endpoints, engine, health, money, ray, top
 from corral.errors import CorralError
@@ -99,7 +100,7 @@ def main() -> None:
     try:
         app()
     except CorralError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc.message}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/] {escape(exc.message)}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
