@@ -8,16 +8,15 @@ from typing import Any
 
 import kmock
 import pytest
-from lightkube import AsyncClient, KubeConfig
 
 from corral.control.render.manifests import render
 from corral.control.rollout import apply_all, cluster_status, undeploy
 from corral.control.spec import load_spec
 from corral.errors import PermanentError, TemporaryError
 from corral.kube.lightkube_client import LightkubeClient
+from support.kube_api import emulated_api, lightkube_on
 
 SPECS = Path(__file__).parents[3] / "tests" / "fixtures" / "control" / "specs"
-VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 RESOURCES = {
     "v1/namespaces": ("Namespace", False),
     "v1/serviceaccounts": ("ServiceAccount", True),
@@ -40,27 +39,14 @@ RESOURCES = {
 
 @pytest.fixture
 async def api() -> AsyncIterator[kmock.KubernetesEmulator]:
-    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
-        for key, (kind, namespaced) in RESOURCES.items():
-            emulator.resources[key] = kmock.ResourceInfo(
-                kind=kind, namespaced=namespaced, verbs=VERBS
-            )
+    async with emulated_api(RESOURCES) as emulator:
         yield emulator
 
 
 @pytest.fixture
 async def kube(api: kmock.KubernetesEmulator) -> AsyncIterator[LightkubeClient]:
-    config = KubeConfig.from_dict(
-        {
-            "clusters": [{"name": "kmock", "cluster": {"server": str(api.url)}}],
-            "users": [{"name": "test", "user": {}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-            "current-context": "kmock",
-        }
-    )
-    client = LightkubeClient(AsyncClient(config=config, field_manager="corral"))
-    yield client
-    await client.close()
+    async with lightkube_on(api) as client:
+        yield client
 
 
 def corral_objects(spec_name: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import kmock
 import pytest
-from lightkube import AsyncClient, KubeConfig
 from prometheus_client import CollectorRegistry
 
 from corral.clock import FakeClock
@@ -18,9 +17,9 @@ from corral.health.markers import POOL_LABEL, TAINT_KEY
 from corral.health.metrics import HealthMetrics
 from corral.health.remediation import Remediator
 from corral.kube.lightkube_client import LightkubeClient
+from support.kube_api import emulated_api, lightkube_on
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "gpu"
-VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 RESOURCES = {
     "v1/nodes": ("Node", False),
     "v1/pods": ("Pod", True),
@@ -31,27 +30,14 @@ RESOURCES = {
 
 @pytest.fixture
 async def api() -> AsyncIterator[kmock.KubernetesEmulator]:
-    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
-        for key, (kind, namespaced) in RESOURCES.items():
-            emulator.resources[key] = kmock.ResourceInfo(
-                kind=kind, namespaced=namespaced, verbs=VERBS
-            )
+    async with emulated_api(RESOURCES) as emulator:
         yield emulator
 
 
 @pytest.fixture
 async def kube(api: kmock.KubernetesEmulator) -> AsyncIterator[LightkubeClient]:
-    config = KubeConfig.from_dict(
-        {
-            "clusters": [{"name": "kmock", "cluster": {"server": str(api.url)}}],
-            "users": [{"name": "test", "user": {}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-            "current-context": "kmock",
-        }
-    )
-    client = LightkubeClient(AsyncClient(config=config, field_manager="corral"))
-    yield client
-    await client.close()
+    async with lightkube_on(api) as client:
+        yield client
 
 
 async def test_a_faulty_node_is_stopped_cordoned_and_replaced_through_the_api(
