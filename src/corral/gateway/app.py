@@ -35,7 +35,7 @@ from corral.gateway.calls import ApiCall, CallKind, parse_call
 from corral.gateway.dispatch import Attempt, Dispatcher, attempt_for
 from corral.gateway.logs import request_id_var
 from corral.gateway.metering import Meter, UsageEvent
-from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.metrics import GatewayMetrics, status_class
 from corral.gateway.policies.quotas import prompt_estimate
 from corral.gateway.quotas import Quotas
 from corral.gateway.relay import Outcome, Relay
@@ -287,7 +287,7 @@ class Gateway:
                 )
             )
         else:
-            parts.metrics.requests.labels(model, "-", f"{outcome.status // 100}xx").inc()
+            parts.metrics.requests.labels(model, "-", status_class(outcome.status)).inc()
         if parts.access_log:
             log.info(
                 "request",

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from corral.errors import RequestError, UpstreamTimeout, UpstreamUnavailable
-from corral.gateway.asgi import EVENT_STREAM, JSON, Headers, Send
+from corral.gateway.asgi import EVENT_STREAM, JSON, Headers, Send, send_bytes
 from corral.gateway.calls import ApiCall
 from corral.gateway.routes import LiveEndpoint, ModelRoute
 from corral.gateway.sse import StreamScanner
@@ -145,26 +145,13 @@ async def _refusal(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -
     if response.status in _PASS_THROUGH:
         content_type = response.headers.get("Content-Type", "application/json").encode()
         ex.outcome.status, ex.outcome.outcome = response.status, "client_error"
-        await _send_whole(send, response.status, payload, ex.headers, content_type)
+        await send_bytes(send, response.status, payload, ex.headers, content_type)
         return
     log.warning("engine refused a request", extra={"model": route.name, "status": response.status})
     raise UpstreamUnavailable(
         f"The engine for model {route.name!r} failed (HTTP {response.status}). "
         "Try again shortly; if it persists, tell the platform team."
     )
-
-
-async def _send_whole(
-    send: Send, status: int, payload: bytes, headers: Headers, content_type: bytes
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _read_usage(payload: bytes, outcome: Outcome) -> None:
@@ -195,7 +182,7 @@ async def _whole(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> 
         raise _failed(route, exc) from exc
     outcome.status, outcome.first_byte_at = 200, asyncio.get_running_loop().time()
     _read_usage(payload, outcome)
-    await _send_whole(send, 200, payload, ex.headers, JSON)
+    await send_bytes(send, 200, payload, ex.headers, JSON)
 
 
 async def _stream(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
