@@ -41,6 +41,12 @@ class LedgerMetrics:
             "Usage records waiting in the on-disk spool for the store to come back.",
             registry=registry,
         )
+        self.lag = Gauge(
+            "corral_ledger_lag_seconds",
+            "Age of the oldest usage record not yet in the store (in memory or spooled); "
+            "0 when every record is written.",
+            registry=registry,
+        )
         self.written = Counter(
             "corral_ledger_records_written",
             "Usage records written to the store.",
@@ -78,8 +84,21 @@ class Ledger:
         self._max_spool = max_spool_records
         self._pending: deque[UsageEvent] = deque()
         self._spooled = 0
+        self._spool_oldest: float | None = None  # when the oldest spooled record was made
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        metrics.lag.set_function(self.lag)  # read at scrape time; nothing to update per record
+
+    def lag(self) -> float:
+        """Seconds since the oldest record not yet in the store was made; 0 when none waits."""
+        oldest = self._spool_oldest
+        try:
+            head: float | None = self._pending[0].time
+        except IndexError:  # empty, or emptied since a scrape on another thread looked
+            head = None
+        if head is not None and (oldest is None or head < oldest):
+            oldest = head
+        return 0.0 if oldest is None else max(0.0, self._clock.now() - oldest)
 
     def record(self, event: UsageEvent) -> None:
         """Queue one record (never blocks, never raises)."""
@@ -94,6 +113,7 @@ class Ledger:
         """Count what an earlier run left in the spool, then start the writer."""
         self._spool.mkdir(parents=True, exist_ok=True)
         self._spooled = sum(_count_lines(p) for p in self._spool_files())
+        self._spool_oldest = self._first_spooled_time()
         self._metrics.spooled.set(self._spooled)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="corral-ledger")
 
@@ -154,6 +174,9 @@ class Ledger:
                 for record in keep:
                     out.write(orjson.dumps(dataclasses.asdict(record)) + b"\n")
             self._spooled += len(keep)
+            first = min(record.time for record in keep)
+            if self._spool_oldest is None or first < self._spool_oldest:
+                self._spool_oldest = first
             self._metrics.spooled.set(self._spooled)
         for record in lost:
             self._metrics.lost.inc()
@@ -174,9 +197,20 @@ class Ledger:
             # replays the file again, and the store keeps one record per request id.
             path.unlink()
             self._spooled -= len(records)
+            self._spool_oldest = self._first_spooled_time()
             self._metrics.spooled.set(self._spooled)
             self._metrics.written.inc(len(records))
             log.info("ledger: replayed %d spooled usage records", len(records))
+
+    def _first_spooled_time(self) -> float | None:
+        """When the oldest spooled record was made: records are spooled in the order they were
+        made, into files named by when, so it is the first line of the first file."""
+        for path in self._spool_files():
+            with path.open("rb") as f:
+                line = f.readline()
+            if line.strip():
+                return float(orjson.loads(line)["time"])
+        return None
 
 
 def _count_lines(path: Path) -> int:

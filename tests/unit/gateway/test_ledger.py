@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -110,3 +111,110 @@ async def test_full_spool_is_loud_not_silent(tmp_path: Path, caplog: object) -> 
     await writer.stop()
     assert metrics.spooled._value.get() == 5
     assert metrics.lost._value.get() == 3
+
+
+def lagging_ledger(sink: FlakySink, tmp_path: Path) -> tuple[Ledger, CollectorRegistry, FakeClock]:
+    registry, clock = CollectorRegistry(), FakeClock()
+    writer = Ledger(sink, tmp_path / "spool", clock, LedgerMetrics(registry))  # type: ignore[arg-type]
+    return writer, registry, clock
+
+
+def made_now(i: int, clock: FakeClock) -> UsageEvent:
+    return dataclasses.replace(event(i), time=clock.now())
+
+
+def spool_gauges(registry: CollectorRegistry) -> tuple[float | None, float | None]:
+    return (
+        registry.get_sample_value("corral_ledger_spool_records"),
+        registry.get_sample_value("corral_ledger_lag_seconds"),
+    )
+
+
+async def test_spool_depth_and_lag_grow_while_the_store_is_down_and_clear_after(
+    tmp_path: Path,
+) -> None:
+    sink = FlakySink()
+    writer, registry, clock = lagging_ledger(sink, tmp_path)
+    await writer.start()
+    assert spool_gauges(registry) == (0, 0)
+    sink.down = True
+    for i in range(3):
+        writer.record(made_now(i, clock))
+    clock.advance(5)
+    writer.record(made_now(3, clock))
+    await writer.flush()
+    clock.advance(30)
+    assert spool_gauges(registry) == (4, 35)  # the oldest record was made 35 s ago
+    writer.record(made_now(4, clock))
+    await writer.flush()
+    clock.advance(10)
+    assert spool_gauges(registry) == (5, 45)
+    sink.down = False
+    await writer.flush()
+    assert spool_gauges(registry) == (0, 0)
+    await writer.stop()
+    assert len(sink.records) == 5
+
+
+async def test_lag_counts_records_still_in_memory(tmp_path: Path) -> None:
+    writer, registry, clock = lagging_ledger(FlakySink(), tmp_path)
+    await writer.start()
+    writer.record(made_now(1, clock))
+    clock.advance(0.25)
+    assert spool_gauges(registry) == (0, 0.25)
+    await writer.flush()
+    assert spool_gauges(registry) == (0, 0)
+    await writer.stop()
+
+
+async def test_lag_of_a_spool_left_by_an_earlier_run_comes_from_its_oldest_record(
+    tmp_path: Path,
+) -> None:
+    sink = FlakySink()
+    sink.down = True
+    first, _, clock = lagging_ledger(sink, tmp_path)
+    await first.start()
+    first.record(made_now(1, clock))
+    clock.advance(1)
+    first.record(made_now(2, clock))
+    await first.stop()
+    second, registry, _ = lagging_ledger(sink, tmp_path)  # a fresh clock, at the same start
+    await second.start()
+    assert spool_gauges(registry) == (2, 0)  # the new clock reads the first record's time
+    later, registry, clock = lagging_ledger(sink, tmp_path)
+    clock.advance(60)
+    await later.start()
+    assert spool_gauges(registry) == (2, 60)
+    await second.stop()
+    await later.stop()
+
+
+async def test_lag_follows_the_spool_as_a_replay_gets_part_way(tmp_path: Path) -> None:
+    sink = FlakySink()
+    writer, registry, clock = lagging_ledger(sink, tmp_path)
+    await writer.start()
+    sink.down = True
+    writer.record(made_now(1, clock))
+    await writer.flush()  # one spool file, made at t
+    clock.advance(20)
+    writer.record(made_now(2, clock))
+    await writer.flush()  # a second file, made at t + 20
+    clock.advance(10)
+    assert spool_gauges(registry) == (2, 30)
+    sink.down = False
+    original = sink.write_usage
+    calls = 0
+
+    async def fail_second_file(records: list[UsageEvent]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise TemporaryError("store down again")
+        await original(records)
+
+    sink.write_usage = fail_second_file  # type: ignore[method-assign]
+    await writer.flush()
+    assert spool_gauges(registry) == (1, 10)  # only the newer file is left
+    sink.write_usage = original  # type: ignore[method-assign]
+    await writer.stop()
+    assert spool_gauges(registry) == (0, 0)
