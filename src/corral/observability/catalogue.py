@@ -12,6 +12,8 @@ from prometheus_client.registry import Collector
 from corral.catalog import Endpoint, ModelSpec, OpenAIEngine
 from corral.clock import SystemClock
 from corral.counters.metrics import CountersMetrics
+from corral.engines.local.metrics import SchedulerCollector
+from corral.engines.local.stats import SchedulerLoad, SchedulerStats
 from corral.gateway.endpoints import EndpointCollector
 from corral.gateway.ledger import LedgerMetrics
 from corral.gateway.metrics import GatewayMetrics
@@ -30,6 +32,21 @@ def _endpoints(registry: CollectorRegistry) -> None:
     spec = ModelSpec(name="model", engine=OpenAIEngine(endpoints=[Endpoint(url=url)]))
     route = ModelRoute(spec, [LiveEndpoint(url, latency_ewma=0.1)])
     registry.register(EndpointCollector(RouteTable([route]), SystemClock()))
+
+
+class _IdleScheduler:
+    """A scheduler with nothing to do, for the engine metrics' one sample series."""
+
+    def __init__(self) -> None:
+        self.stats = SchedulerStats()
+
+    def load(self) -> SchedulerLoad:
+        return SchedulerLoad(waiting=0, decoding=0, slots_used=0, slots=1)
+
+
+def _engine(registry: CollectorRegistry) -> None:
+    """Engine metrics are read at scrape time from the scheduler: one idle model here."""
+    registry.register(SchedulerCollector("model", _IdleScheduler()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,12 @@ METRIC_SETS: tuple[MetricSet, ...] = (
         "counters", "every Corral process whose limits live in Redis (fail-open)", CountersMetrics
     ),
     MetricSet("endpoints", "every Corral process, one series per model endpoint", _endpoints),
+    MetricSet(
+        "engine",
+        "the local CPU engine (`corral.engines.local`), on `/metrics` of its own port; "
+        "vLLM's metrics are scraped as vLLM exports them",
+        _engine,
+    ),
 )
 
 

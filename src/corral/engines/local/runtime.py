@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
 from tokenizers import Tokenizer
 
 from corral.catalog import LocalEngineConfig
@@ -14,6 +15,7 @@ from corral.engines.local.chat_template import ChatTemplate
 from corral.engines.local.embedding_service import EmbeddingService
 from corral.engines.local.encoders import Embedder, Encoder, OnnxEncoder, TorchEncoder
 from corral.engines.local.manifest import PreparedModel
+from corral.engines.local.metrics import SchedulerCollector
 from corral.engines.local.scheduler import Decoder, Scheduler
 from corral.engines.local.server import EngineLimits, EngineServer
 from corral.engines.local.text import HFTokenizer
@@ -108,9 +110,10 @@ def _load_chat(name: str, config: LocalEngineConfig, prepared: PreparedModel) ->
         model_name=name,
     )
     limits = EngineLimits(max_n=config.max_batch_size)
-    return LoadedEngine(
-        EngineServer(model_name=name, limits=limits, chat=service), [GenerationLoop(scheduler)]
-    )
+    metrics = CollectorRegistry()
+    metrics.register(SchedulerCollector(name, scheduler))
+    server = EngineServer(model_name=name, limits=limits, chat=service, metrics=metrics)
+    return LoadedEngine(server, [GenerationLoop(scheduler)])
 
 
 def _load_embeddings(name: str, config: LocalEngineConfig, prepared: PreparedModel) -> LoadedEngine:

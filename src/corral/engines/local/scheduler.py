@@ -4,6 +4,8 @@ One generation thread calls ``step`` in a loop. Each step prefills at most one c
 prompt, then decodes one token for every running sequence in a single batched forward pass.
 Running sequences always occupy slots ``0..n-1`` so the decoder can treat them as one batch; a
 finished or abandoned sequence frees its slot at the end of the step it was noticed in.
+The scheduler keeps plain-number statistics (``stats``, ``load``) that its metrics read at scrape
+time, so counting costs the loop a few integer additions per step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from corral.clock import Clock, SystemClock
 from corral.engines.local.sampling import SamplingParams, make_rng, sample
+from corral.engines.local.stats import SchedulerLoad, SchedulerStats
 from corral.engines.local.text import StopMatcher, TextStream
 from corral.errors import Overloaded
 
@@ -71,6 +75,7 @@ class Generation:
     next_token: int = -1
     cancelled: bool = False
     finished: bool = False
+    queued_at: float = 0.0
     rng: np.random.Generator = field(init=False)
     stops: StopMatcher = field(init=False)
 
@@ -94,6 +99,7 @@ class Scheduler:
         max_queue: int,
         prefill_chunk: int = 256,
         retry_after: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
         self._decoder = decoder
         self._eos = eos_ids
@@ -104,6 +110,8 @@ class Scheduler:
         self._running: list[Generation] = []  # prefilled, in slot order
         self._filling: Generation | None = None  # the one prompt being prefilled, in the next slot
         self._work = threading.Condition()
+        self._now = (clock or SystemClock()).monotonic
+        self.stats = SchedulerStats()
 
     @property
     def running(self) -> int:
@@ -114,15 +122,28 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def load(self) -> SchedulerLoad:
+        """What the scheduler holds now (read from any thread; each number is current)."""
+        return SchedulerLoad(
+            waiting=len(self._waiting),
+            decoding=len(self._running),
+            slots_used=self.running,
+            slots=self._decoder.max_batch,
+        )
+
     def submit(self, sequences: list[Generation]) -> None:
         """Queue ``sequences`` together; Overloaded (503) when the queue has no room for them."""
+        now = self._now()
         with self._work:
             if len(self._waiting) + len(sequences) > self._max_queue:
+                self.stats.rejected += len(sequences)
                 raise Overloaded(
                     f"The local engine is busy: {len(self._waiting)} requests are already "
                     "waiting. Retry shortly.",
                     retry_after=self._retry_after,
                 )
+            for seq in sequences:
+                seq.queued_at = now
             self._waiting.extend(sequences)
             self._work.notify()
 
@@ -179,6 +200,7 @@ class Scheduler:
             if len(self._running) >= self._decoder.max_batch:
                 return
             seq = self._waiting.popleft()
+        self.stats.queue_time.observe(self._now() - seq.queued_at)
         seq.slot = len(self._running)
         self._filling = seq
 
@@ -186,15 +208,23 @@ class Scheduler:
         if seq.cancelled:
             return
         chunk = seq.prompt[seq.cached : seq.cached + self._chunk]
+        started = self._now()
         logits = self._decoder.prefill(seq.slot, chunk, seq.cached)
+        stats = self.stats
+        stats.prefill_step.observe(self._now() - started)
+        stats.prompt_tokens += len(chunk)
         seq.cached += len(chunk)
         if seq.prefilled:
             self._filling = None
             self._running.append(seq)
+            stats.generated_tokens += 1
             self._accept(seq, sample(logits, seq.params, seq.rng))
 
     def _decode(self, batch: list[Generation]) -> None:
+        started = self._now()
         logits = self._decoder.decode([s.next_token for s in batch], [s.cached for s in batch])
+        self.stats.decode_step.observe(self._now() - started)
+        self.stats.generated_tokens += len(batch)
         for row, seq in enumerate(batch):
             seq.cached += 1
             self._accept(seq, sample(logits[row], seq.params, seq.rng))

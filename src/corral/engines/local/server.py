@@ -1,4 +1,5 @@
-"""The local engine's HTTP server: OpenAI routes over a chat or embedding service, and /health."""
+"""The local engine's HTTP server: OpenAI routes over a chat or embedding service, /health and
+/metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from corral.engines import wire
 from corral.engines.local.chat_service import ChatService, GenerationFailed, Job
@@ -63,11 +65,13 @@ class EngineServer:
         limits: EngineLimits,
         chat: ChatService | None = None,
         embeddings: EmbeddingService | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self._name = model_name
         self._limits = limits
         self._chat = chat
         self._embeddings = embeddings
+        self._metrics = metrics if metrics is not None else CollectorRegistry()
         self._created = int(time.time())
 
     def build_app(self) -> web.Application:
@@ -77,10 +81,17 @@ class EngineServer:
         app.router.add_post("/v1/embeddings", self._embed)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics_text)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
         return _json({"status": "ok", "model": self._name})
+
+    async def _metrics_text(self, request: web.Request) -> web.Response:
+        # Collectors read plain numbers, so rendering on the event loop is quick.
+        response = web.Response(body=generate_latest(self._metrics))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
 
     async def _models(self, request: web.Request) -> web.Response:
         return _json(wire.model_list([self._name], "corral-local", self._created))
