@@ -116,6 +116,25 @@ def known_group(api_version: str) -> bool:
     return any(_compact(f)["group"] == group for f in SCHEMA_FILES)
 
 
+def openapi_schema(obj: Manifest) -> dict[str, Any] | None:
+    """The object's CRD schema as packaged (OpenAPI, with its CEL rules), or None if unknown."""
+    filename = schema_file_for(obj)
+    if filename is None:
+        return None
+    version = str(obj["apiVersion"]).rpartition("/")[2]
+    schema: dict[str, Any] = _compact(filename)["versions"][version]
+    return schema
+
+
+def packaged_schemas() -> list[tuple[str, dict[str, Any]]]:
+    """Every packaged schema as ``("<file> <version>", schema)``."""
+    return [
+        (f"{filename.removesuffix('.json')} {version}", schema)
+        for filename in SCHEMA_FILES
+        for version, schema in _compact(filename)["versions"].items()
+    ]
+
+
 def validate_custom(obj: Manifest) -> list[str]:
     """Problems with a CRD object, each as ``path: message``; empty when it is valid."""
     filename = schema_file_for(obj)
