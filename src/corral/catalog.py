@@ -138,11 +138,87 @@ class FairQueueing(_Strict):
 RoutingName = Literal["least-outstanding", "prefix-affinity", "session-affinity", "weighted-random"]
 
 
-class Pricing(_Strict):
-    """What a model costs, in US dollars per million tokens."""
+SECONDS_PER_HOUR = 3600.0
 
-    input_per_1m: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
-    output_per_1m: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+
+class DeploymentCost(_Strict):
+    """What a self-hosted deployment costs to run, whether or not anyone sends it requests.
+
+    Usage reports share this cost among teams by their share of the model's tokens in each
+    day (``corral.admin.attribution``). Budgets cannot wait for the day to end, so admission
+    and the ledger charge every token at the effective rate
+    ``usd_per_hour / (tokens_per_second * 3600)``: what a token costs when each replica
+    serves ``tokens_per_second`` on average.
+    """
+
+    usd_per_hour: float = Field(
+        gt=0, description="What one replica costs per hour (its instance price; see corral plan)."
+    )
+    replicas: int = Field(1, ge=1, description="Replicas running; each costs usd_per_hour.")
+    tokens_per_second: float = Field(
+        gt=0,
+        description="Prompt plus completion tokens one replica is expected to serve per second "
+        "on average (from load tests or the planner's estimate); sets the effective rate.",
+    )
+
+    @property
+    def usd_per_1m_tokens(self) -> float:
+        """The effective rate: one replica-hour's cost over the tokens it serves in an hour."""
+        return self.usd_per_hour * 1_000_000 / (self.tokens_per_second * SECONDS_PER_HOUR)
+
+    def usd_between(self, start: float, end: float) -> float:
+        """What every replica together costs from ``start`` to ``end`` (epoch seconds)."""
+        return self.usd_per_hour * self.replicas * max(0.0, end - start) / SECONDS_PER_HOUR
+
+
+class Pricing(_Strict):
+    """What a model costs: list prices per million tokens, or a self-hosted deployment's cost.
+
+    ``input_per_1m`` and ``output_per_1m`` read as the rates budgets and the ledger charge:
+    the list prices, or for a ``deployment`` its effective rate (the same for both).
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    list_input_per_1m: float = Field(
+        0.0, ge=0, alias="input_per_1m", description="USD per 1M prompt tokens."
+    )
+    list_output_per_1m: float = Field(
+        0.0, ge=0, alias="output_per_1m", description="USD per 1M completion tokens."
+    )
+    deployment: DeploymentCost | None = Field(
+        None,
+        description="A self-hosted model's running cost, instead of list prices; reports "
+        "attribute it to teams by their share of tokens.",
+    )
+
+    @model_validator(mode="after")
+    def _one_basis(self) -> Pricing:
+        if self.deployment is not None and (self.list_input_per_1m or self.list_output_per_1m):
+            raise ValueError(
+                "set either input_per_1m/output_per_1m (list prices) or deployment (a "
+                "self-hosted model's running cost), not both"
+            )
+        return self
+
+    @property
+    def input_per_1m(self) -> float:
+        """USD charged per 1M prompt tokens."""
+        if self.deployment is not None:
+            return self.deployment.usd_per_1m_tokens
+        return self.list_input_per_1m
+
+    @property
+    def output_per_1m(self) -> float:
+        """USD charged per 1M completion tokens."""
+        if self.deployment is not None:
+            return self.deployment.usd_per_1m_tokens
+        return self.list_output_per_1m
+
+    @property
+    def basis(self) -> Literal["list", "attributed"]:
+        """How reports price this model: list prices, or the deployment's cost attributed."""
+        return "list" if self.deployment is None else "attributed"
 
 
 class ModelSpec(_Strict):

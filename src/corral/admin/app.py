@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -15,6 +15,7 @@ from starlette.routing import Route
 from corral.admin import audit, keys, teams, usage, users
 from corral.admin.openapi import openapi_document
 from corral.admin.operations import AdminContext, KeyHasher, Operation, endpoint, error_response
+from corral.catalog import DeploymentCost
 from corral.clock import Clock
 from corral.errors import InvalidRequest, NotFound
 from corral.store.port import Store
@@ -40,12 +41,19 @@ def build_admin_app(
     clock: Clock,
     known_models: Callable[[], Collection[str]] | None = None,
     usage_ledger: UsageLedger | None = None,
+    deployment_costs: Mapping[str, DeploymentCost] | None = None,
 ) -> Starlette:
     """The admin API. ``keys`` is the process's KeySync: it authenticates callers from memory,
     hashes new keys, and is refreshed after every change so it applies here at once.
-    ``known_models`` (optional) lists the catalog's model names to check allowlists against."""
+    ``known_models`` (optional) lists the catalog's model names to check allowlists against;
+    ``deployment_costs`` the self-hosted models whose cost usage reports attribute to teams."""
     ctx = AdminContext(
-        store=store, keys=keys, clock=clock, known_models=known_models, usage=usage_ledger
+        store=store,
+        keys=keys,
+        clock=clock,
+        known_models=known_models,
+        usage=usage_ledger,
+        deployment_costs=deployment_costs or {},
     )
     ops = operations()
     document = openapi_document(ops, _version())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from corral.admin.auth import KeyCache, authenticate
 from corral.admin.policy import Action, Scope, Subject, allowed_somewhere, decide
 from corral.admin.schemas import PATTERN_HINTS
+from corral.catalog import DeploymentCost
 from corral.clock import Clock
 from corral.errors import (
     InvalidRequest,
@@ -60,6 +61,8 @@ class AdminContext:
     clock: Clock
     known_models: Callable[[], Collection[str]] | None = None
     usage: UsageLedger | None = None
+    deployment_costs: Mapping[str, DeploymentCost] = field(default_factory=dict)
+    """Model name → running cost of self-hosted models whose usage reports attribute it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from corral.admin.attribution import attribute, day_model_tokens
 from corral.admin.audit import parse_moment
 from corral.admin.operations import AdminContext, Call, Operation
 from corral.admin.policy import Action, Scope
@@ -42,6 +43,11 @@ class UsageRow(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    cost_basis: Literal["list", "attributed"] = Field(
+        "list",
+        description="list: the model's list prices; attributed: a share of a self-hosted "
+        "deployment's running cost by token share per day.",
+    )
 
 
 class UsageReport(BaseModel):
@@ -116,16 +122,30 @@ def _groups(text: str) -> list[str]:
     return groups
 
 
+async def _costed(ctx: AdminContext, call: Call[UsageQuery]) -> list[dict[str, Any]]:
+    """The report's rows, self-hosted models at their attributed cost (see attribution)."""
+    usage, where = _usage(ctx), await _filter(ctx, call)
+    groups = _groups(call.input.group_by)
+    if not ctx.deployment_costs:
+        return [{**row, "cost_basis": "list"} for row in await usage.report(where, groups)]
+    until = where.until if where.until is not None else call.now
+    fine = await usage.report(where, [*groups, *(g for g in ("day", "model") if g not in groups)])
+    everyone = UsageFilter(since=where.since, until=until, model=where.model)
+    all_tokens = day_model_tokens(await usage.report(everyone, ["day", "model"]))
+    return attribute(
+        fine, all_tokens, ctx.deployment_costs, groups=groups, since=where.since, until=until
+    )
+
+
 async def usage_report(ctx: AdminContext, call: Call[UsageQuery]) -> UsageReport:
-    rows = await _usage(ctx).report(await _filter(ctx, call), _groups(call.input.group_by))
-    return UsageReport(data=[UsageRow(**row) for row in rows])
+    return UsageReport(data=[UsageRow(**row) for row in await _costed(ctx, call)])
 
 
 async def usage_csv(ctx: AdminContext, call: Call[UsageQuery]) -> Response:
     groups = _groups(call.input.group_by)
-    rows = await _usage(ctx).report(await _filter(ctx, call), groups)
+    rows = await _costed(ctx, call)
     out = io.StringIO()
-    fields = [*groups, "requests", "prompt_tokens", "completion_tokens", "cost_usd"]
+    fields = [*groups, "requests", "prompt_tokens", "completion_tokens", "cost_usd", "cost_basis"]
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

@@ -68,7 +68,11 @@ def usage(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Requests, tokens and cost, grouped (developers see their own, team-admins their team)."""
+    """Requests, tokens and cost, grouped (developers see their own, team-admins their team).
+
+    Cost basis "list" is the model's list prices; "attributed" is a team's share, by tokens per
+    day, of what a self-hosted deployment costs to run (its pricing.deployment in the catalog).
+    """
     params: dict[str, Any] = {"since": since, "group_by": by, "team": team}
     with reporting(), _client(url, api_key) as api:
         if fmt == "csv":
@@ -79,6 +83,7 @@ def usage(
         columns = [_col(g.title(), g) for g in groups]
         columns += [_col("Requests", "requests"), _col("Prompt", "prompt_tokens")]
         columns += [_col("Completion", "completion_tokens"), _col("Cost $", "cost_usd")]
+        columns += [_col("Cost basis", "cost_basis")]
         _render(Output.json if fmt == "json" else Output.table, api.get("/usage", params), columns)
 
 

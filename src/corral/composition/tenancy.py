@@ -63,6 +63,11 @@ async def open_tenancy(
             clock=clock,
             known_models=lambda: names,
             usage_ledger=usage,
+            deployment_costs={
+                spec.name: spec.pricing.deployment
+                for spec in settings.models
+                if spec.pricing.deployment is not None
+            },
         )
         try:
             yield tenancy
