@@ -15,13 +15,14 @@ from corral.counters.failopen import FailOpenCounters
 from corral.counters.limits import MICROS_PER_USD, Limits
 from corral.counters.local import LocalCounters
 from corral.counters.metrics import CountersMetrics
-from corral.counters.port import Counters
+from corral.counters.port import Counters, Reservation
 from corral.counters.redis import RedisCounters
 from corral.errors import TemporaryError
+from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
 from corral.settings import LimitSettings, LimitValues
-from corral.store.usage import SqlUsage
+from corral.store.usage import UsageLedger
 
 log = logging.getLogger("corral.quotas")
 
@@ -30,7 +31,7 @@ def _limits(values: LimitValues) -> Limits:
     return Limits(**values.model_dump())
 
 
-async def refresh_limits(book: LimitBook, usage: SqlUsage) -> None:
+async def refresh_limits(book: LimitBook, usage: UsageLedger) -> None:
     """Load every key's and team's limits from the store into ``book``."""
     keys: dict[str, Limits] = {}
     teams: dict[str, Limits] = {}
@@ -51,7 +52,7 @@ RECONCILE_INTERVAL = 30.0
 
 @asynccontextmanager
 async def running_quotas(
-    settings: LimitSettings, usage: SqlUsage, clock: Clock, registry: CollectorRegistry
+    settings: LimitSettings, usage: UsageLedger, clock: Clock, registry: CollectorRegistry
 ) -> AsyncIterator[Quotas]:
     """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded."""
     counters: Counters
@@ -64,7 +65,7 @@ async def running_quotas(
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
     await refresh_limits(book, usage)
-    await _seed_and_reconcile(counters, usage, clock)
+    await seed_and_reconcile(counters, usage, clock)
 
     async def refresh_forever() -> None:
         last_reconcile = clock.monotonic()
@@ -74,7 +75,7 @@ async def running_quotas(
                 await refresh_limits(book, usage)
                 if clock.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
                     last_reconcile = clock.monotonic()
-                    await _seed_and_reconcile(counters, usage, clock)
+                    await seed_and_reconcile(counters, usage, clock)
             except TemporaryError as exc:
                 log.warning("limits: %s; keeping the limits loaded before", exc.message)
 
@@ -89,12 +90,32 @@ async def running_quotas(
             await redis.aclose()
 
 
-async def _seed_and_reconcile(counters: Counters, usage: SqlUsage, clock: Clock) -> None:
-    """Counters hold at least the ledger's spend this month (a budget set mid-month counts
-    what was already spent); holds that a crashed gateway left are settled."""
+async def seed_and_reconcile(counters: Counters, usage: UsageLedger, clock: Clock) -> None:
+    """Counters hold at least the ledger's spend this month for every team and key (a budget
+    set mid-month counts what was already spent); requests a crashed gateway left are billed
+    and their holds settled."""
     period = month_window(clock.now())
-    for team_id, spent in (await usage.spend_since(period.starts_at)).items():
-        await counters.seed_spend(f"team:{team_id}", period.key, round(spent * MICROS_PER_USD))
-    settled = await counters.reconcile(clock.now())
+    for by in ("team", "key"):
+        for holder, spent in (await usage.spend_since(period.starts_at, by)).items():
+            await counters.seed_spend(f"{by}:{holder}", period.key, round(spent * MICROS_PER_USD))
+    settled = await settle_lost_requests(counters, usage, clock.now())
     if settled:
         log.warning("quotas: settled %d reservations left by an earlier process", len(settled))
+
+
+async def settle_lost_requests(
+    counters: Counters, usage: UsageLedger, now: float
+) -> list[Reservation]:
+    """Write an estimated ledger record for every expired reservation, then settle them all.
+
+    Records first: if the store is down this raises and the holds stay for the next run, so a
+    lost request is never settled without its record. Writing a record twice keeps one, and a
+    real record the gateway wrote before it died stays (see ``lost_requests``). In-process
+    counters die with their process, so only shared counters (Redis) carry reservations of a
+    crashed gateway into the next start; in-process ones expire only for hung requests.
+    """
+    expired = await counters.expired_reservations(now)
+    records = [lost_request_record(r) for r in expired if r.request_id]
+    if records:
+        await usage.write_usage(records)
+    return await counters.reconcile(now)

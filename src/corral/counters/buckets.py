@@ -149,14 +149,6 @@ def charge(request: AdmissionRequest, states: Sequence[ScopeState], now: float) 
         state.budget.held += request.cost_micros
 
 
-def charges_for(request: AdmissionRequest) -> tuple[ScopeCharge, ...]:
-    """What admitting ``request`` takes from each scope, as settlement must give it back."""
-    return tuple(
-        ScopeCharge(s.name, s.limits.tpm or 0, s.limits.max_concurrent is not None)
-        for s in request.scopes
-    )
-
-
 def settle_scope(
     state: ScopeState,
     taken: ScopeCharge,

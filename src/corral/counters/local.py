@@ -9,7 +9,6 @@ from corral.counters.buckets import (
     RateState,
     ScopeState,
     charge,
-    charges_for,
     check,
     refused,
     settle_scope,
@@ -45,17 +44,7 @@ class LocalCounters:
         if failure is not None:
             return refused(request, failure, states, now)
         charge(request, states, now)
-        reservation = Reservation(
-            id=uuid.uuid4().hex,
-            backend=self.backend,
-            charges=charges_for(request),
-            tokens=request.tokens,
-            cost_micros=request.cost_micros,
-            period=request.period.key,
-            expires_at=now + request.ttl,
-            request_id=request.request_id,
-            model=request.model,
-        )
+        reservation = Reservation.of(request, uuid.uuid4().hex, self.backend, now)
         self._open[reservation.id] = reservation
         requests, tokens = windows(request, states, now)
         return Admitted(reservation=reservation, requests=requests, tokens=tokens)

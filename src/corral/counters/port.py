@@ -51,6 +51,9 @@ class AdmissionRequest:
     """Seconds after which an unsettled reservation counts as left behind by a crashed gateway."""
     request_id: str = ""
     model: str = ""
+    prompt_tokens: int = 0
+    """The prompt estimate within ``tokens`` (the rest is the completion allowance)."""
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,37 @@ class Reservation:
     expires_at: float
     request_id: str = ""
     model: str = ""
+    prompt_tokens: int = 0
+    user_id: str | None = None
+    admitted_at: float = 0.0
+    """Together with the fields above, what a reconciler needs to bill a request whose
+    gateway died before settling it (see ``corral.gateway.policies.lost_requests``)."""
+
+    @classmethod
+    def of(cls, request: AdmissionRequest, id: str, backend: str, now: float) -> Reservation:
+        """The reservation that admitting ``request`` at ``now`` makes."""
+        return cls(
+            id=id,
+            backend=backend,
+            charges=charges_for(request),
+            tokens=request.tokens,
+            cost_micros=request.cost_micros,
+            period=request.period.key,
+            expires_at=now + request.ttl,
+            request_id=request.request_id,
+            model=request.model,
+            prompt_tokens=request.prompt_tokens,
+            user_id=request.user_id,
+            admitted_at=now,
+        )
+
+    def scope_id(self, kind: ScopeKind) -> str | None:
+        """The id of the ``kind`` scope this reservation charged, e.g. its key's or team's."""
+        prefix = f"{kind}:"
+        for charge in self.charges:
+            if charge.name.startswith(prefix):
+                return charge.name[len(prefix) :]
+        return None
 
     def to_json(self) -> str:
         """The reservation as stored by a shared backend (the backend name is not stored)."""
@@ -90,6 +124,9 @@ class Reservation:
                 "expires_at": self.expires_at,
                 "request_id": self.request_id,
                 "model": self.model,
+                "prompt": self.prompt_tokens,
+                "user": self.user_id,
+                "at": self.admitted_at,
             },
             separators=(",", ":"),
         )
@@ -108,7 +145,19 @@ class Reservation:
             expires_at=float(data["expires_at"]),
             request_id=data["request_id"],
             model=data["model"],
+            # Reservations stored before these fields existed read as unknown.
+            prompt_tokens=int(data.get("prompt", 0)),
+            user_id=data.get("user"),
+            admitted_at=float(data.get("at", 0.0)),
         )
+
+
+def charges_for(request: AdmissionRequest) -> tuple[ScopeCharge, ...]:
+    """What admitting ``request`` takes from each scope, as settlement must give it back."""
+    return tuple(
+        ScopeCharge(s.name, s.limits.tpm or 0, s.limits.max_concurrent is not None)
+        for s in request.scopes
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ from corral.counters.buckets import (
     Failure,
     RateState,
     ScopeState,
-    charges_for,
     refused,
     windows,
 )
@@ -80,17 +79,7 @@ class RedisCounters:
         return cls(client, prefix=prefix, owns_client=True)
 
     async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
-        reservation = Reservation(
-            id=uuid.uuid4().hex,
-            backend=self.backend,
-            charges=charges_for(request),
-            tokens=request.tokens,
-            cost_micros=request.cost_micros,
-            period=request.period.key,
-            expires_at=now + request.ttl,
-            request_id=request.request_id,
-            model=request.model,
-        )
+        reservation = Reservation.of(request, uuid.uuid4().hex, self.backend, now)
         args: list[str | int] = [
             self._prefix,
             f"{now:.6f}",

@@ -86,6 +86,7 @@ class Quotas:
             now=now,
             request_id=request_id,
             period=self._month(now),
+            user_id=principal.user_id,
         )
         decision = await self._counters.reserve(request, now)
         headers += [(k.encode(), v.encode()) for k, v in ratelimit_headers(decision)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Boolean, Float, Integer, String, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -83,6 +83,10 @@ def day_of(at: float) -> str:
 
 
 _COLUMNS = [c.name for c in UsageRow.__table__.columns if c.name != "day"]
+_UPDATED = [c.name for c in UsageRow.__table__.columns if c.name != "request_id"]
+LOST_OUTCOME = "gateway_lost"
+"""Outcome of a reconciler's estimate for a lost request; a real record replaces it."""
+SpendScope = Literal["team", "key"]
 
 
 class UsageLedger(Protocol):
@@ -98,8 +102,8 @@ class UsageLedger(Protocol):
         """Requests, tokens and cost per group."""
         ...
 
-    async def spend_since(self, since: float) -> dict[str, float]:
-        """Team id → dollars spent since ``since``."""
+    async def spend_since(self, since: float, by: SpendScope = "team") -> dict[str, float]:
+        """Team id (or key id, ``by="key"``) → dollars spent since ``since``."""
         ...
 
     async def set_limits(self, setting: LimitSetting, actor: Actor) -> LimitSetting | None:
@@ -126,13 +130,28 @@ class SqlUsage:
         await self._engine.dispose()
 
     async def write_usage(self, records: Sequence[Any]) -> None:
-        """Insert records; a request id already in the ledger is skipped, never duplicated."""
+        """Insert records; a request id already in the ledger is kept once, never duplicated.
+
+        The first record of a request id stays, except that a reconciler's estimate for a
+        request whose gateway was lost (outcome ``gateway_lost``) gives way to the real record.
+        """
         if not records:
             return
-        rows = [_row(r) for r in records]
+        # One row per request id per statement: PostgreSQL refuses to upsert a row twice.
+        firsts: dict[str, Any] = {}
+        for record in records:
+            held = firsts.get(record.request_id)
+            if held is None or held.outcome == LOST_OUTCOME:
+                firsts[record.request_id] = record
+        rows = [_row(r) for r in firsts.values()]
         dialect = self._engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(UsageRow).on_conflict_do_nothing(index_elements=["request_id"])
+        statement = insert(UsageRow)
+        statement = statement.on_conflict_do_update(
+            index_elements=["request_id"],
+            set_={name: statement.excluded[name] for name in _UPDATED},
+            where=UsageRow.outcome == LOST_OUTCOME,
+        )
         with translated(self._url):
             async with self._engine.begin() as conn:
                 await conn.execute(statement, rows)
@@ -162,12 +181,13 @@ class SqlUsage:
                 result = await conn.execute(query)
                 return [dict(row._mapping) for row in result]
 
-    async def spend_since(self, since: float) -> dict[str, float]:
-        """Team id → dollars spent since ``since`` (to seed budget counters at start-up)."""
+    async def spend_since(self, since: float, by: SpendScope = "team") -> dict[str, float]:
+        """Team id (or key id) → dollars spent since ``since`` (to seed budget counters)."""
+        column = UsageRow.team_id if by == "team" else UsageRow.key_id
         query = (
-            select(UsageRow.team_id, func.sum(UsageRow.cost_usd))
-            .where(UsageRow.time >= since, UsageRow.team_id.is_not(None))
-            .group_by(UsageRow.team_id)
+            select(column, func.sum(UsageRow.cost_usd))
+            .where(UsageRow.time >= since, column.is_not(None))
+            .group_by(column)
         )
         with translated(self._url):
             async with self._engine.connect() as conn:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from corral.store.records import Actor
-from corral.store.usage import LimitSetting, UsageFilter, day_of
+from corral.store.usage import LOST_OUTCOME, LimitSetting, SpendScope, UsageFilter, day_of
 
 
 class InMemoryUsage:
@@ -24,7 +24,9 @@ class InMemoryUsage:
 
     async def write_usage(self, records: Sequence[Any]) -> None:
         for record in records:
-            self.records.setdefault(record.request_id, record)
+            held = self.records.get(record.request_id)
+            if held is None or held.outcome == LOST_OUTCOME:
+                self.records[record.request_id] = record
 
     async def report(self, where: UsageFilter, group_by: Iterable[str]) -> list[dict[str, Any]]:
         groups = list(group_by)
@@ -53,11 +55,12 @@ class InMemoryUsage:
             for key, row in sorted(totals.items(), key=lambda kv: [str(v) for v in kv[0]])
         ]
 
-    async def spend_since(self, since: float) -> dict[str, float]:
+    async def spend_since(self, since: float, by: SpendScope = "team") -> dict[str, float]:
         spend: dict[str, float] = defaultdict(float)
         for r in self.records.values():
-            if r.time >= since and r.team_id is not None:
-                spend[r.team_id] += r.cost_usd
+            holder = r.team_id if by == "team" else r.key_id
+            if r.time >= since and holder is not None:
+                spend[holder] += r.cost_usd
         return dict(spend)
 
     async def set_limits(self, setting: LimitSetting, actor: Actor) -> LimitSetting | None:

@@ -111,6 +111,7 @@ def admission_request(
     now: float,
     request_id: str = "",
     period: BudgetPeriod | None = None,
+    user_id: str | None = None,
 ) -> AdmissionRequest:
     """What to reserve for one API call; ``completes`` is False for embeddings. ``period``:
     the month containing ``now`` when the caller already has it (saves recomputing it)."""
@@ -126,6 +127,8 @@ def admission_request(
         ttl=model.timeouts.total + RESERVATION_MARGIN_S,
         request_id=request_id,
         model=model.name,
+        prompt_tokens=prompt,
+        user_id=user_id,
     )
 
 
