@@ -75,11 +75,17 @@ def _seconds(value: float | None, recent: bool) -> Text:
     return Text(text, style="" if recent else "dim")
 
 
+def _queue(waiting: float | None) -> Text:
+    if waiting is None:  # no local engine /metrics among the URLs
+        return Text("—", style="dim")
+    return Text(f"{waiting:.0f}", style="yellow" if waiting else "")
+
+
 def _models_table(shown: Frame) -> Table:
     table = Table(title="Models", title_justify="left", expand=True)
     for column in ("model", "req/s", "requests", "errors/s", "5xx %"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for column in ("TTFT p50", "TTFT p99", "tok/s in", "tok/s out"):
+    for column in ("TTFT p50", "TTFT p99", "tok/s in", "tok/s out", "engine queue"):
         table.add_column(column, justify="right")
     for row in shown.rows:
         name = "(refused before routing)" if row.model == UNROUTED else row.model
@@ -94,9 +100,10 @@ def _models_table(shown: Frame) -> Table:
             _seconds(row.ttft_p99, row.ttft_recent),
             f"{row.tokens_in_per_s:.0f}",
             f"{row.tokens_out_per_s:.0f}",
+            _queue(row.engine_queue),
         )
     if not shown.rows:
-        table.add_row(Text("no requests yet", style="dim"), *[""] * 8)
+        table.add_row(Text("no requests yet", style="dim"), *[""] * 9)
     return table
 
 
@@ -138,7 +145,10 @@ def top(
     url: Annotated[
         list[str] | None,
         typer.Option(
-            "--url", "-u", help=f"/metrics URL to read; repeat it (default {DEFAULT_URL})."
+            "--url",
+            "-u",
+            help="/metrics URL to read; repeat it for health agents and local engines "
+            f"(default {DEFAULT_URL}).",
         ),
     ] = None,
     interval: Annotated[

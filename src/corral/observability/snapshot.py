@@ -58,6 +58,7 @@ class ModelCounters:
     tokens_in: float = 0.0
     tokens_out: float = 0.0
     ttft: Histogram = field(default_factory=Histogram)
+    engine_queue: float | None = None  # local engine sequences waiting; None: no engine page read
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class ModelRow:
     ttft_p50: float | None
     ttft_p99: float | None
     ttft_recent: bool
+    engine_queue: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,7 @@ def _row(name: str, before: ModelCounters, now: ModelCounters, interval: float) 
         ttft_p50=ttft.quantile(0.5),
         ttft_p99=ttft.quantile(0.99),
         ttft_recent=recent,
+        engine_queue=now.engine_queue,
     )
 
 
@@ -182,6 +185,7 @@ def _sum(parts: list[ModelCounters]) -> ModelCounters:
     for part in parts:
         for le, count in part.ttft.buckets:
             buckets[le] = buckets.get(le, 0.0) + count
+    queues = [p.engine_queue for p in parts if p.engine_queue is not None]
     return ModelCounters(
         requests=sum(p.requests for p in parts),
         server_errors=sum(p.server_errors for p in parts),
@@ -189,6 +193,7 @@ def _sum(parts: list[ModelCounters]) -> ModelCounters:
         tokens_in=sum(p.tokens_in for p in parts),
         tokens_out=sum(p.tokens_out for p in parts),
         ttft=Histogram(tuple(sorted(buckets.items()))),
+        engine_queue=sum(queues) if queues else None,
     )
 
 
@@ -214,6 +219,8 @@ class _Found:
         elif name == "corral_tokens_total":
             direction = "tokens_in" if labels.get("direction") == "input" else "tokens_out"
             self._count(model, direction, value)
+        elif name == "corral_engine_queue_depth":
+            self._count(model, "engine_queue", value)
         elif name == "corral_time_to_first_token_seconds_bucket":
             le = float(labels["le"])
             per_model = self.buckets.setdefault(model, {})

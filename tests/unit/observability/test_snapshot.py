@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
 from corral.cli.top import render
+from corral.engines.local.metrics import SchedulerCollector
+from corral.engines.local.stats import SchedulerLoad, SchedulerStats
 from corral.gateway.metering import UsageEvent
 from corral.gateway.metrics import GatewayMetrics
 from corral.health.metrics import HealthMetrics
@@ -160,3 +162,34 @@ def test_render_without_traffic_or_gpus_says_so() -> None:
     text = console.export_text()
     assert "no requests yet" in text
     assert "no health agent metrics" in text
+
+
+class _BusyScheduler:
+    def __init__(self, waiting: int) -> None:
+        self.stats = SchedulerStats()
+        self.waiting = waiting
+
+    def load(self) -> SchedulerLoad:
+        return SchedulerLoad(waiting=self.waiting, decoding=4, slots_used=4, slots=4)
+
+
+def test_local_engine_pages_add_their_queue_depth_to_the_model_row() -> None:
+    gateway = CollectorRegistry()
+    metrics = GatewayMetrics(gateway)
+    metrics.record(_event("small", ttft=0.1))
+    metrics.record(_event("big", ttft=0.1))
+    engines = []
+    for waiting in (3, 2):
+        registry = CollectorRegistry()
+        registry.register(SchedulerCollector("small", _BusyScheduler(waiting)))
+        engines.append(parse_metrics(_text(registry), at=0.0, source="engine"))
+    combined = combine([parse_metrics(_text(gateway), at=0.0), *engines], at=1.0)
+    rows = {row.model: row for row in frame(None, combined).rows}
+    assert rows["small"].engine_queue == 5
+    assert rows["big"].engine_queue is None  # no engine page for it: unknown, not zero
+    console = Console(record=True, width=160)
+    console.print(render(frame(None, combined), ["http://x/metrics"]))
+    text = console.export_text()
+    assert "engine queue" in text
+    small = next(line for line in text.splitlines() if "small" in line)
+    assert small.rstrip(" │").endswith("5")
