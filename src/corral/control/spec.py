@@ -24,6 +24,8 @@ _LABEL_KEY = re.compile(
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DURATION = r"^[0-9]+(s|m|h)$"
+HPA_MAX_WINDOW_S = 3600
+"""The longest stabilization window a HorizontalPodAutoscaler accepts, in seconds."""
 
 
 class _Strict(BaseModel):
@@ -163,14 +165,36 @@ class AcceleratorSpec(_Strict):
 
 
 class ReplicaSpec(_Strict):
-    """How many replicas, and when to add or remove them."""
+    """How many replicas, and when to add or remove them.
 
-    min: int = Field(1, ge=0, le=1000, description="Fewest replicas (0 allows scale to zero).")
+    With ``engine.runtime: rayservice`` Ray Serve's autoscaler applies these. With ``deployment``
+    a HorizontalPodAutoscaler (autoscaling/v2) does, when ``max > min``: it averages the Pods
+    metric ``vllm_num_requests_ongoing`` (vLLM's running + waiting requests per pod, served by
+    prometheus-adapter; rule in deploy/prometheus/adapter-values.yaml) against
+    ``target_ongoing_requests``, and the delays become its stabilization windows (at most 3600 s).
+    An HPA cannot scale to zero, so ``min: 0`` needs the rayservice runtime.
+    """
+
+    min: int = Field(
+        1,
+        ge=0,
+        le=1000,
+        description="Fewest replicas (0 allows scale to zero; rayservice runtime only).",
+    )
     max: int = Field(1, ge=1, le=1000, description="Most replicas.")
-    target_ongoing_requests: int = Field(16, ge=1, description="Requests per replica to aim for.")
+    target_ongoing_requests: int = Field(
+        16,
+        ge=1,
+        description="Requests per replica to aim for (running + queued; for the deployment "
+        "runtime, the HPA's target average of the Pods metric vllm_num_requests_ongoing).",
+    )
     max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts.")
-    upscale_delay_s: float = Field(30.0, ge=0, description="Wait before adding replicas.")
-    downscale_delay_s: float = Field(600.0, ge=0, description="Wait before removing replicas.")
+    upscale_delay_s: float = Field(
+        30.0, ge=0, description="Wait before adding replicas (HPA scale-up window)."
+    )
+    downscale_delay_s: float = Field(
+        600.0, ge=0, description="Wait before removing replicas (HPA scale-down window)."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReplicaSpec:
@@ -265,6 +289,25 @@ class DeploymentSpec(_Strict):
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(val):
                 raise ValueError(f"label {key}={val!r} is not a valid Kubernetes label")
         return value
+
+    @model_validator(mode="after")
+    def _hpa_can_scale(self) -> DeploymentSpec:
+        if self.engine.runtime != "deployment":
+            return self
+        if self.replicas.min == 0:
+            raise ValueError(
+                "replicas.min 0 is not possible with engine.runtime deployment: its "
+                "HorizontalPodAutoscaler cannot scale to zero (the HPAScaleToZero feature gate is "
+                "alpha and off on EKS); set replicas.min to 1 or more, or use engine.runtime "
+                "rayservice, whose Ray Serve autoscaler scales to zero"
+            )
+        for name in ("upscale_delay_s", "downscale_delay_s"):
+            if getattr(self.replicas, name) > HPA_MAX_WINDOW_S:
+                raise ValueError(
+                    f"replicas.{name} must be at most {HPA_MAX_WINDOW_S} with engine.runtime "
+                    "deployment (the HorizontalPodAutoscaler's longest stabilization window)"
+                )
+        return self
 
     @property
     def served_name(self) -> str:

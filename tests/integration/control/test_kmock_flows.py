@@ -27,6 +27,7 @@ RESOURCES = {
     "v1/persistentvolumes": ("PersistentVolume", False),
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True),
     "apps/v1/deployments": ("Deployment", True),
+    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
     "ray.io/v1/rayservices": ("RayService", True),
@@ -88,6 +89,26 @@ async def test_deploy_is_idempotent_and_undeploy_removes_only_corral_objects(
     assert {k.kind for k in deleted} >= {"RayService", "NodePool", "EC2NodeClass", "Service"}
     assert await kube.get("ray.io/v1", "RayService", "llama-8b", "corral-models") is None
     assert await kube.get("v1", "Service", "other", "corral-models") is not None
+
+
+async def test_vllm_deployment_applies_its_autoscaler_and_undeploy_removes_it(
+    kube: LightkubeClient,
+) -> None:
+    await apply_all(kube, corral_objects("vllm-deployment.yaml"))
+    hpa = await kube.get("autoscaling/v2", "HorizontalPodAutoscaler", "mistral-7b", "corral-models")
+    assert hpa is not None
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "mistral-7b"
+    deployment = await kube.get("apps/v1", "Deployment", "mistral-7b", "corral-models")
+    assert deployment is not None
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+
+    deleted = await undeploy(kube, "mistral-7b", "corral-models")
+    kinds = [k.kind for k in deleted]
+    assert kinds.index("HorizontalPodAutoscaler") < kinds.index("Deployment")
+    assert (
+        await kube.get("autoscaling/v2", "HorizontalPodAutoscaler", "mistral-7b", "corral-models")
+        is None
+    )
 
 
 async def test_status_reports_conditions(

@@ -73,3 +73,18 @@ def test_s3_mountpoint_renders_volume_and_claim() -> None:
 def test_cpu_dev_renders_no_nodes_and_no_monitors() -> None:
     assert "NodePool" not in kinds("cpu-dev.yaml")
     assert "ServiceMonitor" not in kinds("cpu-dev.yaml")
+
+
+def test_plain_vllm_deployment_renders_its_autoscaler_after_the_deployment() -> None:
+    assert kinds("vllm-deployment.yaml") == [
+        "Namespace",
+        "ServiceAccount",
+        "EC2NodeClass",
+        "NodePool",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+    ]

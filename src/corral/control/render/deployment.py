@@ -6,6 +6,7 @@ from typing import Any
 
 from corral.control.planner.instances import PriceTable
 from corral.control.render import common
+from corral.control.render.autoscaling import wants_hpa
 from corral.control.render.rayservice import engine_kwargs
 from corral.control.spec import DeploymentSpec
 from corral.kube.port import Manifest
@@ -41,7 +42,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def render_deployment(spec: DeploymentSpec, table: PriceTable) -> Manifest:
-    """A Deployment of ``vllm serve`` pods, one replica per pod."""
+    """A Deployment of ``vllm serve`` pods, one replica per pod (sized by its HPA if it has one)."""
     image = spec.engine.image or common.VLLM_IMAGES[common.device_of(spec).vendor]
     vols, mounts = common.volumes(spec)
     labels = common.pod_labels(spec, "server")
@@ -58,12 +59,14 @@ def render_deployment(spec: DeploymentSpec, table: PriceTable) -> Manifest:
         "readinessProbe": _probe("/health", 5, 3),
         "livenessProbe": _probe("/health", 10, 6),
     }
+    # With an HPA the replica count is the HPA's: setting it here would reset it on every apply.
+    replicas = {} if wants_hpa(spec) else {"replicas": spec.replicas.min}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": common.metadata(spec, spec.name),
         "spec": {
-            "replicas": spec.replicas.min,
+            **replicas,
             "selector": {
                 "matchLabels": {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: "server"}
             },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from corral.control.planner.instances import PriceTable, load_price_table
+from corral.control.render.autoscaling import render_hpa
 from corral.control.render.deployment import render_deployment
 from corral.control.render.karpenter import render_nodes
 from corral.control.render.monitoring import render_monitors
@@ -35,6 +36,7 @@ def render(spec: DeploymentSpec, table: PriceTable | None = None) -> Manifests:
         *render_nodes(spec),
         *render_weights_volume(spec),
         workload,
+        *render_hpa(spec),
         render_service(spec),
         render_pdb(spec),
         render_network_policy(spec),

@@ -90,6 +90,8 @@ def check_references(objs: list[Manifest], external: Iterable[str] = ()) -> list
     problems: list[str] = []
     for obj in objs:
         problems += _check_selectors(obj, objs, pods)
+        if obj.get("kind") == "HorizontalPodAutoscaler":
+            problems += _check_scale_target(obj, objs)
     for pod in pods:
         problems += _check_pod_refs(pod, known)
     problems += _check_nodes(objs, pods, known)
@@ -127,6 +129,21 @@ def _check_selectors(obj: Manifest, objs: list[Manifest], pods: list[PodTemplate
         return _check_podmonitor(obj, pods)
     if kind == "ServiceMonitor":
         return _check_servicemonitor(obj, objs)
+    return []
+
+
+def _check_scale_target(obj: Manifest, objs: list[Manifest]) -> list[str]:
+    ref = obj.get("spec", {}).get("scaleTargetRef", {})
+    ns = obj["metadata"].get("namespace", "default")
+    wanted = f"{ref.get('kind')}/{ns}/{ref.get('name')}"
+    targets = [o for o in objs if _name(o) == wanted]
+    if not targets:
+        return [f"{_name(obj)}: scaleTargetRef {wanted} is not rendered"]
+    if targets[0].get("apiVersion") != ref.get("apiVersion"):
+        return [
+            f"{_name(obj)}: scaleTargetRef apiVersion {ref.get('apiVersion')} does not match "
+            f"{wanted} ({targets[0].get('apiVersion')})"
+        ]
     return []
 
 
