@@ -52,6 +52,7 @@ def test_eks_overlay_runs_gpu_agent_monitors_and_autoscaling() -> None:
         "DaemonSet/dcgm-exporter",
         "ServiceMonitor/dcgm-exporter",
         "ServiceMonitor/corral-gateway",
+        "PodMonitor/corral-gpu-health",
         "HorizontalPodAutoscaler/corral-gateway",
     } <= names(objs)
     gateway = next(o for o in objs if o["kind"] == "Deployment")
@@ -63,3 +64,31 @@ def test_dev_overlay_is_small() -> None:
     assert "DaemonSet/corral-gpu-health" not in found
     assert "HorizontalPodAutoscaler/corral-gateway" not in found
     assert "Secret/corral-database" in found
+
+
+def test_gpu_health_podmonitor_scrapes_the_agent_metrics_port() -> None:
+    import copy
+    import inspect
+
+    from corral.cli.health import agent
+
+    objs = build("eks")
+    monitor = next(o for o in objs if o["kind"] == "PodMonitor")
+    agent_ds = next(o for o in objs if o["kind"] == "DaemonSet" and "gpu-health" in str(o))
+    [container] = agent_ds["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    [port] = [p for p in container["ports"] if p["name"] == "metrics"]
+    default = inspect.signature(agent).parameters["metrics_port"].default
+    assert port["containerPort"] == default == 9400
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]  # type: ignore[index]
+    assert endpoint["port"] == "metrics"
+    assert monitor["metadata"]["namespace"] == agent_ds["metadata"]["namespace"] == "corral"  # type: ignore[index]
+    relabel = endpoint["relabelings"][0]
+    assert relabel == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+
+    broken = copy.deepcopy(objs)
+    wrong = next(o for o in broken if o["kind"] == "PodMonitor")
+    wrong["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "gpu-health"}  # type: ignore[index]
+    assert find_problems(broken, external=EXTERNAL) == [
+        "PodMonitor/corral/corral-gpu-health: selector "
+        "{'matchLabels': {'app.kubernetes.io/name': 'gpu-health'}} matches no pod template"
+    ]
