@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -43,9 +42,8 @@ def new_api_key() -> str:
 
 def hash_key(server_secret: bytes, key: str) -> str:
     """The keyed hash (HMAC-SHA-256) under which a key is stored; the key itself never is."""
-    return hmac.new(
-        server_secret, key.encode("utf-8", "surrogateescape"), hashlib.sha256
-    ).hexdigest()
+    # hmac.digest is OpenSSL's one-shot HMAC: the same value as hmac.new(...), a third the cost.
+    return hmac.digest(server_secret, key.encode("utf-8", "surrogateescape"), "sha256").hex()
 
 
 def same_hash(a: str, b: str) -> bool:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -16,13 +17,15 @@ from corral.counters.limits import MICROS_PER_USD, Limits
 from corral.counters.local import LocalCounters
 from corral.counters.metrics import CountersMetrics
 from corral.counters.port import Counters, Reservation
-from corral.counters.redis import RedisCounters
 from corral.errors import TemporaryError
 from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
 from corral.settings import LimitSettings, LimitValues
 from corral.store.usage import UsageLedger
+
+if TYPE_CHECKING:
+    from corral.counters.redis import RedisCounters
 
 log = logging.getLogger("corral.quotas")
 
@@ -58,6 +61,9 @@ async def running_quotas(
     counters: Counters
     redis: RedisCounters | None = None
     if settings.redis_url:
+        # Imported when configured: the redis client weighs ~10 MiB in every gateway process.
+        from corral.counters.redis import RedisCounters
+
         redis = RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
         counters = FailOpenCounters(redis)
         CountersMetrics(registry, counters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import threading
@@ -34,6 +35,15 @@ def uvicorn_config(app: Any, host: str, port: int = 0, drain_timeout: float = 30
         log_config=None,
         timeout_graceful_shutdown=int(drain_timeout),
     )
+
+
+def freeze_startup_heap() -> None:
+    """Move everything start-up allocated (modules, settings, engines) out of the collector's
+    reach: full collections then scan only what requests allocate, instead of pausing the
+    event loop for tens of milliseconds under load (``gc.freeze``, as CPython's docs advise for
+    servers)."""
+    gc.collect()
+    gc.freeze()
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -93,9 +103,14 @@ async def serve(
 ) -> None:
     """Start the platform, serve it until SIGINT/SIGTERM, then stop it."""
     async with factory() as platform:
+
+        def listening() -> None:
+            freeze_startup_heap()  # a server process: start-up is over for good
+            on_ready(platform)
+
         server = _AnnouncingServer(
             uvicorn_config(platform.app, host, port, drain_timeout),
-            lambda: on_ready(platform),
+            listening,
             on_drain=lambda: setattr(platform, "ready", False),
             drain_grace=drain_grace,
         )

@@ -51,6 +51,8 @@ _CALLS = {
     "/v1/embeddings": CallKind.EMBEDDINGS,
 }
 _MAX_KEY_LENGTH = 512
+_WATCH_AFTER_S = 0.05
+"""Calls answered sooner never pay for a disconnect watcher; slower ones get one then."""
 _REFUSALS = frozenset({"rate_limit_exceeded", "budget_exceeded", "queue_full", "overloaded"})
 
 
@@ -176,25 +178,19 @@ class Gateway:
         """Dispatch, cancelling the upstream request as soon as the client disconnects."""
         task = asyncio.current_task()
         assert task is not None
-        gone = asyncio.Event()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-            task.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch())
+        watch = _DisconnectWatch(task, receive)
+        timer = asyncio.get_running_loop().call_later(_WATCH_AFTER_S, watch.start)
         try:
             await self._dispatcher.dispatch(attempt, send)
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if not watch.gone:
                 raise
             task.uncancel()
             attempt.outcome.outcome = "client_gone"
             attempt.outcome.status = attempt.outcome.status or 499
         finally:
-            watcher.cancel()
+            timer.cancel()
+            watch.stop()
 
     async def _settle(self, reservation: Reservation, route: ModelRoute, outcome: Outcome) -> None:
         quotas = self._parts.quotas
@@ -316,6 +312,31 @@ class _Request:
 
     def __post_init__(self) -> None:
         self.headers.append((b"x-request-id", self.request_id.encode()))
+
+
+class _DisconnectWatch:
+    """Cancels a request's task when its client disconnects, once ``start`` has run."""
+
+    __slots__ = ("_receive", "_task", "_watcher", "gone")
+
+    def __init__(self, task: asyncio.Task[object], receive: Receive) -> None:
+        self._task = task
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+        self.gone = False
+
+    def start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self._task.cancel()
 
 
 def _text(value: bytes | None) -> str | None:

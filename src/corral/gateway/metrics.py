@@ -93,7 +93,10 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        # Labelled children looked up once, not on every request (labels are low-cardinality).
         self._per_model: dict[str, _ModelSeries] = {}
+        self._per_team: dict[tuple[str, str], _TeamSeries] = {}
+        self._requests: dict[tuple[str, str, int], Counter] = {}
         self.in_flight = Gauge(
             "corral_requests_in_flight",
             "API requests being served by this process.",
@@ -102,8 +105,13 @@ class GatewayMetrics:
 
     def record(self, event: UsageEvent) -> None:
         """Count one finished request (a Meter)."""
-        model = event.model
-        self.requests.labels(model, event.kind, status_class(event.status)).inc()
+        model, team = event.model, event.team_id or "-"
+        requests = self._requests.get((model, event.kind, event.status))
+        if requests is None:
+            requests = self._requests[(model, event.kind, event.status)] = self.requests.labels(
+                model, event.kind, status_class(event.status)
+            )
+        requests.inc()
         if event.outcome != "ok":
             self.errors.labels(model, event.outcome).inc()
         per_model = self._per_model.get(model)
@@ -115,21 +123,25 @@ class GatewayMetrics:
                 self.tokens.labels(model, "output"),
                 self.tpot.labels(model),
             )
+        per_team = self._per_team.get((team, model))
+        if per_team is None:
+            per_team = self._per_team[(team, model)] = _TeamSeries(
+                self.team_tokens.labels(team, model, "input"),
+                self.team_tokens.labels(team, model, "output"),
+                self.cost.labels(model, team),
+            )
         per_model.duration.observe(event.latency)
-        if event.time_to_first_token is not None:
-            per_model.ttft.observe(event.time_to_first_token)
+        ttft = event.time_to_first_token
+        if ttft is not None:
+            per_model.ttft.observe(ttft)
         if event.prompt_tokens:
             per_model.tokens_in.inc(event.prompt_tokens)
+            per_team.tokens_in.inc(event.prompt_tokens)
         if event.completion_tokens:
             per_model.tokens_out.inc(event.completion_tokens)
-        team = event.team_id or "-"
-        if event.prompt_tokens:
-            self.team_tokens.labels(team, model, "input").inc(event.prompt_tokens)
-        if event.completion_tokens:
-            self.team_tokens.labels(team, model, "output").inc(event.completion_tokens)
+            per_team.tokens_out.inc(event.completion_tokens)
         if event.cost_usd:
-            self.cost.labels(model, team).inc(event.cost_usd)
-        ttft = event.time_to_first_token
+            per_team.cost.inc(event.cost_usd)
         if ttft is not None and event.kind != "embeddings" and event.completion_tokens > 1:
             per_model.tpot.observe((event.latency - ttft) / (event.completion_tokens - 1))
 
@@ -143,3 +155,12 @@ class _ModelSeries:
     tokens_in: Counter
     tokens_out: Counter
     tpot: Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class _TeamSeries:
+    """A team's labelled children on one model."""
+
+    tokens_in: Counter
+    tokens_out: Counter
+    cost: Counter

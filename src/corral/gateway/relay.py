@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from corral.errors import RequestError, UpstreamTimeout, UpstreamUnavailable
 from corral.gateway.asgi import EVENT_STREAM, JSON, Headers, Send, send_bytes
@@ -70,6 +71,7 @@ class Relay:
         self._connections = connections
         self._tracer = tracer or NoopTracer()
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[tuple[str, str], URL] = {}  # parsed once, not on every call
 
     async def open(self) -> None:
         """Create the connection pool (inside the serving event loop)."""
@@ -106,7 +108,10 @@ class Relay:
         if route.auth_header is not None:
             request_headers["Authorization"] = route.auth_header
         self._tracer.inject(request_headers)
-        url = f"{ex.endpoint.base_url}/{ex.call.kind.value}"
+        url = self._urls.get((ex.endpoint.base_url, ex.call.kind.value))
+        if url is None:
+            url = URL(f"{ex.endpoint.base_url}/{ex.call.kind.value}")
+            self._urls[(ex.endpoint.base_url, ex.call.kind.value)] = url
         # aiohttp enforces connect, total and the gap between reads (first byte of a whole answer);
         # the stream relay adds its own first-chunk and idle deadlines on top.
         client_timeout = route.stream_timeout if ex.call.stream else route.whole_timeout

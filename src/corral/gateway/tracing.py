@@ -74,6 +74,7 @@ class _NoSpan:
 
 
 _NO_SPAN = _NoSpan()
+_NO_SPAN_CONTEXT = nullcontext(_NO_SPAN)  # reusable: nullcontext keeps no state between uses
 
 
 class NoopTracer:
@@ -87,10 +88,10 @@ class NoopTracer:
         request_id: str,
         incoming: Iterable[tuple[bytes, bytes]] = (),
     ) -> AbstractContextManager[Span]:
-        return nullcontext(_NO_SPAN)
+        return _NO_SPAN_CONTEXT
 
     def child(self, name: str) -> AbstractContextManager[Span]:
-        return nullcontext(_NO_SPAN)
+        return _NO_SPAN_CONTEXT
 
     def inject(self, headers: dict[str, str]) -> None:
         del headers
