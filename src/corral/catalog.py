@@ -244,6 +244,11 @@ class ModelSpec(_Strict):
     fair_queueing: FairQueueing | None = Field(
         None, description="Queue across teams when saturated; unset: no per-endpoint bound."
     )
+    scale_to_zero: bool = Field(
+        False,
+        description="The engine may have no replica (e.g. Ray Serve with min_replicas 0): hold "
+        "requests while one starts (discovery.cold_start) and never probe it actively.",
+    )
 
     @field_validator("name")
     @classmethod

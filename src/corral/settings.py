@@ -185,6 +185,63 @@ class PortalSettings(_Group):
         return None if value is None else value.rstrip("/")
 
 
+class ColdStartSettings(_Group):
+    """How long and how many requests the gateway holds for a model scaled to zero."""
+
+    max_wait_s: float = Field(
+        120.0, gt=0, description="Longest a request waits for the first replica before a 503."
+    )
+    max_waiting: int = Field(
+        256, ge=1, description="Requests held per model at once; more get a 503 at once."
+    )
+    warm_for_s: float = Field(
+        5.0, ge=0, description="After a model was found ready, requests pass unchecked this long."
+    )
+    retry_after_s: float = Field(10.0, ge=0, description="Retry-After on the 503.")
+
+
+class RayDiscovery(_Group):
+    """Learn the models Corral deployed as Ray Serve applications (needs the ray extra)."""
+
+    address: str = Field("auto", description="Ray cluster address (auto, or ray://host:10001).")
+    serve_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where this gateway reaches Serve's HTTP proxy; apps are under their prefix.",
+    )
+
+    @field_validator("serve_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class KubernetesDiscovery(_Group):
+    """Learn the models `corral deploy` applied to a cluster (needs the k8s extra)."""
+
+    context: str | None = Field(
+        None,
+        description="kubeconfig context; unset: the pod's service account, else the current one.",
+    )
+    namespaces: list[str] = Field(
+        default_factory=lambda: ["corral-models"],
+        min_length=1,
+        description="Namespaces to read Corral's model Services from.",
+    )
+
+
+class DiscoverySettings(_Group):
+    """Models learned at runtime, routed next to the ones in `models` (which always win)."""
+
+    interval: float = Field(10.0, gt=0, description="Seconds between reads of the sources.")
+    ray: RayDiscovery | None = Field(None, description="Ray Serve applications; unset: off.")
+    kubernetes: KubernetesDiscovery | None = Field(
+        None, description="Kubernetes Services rendered by `corral deploy`; unset: off."
+    )
+    cold_start: ColdStartSettings = Field(default_factory=ColdStartSettings)
+
+
 class CorralSettings(BaseSettings):
     """All of Corral's settings. Environment: CORRAL_<GROUP>__<FIELD>, e.g. CORRAL_SERVER__PORT."""
 
@@ -201,6 +258,7 @@ class CorralSettings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
     models: list[ModelSpec] = Field(default_factory=list, description="The model catalog.")
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
 
     @model_validator(mode="after")
     def _catalog_is_consistent(self) -> CorralSettings:

@@ -1,4 +1,4 @@
-"""Gets one call answered: fair queue, endpoint choice, retries elsewhere, then fallback models."""
+"""Gets one call answered: cold start, fair queue, endpoint choice, retries, fallback models."""
 
 from __future__ import annotations
 
@@ -86,6 +86,12 @@ class Dispatcher:
         raise last
 
     async def _on_model(self, attempt: Attempt, route: ModelRoute, send: Send) -> None:
+        cold = route.cold_start
+        if cold is not None:
+            # A model that may be scaled to zero: held (bounded) until a replica runs.
+            deadline = self._clock.monotonic() + route.spec.timeouts.total
+            if not await cold.ensure_ready(route.name, deadline):
+                raise cold.refusal(route.name)
         queue = route.queue
         if queue is None:
             await self._attempts(attempt, route, send)

@@ -56,28 +56,50 @@ async def probe_forever(session: aiohttp.ClientSession, route: ModelRoute, clock
             log.exception("endpoint probes failed for %s", route.name)
 
 
+def wants_probes(route: ModelRoute) -> bool:
+    """Whether ``route`` gets active probes.
+
+    Never for a model that may scale to zero: a probe is a request, so it would keep the
+    autoscaler from ever reaching zero, and while there is no replica it would eject the
+    endpoint the cold start is about to make ready.
+    """
+    return route.spec.health.probe_interval > 0 and route.cold_start is None
+
+
 class EndpointProbes:
-    """One probe task per model that asks for probes."""
+    """One probe task per route that wants probes, following the route table as it changes."""
 
     def __init__(self, routes: RouteTable, clock: Clock) -> None:
         self._routes = routes
         self._clock = clock
-        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: dict[int, tuple[ModelRoute, asyncio.Task[None]]] = {}
 
     def start(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+        self.sync()
+
+    def sync(self) -> None:
+        """Probe routes added to the table since the last call; stop probing those gone."""
+        if self._session is None:
+            return
+        current = {id(r): r for r in self._routes if wants_probes(r)}
+        for key in set(self._tasks) - set(current):
+            self._tasks.pop(key)[1].cancel()
         loop = asyncio.get_running_loop()
-        for route in self._routes:
-            if route.spec.health.probe_interval > 0:
-                task = loop.create_task(probe_forever(session, route, self._clock))
-                self._tasks.append(task)
+        for key, route in current.items():
+            if key not in self._tasks:
+                task = loop.create_task(probe_forever(self._session, route, self._clock))
+                self._tasks[key] = (route, task)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [task for _, task in self._tasks.values()]
+        self._tasks.clear()
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks.clear()
 
 
 class EndpointCollector(Collector):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from corral.catalog import ModelSpec, Timeouts
+from corral.catalog import ModelSpec, OpenAIEngine, Timeouts
 from corral.clock import Clock
 from corral.errors import NotFound, Overloaded
+from corral.gateway.cold_start import ColdStart
 from corral.gateway.policies.admission_queue import AdmissionQueue
 from corral.gateway.policies.outliers import OutlierConfig, OutlierDetector
 from corral.gateway.policies.retry_budget import RetryBudget
@@ -55,6 +56,8 @@ class ModelRoute:
     outliers: OutlierDetector = field(init=False)
     retries: RetryBudget = field(init=False)
     queue: AdmissionQueue | None = None
+    cold_start: ColdStart | None = None  # set for models that may have no replica
+    ready_replicas: int | None = None  # as a model source last reported; None: unknown
 
     def __post_init__(self) -> None:
         t = self.spec.timeouts
@@ -162,22 +165,64 @@ class ModelRoute:
             self.sync_capacity(now)
 
 
+@dataclass(frozen=True, slots=True)
+class LearnedRoute:
+    """A model learned at runtime, as the route table takes it."""
+
+    spec: ModelSpec
+    cold_start: ColdStart | None = None
+    ready_replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableChanges:
+    """What one reconciliation did, by public model name."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    shadowed: tuple[str, ...] = ()  # learned, but a configured model has the name
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One immutable generation of the table; requests read whichever generation is current."""
+
+    routes: dict[str, ModelRoute]
+    by_name: dict[str, ModelRoute]
+    names: list[str]
+
+    @classmethod
+    def of(cls, routes: Iterable[ModelRoute]) -> _View:
+        by_route = {r.name: r for r in routes}
+        by_name: dict[str, ModelRoute] = {}
+        for route in by_route.values():
+            for name in (route.name, *route.spec.aliases):
+                by_name[name] = route
+        return cls(by_route, by_name, sorted(by_route))
+
+
 class RouteTable:
-    """Public model names and aliases → routes."""
+    """Public model names and aliases → routes: the configured ones, and those learned later.
+
+    Lookups read one dictionary of the current generation; ``reconcile`` builds the next
+    generation aside and swaps it in with one assignment, so requests never take a lock.
+    """
 
     def __init__(self, routes: list[ModelRoute]) -> None:
-        self._routes = {r.name: r for r in routes}
-        self._by_name: dict[str, ModelRoute] = {}
-        for route in routes:
-            for name in (route.name, *route.spec.aliases):
-                self._by_name[name] = route
+        self._configured = {r.name: r for r in routes}
+        self._learned: dict[str, ModelRoute] = {}
+        self._view = _View.of(routes)
 
     def get(self, name: str) -> ModelRoute | None:
-        return self._by_name.get(name)
+        return self._view.by_name.get(name)
 
     def resolve(self, name: str, allowed: list[str]) -> ModelRoute:
         """The route called ``name``; NotFound listing the ``allowed`` names otherwise."""
-        route = self._by_name.get(name)
+        route = self._view.by_name.get(name)
         if route is None or route.name not in allowed:
             raise NotFound(
                 f"The model {name[:200]!r} does not exist. "
@@ -188,7 +233,61 @@ class RouteTable:
         return route
 
     def names(self) -> list[str]:
-        return sorted(self._routes)
+        return list(self._view.names)
+
+    def learned(self) -> list[str]:
+        """Names of the routes learned at runtime."""
+        return sorted(self._learned)
 
     def __iter__(self) -> Iterator[ModelRoute]:
-        return iter(self._routes.values())
+        return iter(self._view.routes.values())  # a generation is never changed
+
+    def reconcile(self, learned: Iterable[LearnedRoute], clock: Clock) -> TableChanges:
+        """Make the learned routes exactly ``learned``; configured models are never touched.
+
+        A route whose spec is unchanged stays the same object (its outlier and latency state
+        with it); a changed one is rebuilt around the endpoints it keeps, so requests in flight
+        finish on the old object and their in-flight counts stay right.
+        """
+        configured = {n for r in self._configured.values() for n in (r.name, *r.spec.aliases)}
+        wanted: dict[str, LearnedRoute] = {}
+        shadowed = []
+        for item in learned:
+            if item.spec.name in configured:
+                shadowed.append(item.spec.name)
+            else:
+                wanted[item.spec.name] = item
+        added: list[str] = []
+        updated: list[str] = []
+        routes: dict[str, ModelRoute] = {}
+        for name, item in wanted.items():
+            old = self._learned.get(name)
+            if old is not None and old.spec == item.spec:
+                route = old
+                route.cold_start, route.ready_replicas = item.cold_start, item.ready_replicas
+            else:
+                route = _rebuilt(item, old, clock)
+                (added if old is None else updated).append(name)
+            routes[name] = route
+        removed = sorted(set(self._learned) - set(routes))
+        self._learned = routes
+        self._view = _View.of([*self._configured.values(), *routes.values()])
+        return TableChanges(tuple(added), tuple(updated), tuple(removed), tuple(shadowed))
+
+
+def _rebuilt(item: LearnedRoute, old: ModelRoute | None, clock: Clock) -> ModelRoute:
+    """A route for ``item`` that keeps the live endpoints ``old`` shares with it."""
+    engine = item.spec.engine
+    if not isinstance(engine, OpenAIEngine):
+        raise TypeError(f"a learned model is served by an OpenAI-compatible engine: {engine!r}")
+    kept = {e.base_url: e for e in old.endpoints} if old is not None else {}
+    endpoints = []
+    for configured in engine.endpoints:
+        endpoint = kept.get(configured.url) or LiveEndpoint(configured.url)
+        endpoint.weight = configured.weight
+        endpoints.append(endpoint)
+    route = ModelRoute(
+        item.spec, endpoints, cold_start=item.cold_start, ready_replicas=item.ready_replicas
+    )
+    route.attach_queue(clock)
+    return route

@@ -27,10 +27,11 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.control.ray_target import ray_application
 from corral.control.spec import parse_spec
-from corral.engines.ray.cold_start import ColdStartGate, ColdStartSettings, HealthProbe
+from corral.engines.ray.cold_start import HealthProbe
 from corral.engines.ray.deployer import RayServeTarget
+from corral.gateway.cold_start import ColdStartGate
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
-from corral.settings import CorralSettings
+from corral.settings import ColdStartSettings, CorralSettings
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'corral[ray]'")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from corral.clock import FakeClock
-from corral.engines.ray.cold_start import ColdStartGate, ColdStartSettings
+from corral.gateway.cold_start import ColdStartGate
+from corral.settings import ColdStartSettings
 
 
 class ScriptedProbe:
