@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -10,8 +10,10 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from corral.clock import Clock, SystemClock
+from corral.composition.discovery import ModelDiscovery, start_discovery
 from corral.composition.engines import start_engines
 from corral.composition.web import build_web_app
+from corral.discovery import ModelSource
 from corral.gateway.app import Gateway, GatewayParts
 from corral.gateway.endpoints import EndpointCollector, EndpointProbes
 from corral.gateway.ledger import Ledger, LedgerMetrics, UsageSink
@@ -40,6 +42,7 @@ class Platform:
     keys: KeyDirectory
     registry: CollectorRegistry
     ready: bool = field(default=False)
+    discovery: ModelDiscovery | None = None
 
 
 @asynccontextmanager
@@ -56,6 +59,7 @@ async def running_platform(
     tracer: RequestTracer | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
+    model_sources: Sequence[ModelSource] = (),
 ) -> AsyncIterator[Platform]:
     """Start engines and the relay, yield the platform, and stop everything on exit."""
     clock = clock or SystemClock()
@@ -77,6 +81,15 @@ async def running_platform(
         for route in routes:
             route.attach_queue(clock)
         probes = EndpointProbes(routes, clock)
+        discovery = await start_discovery(
+            settings.discovery,
+            routes,
+            clock,
+            relay.session,
+            stack,
+            sources=model_sources,
+            on_change=probes.sync,
+        )
         probes.start(relay.session)
         stack.push_async_callback(probes.stop)
         registry.register(EndpointCollector(routes, clock))
@@ -97,7 +110,7 @@ async def running_platform(
             access_log=settings.logging.access_log,
         )
         gateway = Gateway(parts, web)
-        platform = Platform(settings, gateway, gateway, routes, keys, registry)
+        platform = Platform(settings, gateway, gateway, routes, keys, registry, discovery=discovery)
         state["platform"] = platform
         platform.ready = True
         yield platform

@@ -11,6 +11,12 @@ from corral.control.spec import DeploymentSpec
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DEPLOYMENT_LABEL = "corral.dev/deployment"
 ROLE_LABEL = "corral.dev/role"
+MODEL_ANNOTATION = "corral.dev/model"
+"""On the model's Service: the public model name the gateway learns it under."""
+PORT_ANNOTATION = "corral.dev/port"
+"""On the model's Service: the port serving the OpenAI API (under ``/v1``)."""
+MIN_REPLICAS_ANNOTATION = "corral.dev/min-replicas"
+"""On the model's Service: the fewest replicas; 0 means requests may wait for a cold start."""
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 MODEL_DIR = "/models"
 SERVE_PORT = 8000
@@ -41,6 +47,15 @@ def nodepool_name(spec: DeploymentSpec) -> str:
 def owned_labels(spec: DeploymentSpec) -> dict[str, str]:
     """Labels on every object Corral renders for this deployment (undeploy selects on them)."""
     return {**spec.labels, MANAGED_BY: "corral", DEPLOYMENT_LABEL: spec.name}
+
+
+def service_annotations(spec: DeploymentSpec) -> dict[str, str]:
+    """What a gateway needs to route the model to its Service (``corral.control.discovery``)."""
+    return {
+        MODEL_ANNOTATION: spec.served_name,
+        PORT_ANNOTATION: str(SERVE_PORT),
+        MIN_REPLICAS_ANNOTATION: str(spec.replicas.min),
+    }
 
 
 def pod_labels(spec: DeploymentSpec, role: str) -> dict[str, str]:

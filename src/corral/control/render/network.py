@@ -86,7 +86,10 @@ def render_service(spec: DeploymentSpec) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": common.metadata(spec, spec.name),
+        "metadata": {
+            **common.metadata(spec, spec.name),
+            "annotations": common.service_annotations(spec),
+        },
         "spec": {
             "type": "ClusterIP",
             "selector": serving_selector(spec),

@@ -90,10 +90,14 @@ class RayServeTarget:
         """Where Serve's HTTP proxy listens."""
         return f"http://{self._http[0]}:{self._http[1]}"
 
-    def connect(self, address: str | None) -> None:
-        """Join the cluster at ``address`` and make sure Serve runs there."""
+    def attach(self, address: str | None) -> None:
+        """Join the cluster at ``address`` to read Serve's state; starts nothing there."""
         if not self._ray.is_initialized():
             self._ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+
+    def connect(self, address: str | None) -> None:
+        """Join the cluster at ``address`` and make sure Serve runs there."""
+        self.attach(address)
         host, port = self._http
         self._serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
 
