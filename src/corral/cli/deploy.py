@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from corral.cli import ray as ray_cli
 from corral.clock import Clock, SystemClock
 from corral.control.planner.instances import load_price_table
 from corral.control.planner.plan import Plan, Workload, plan
+from corral.control.ray_target import ray_application
 from corral.control.render.manifests import dump_manifests, external_references, render
 from corral.control.rollout import Readiness, apply_all, cluster_status, undeploy, wait_ready
 from corral.control.spec import DeploymentSpec, deployment_schema, load_spec
@@ -31,6 +35,26 @@ SpecArg = Annotated[
 ]
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="kubeconfig context (default: the current one).")
+]
+
+
+class Target(StrEnum):
+    """Where a model deployment runs."""
+
+    KUBERNETES = "kubernetes"
+    RAY = "ray"
+
+
+TargetOption = Annotated[
+    Target, typer.Option("--target", help="kubernetes (KubeRay/vLLM manifests) or ray (Ray Serve).")
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --target ray: the Ray cluster (auto, ray://host:10001); "
+        "default for deploy: start a local Ray head.",
+    ),
 ]
 PricesOption = Annotated[
     Path | None, typer.Option("--prices", help="Instance price table (default: the packaged one).")
@@ -101,8 +125,14 @@ def deploy(
     wait: Annotated[bool, typer.Option(help="Wait until the model serves.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 1800.0,
     prices: PricesOption = None,
+    target: TargetOption = Target.KUBERNETES,
+    address: RayAddressOption = None,
 ) -> None:
     """Render, validate and apply a model deployment, then show progress until it serves."""
+    if target is Target.RAY:
+        _deploy_on_ray(spec_path, address, dry_run=dry_run, timeout=timeout)
+        return
+    _no_address(address)
     spec = load_spec(spec_path)
     objs = _rendered(spec, prices)
     if dry_run:
@@ -120,13 +150,32 @@ def deploy(
     asyncio.run(go())
 
 
+def _deploy_on_ray(spec_path: Path, address: str | None, *, dry_run: bool, timeout: float) -> None:
+    if dry_run:
+        application = ray_application(load_spec(spec_path), data_dir=Path(".corral"))
+        typer.echo(yaml.safe_dump({"applications": [application.to_serve_config()]}), nl=False)
+        return
+    ray_cli.deploy_on_ray(spec_path, address, timeout=timeout)
+
+
+def _no_address(address: str | None) -> None:
+    if address is not None:
+        raise ConfigError("--address names a Ray cluster; add --target ray, or drop --address")
+
+
 @app.command("undeploy")
 def undeploy_command(
     name: Annotated[str, typer.Argument(help="Deployment name.")],
     namespace: Annotated[str, typer.Option(help="Its namespace.")] = "corral-models",
     context: ContextOption = None,
+    target: TargetOption = Target.KUBERNETES,
+    address: RayAddressOption = None,
 ) -> None:
     """Delete what Corral rendered for a deployment (by its owner labels), nothing else."""
+    if target is Target.RAY:
+        ray_cli.undeploy_from_ray(name, address or "auto")
+        return
+    _no_address(address)
     console = Console(stderr=True)
 
     async def go() -> None:
@@ -147,8 +196,14 @@ def undeploy_command(
 def status(
     namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
     context: ContextOption = None,
+    target: TargetOption = Target.KUBERNETES,
+    address: RayAddressOption = None,
 ) -> None:
     """Corral's deployments with their conditions, and the accelerator nodes."""
+    if target is Target.RAY:
+        ray_cli.print_ray_status(address or "auto")
+        return
+    _no_address(address)
 
     async def go() -> None:
         kube = _client(context)

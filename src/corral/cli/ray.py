@@ -46,11 +46,45 @@ def deploy_on_ray(
     application = ray_application(spec, data_dir=data_dir)
     target = _target(address, http_port, console)
     url = target.deploy(application)
-    target.wait_running(
-        spec.name, timeout, lambda line: console.print(f"[cyan]waiting[/] {escape(line)}")
-    )
+    with console.status(f"[cyan]waiting[/] for {escape(spec.name)}") as spinner:
+
+        def progress(line: str) -> None:
+            console.print(f"[cyan]waiting[/] {escape(line)}")
+            spinner.update(f"[cyan]waiting[/] {escape(line)}")
+
+        target.wait_running(spec.name, timeout, progress)
     console.print(f"[green]ready[/] {spec.name}: model {spec.served_name!r} at {url}")
     return url
+
+
+def undeploy_from_ray(name: str, address: str) -> bool:
+    """Delete the application ``name``; False (and a note) when there was none."""
+    console = Console(stderr=True)
+    target = RayServeTarget()
+    target.connect(address)
+    if target.delete(name):
+        console.print(f"[red]deleted[/] {escape(name)}")
+        return True
+    console.print(f"no Ray Serve application {name!r}")
+    return False
+
+
+def print_ray_status(address: str) -> None:
+    """Applications, their deployments, replicas and autoscaling state, as a table."""
+    target = RayServeTarget()
+    target.connect(address)
+    table = Table("application", "status", "deployment", "running", "starting", "detail")
+    for application in target.applications():
+        for d in application.deployments:
+            table.add_row(
+                application.name,
+                application.status.lower(),
+                d.name,
+                str(d.running),
+                str(d.starting),
+                escape(d.message or application.message),
+            )
+    Console().print(table)
 
 
 @app.command("deploy")
@@ -70,13 +104,7 @@ def undeploy(
     address: Annotated[str, typer.Option("--address", help="Ray cluster address.")] = "auto",
 ) -> None:
     """Delete the application; its replicas finish open requests before they stop."""
-    console = Console(stderr=True)
-    target = RayServeTarget()
-    target.connect(address)
-    if target.delete(name):
-        console.print(f"[red]deleted[/] {escape(name)}")
-    else:
-        console.print(f"no Ray Serve application {name!r}")
+    undeploy_from_ray(name, address)
 
 
 @app.command("status")
@@ -84,17 +112,4 @@ def status(
     address: Annotated[str, typer.Option("--address", help="Ray cluster address.")] = "auto",
 ) -> None:
     """Applications, their deployments, replicas and autoscaling state."""
-    target = RayServeTarget()
-    target.connect(address)
-    table = Table("application", "status", "deployment", "running", "starting", "detail")
-    for application in target.applications():
-        for d in application.deployments:
-            table.add_row(
-                application.name,
-                application.status.lower(),
-                d.name,
-                str(d.running),
-                str(d.starting),
-                escape(d.message or application.message),
-            )
-    Console().print(table)
+    print_ray_status(address)
