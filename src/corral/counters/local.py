@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 
 from corral.counters.buckets import (
     BudgetState,
@@ -44,7 +44,7 @@ class LocalCounters:
         if failure is not None:
             return refused(request, failure, states, now)
         charge(request, states, now)
-        reservation = Reservation.of(request, uuid.uuid4().hex, self.backend, now)
+        reservation = Reservation.of(request, os.urandom(16).hex(), self.backend, now)
         self._open[reservation.id] = reservation
         requests, tokens = windows(request, states, now)
         return Admitted(reservation=reservation, requests=requests, tokens=tokens)
@@ -89,8 +89,12 @@ class LocalCounters:
         return None
 
     def _state(self, scope: str, period: str) -> ScopeState:
-        rate = self._rates.setdefault(scope, RateState())
-        budget = self._budgets.setdefault((scope, period), BudgetState())
+        rate = self._rates.get(scope)
+        if rate is None:
+            rate = self._rates[scope] = RateState()
+        budget = self._budgets.get((scope, period))
+        if budget is None:
+            budget = self._budgets[(scope, period)] = BudgetState()
         return ScopeState(rate=rate, budget=budget)
 
     def _forget_idle(self, now: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from corral.counters.limits import Limits
@@ -20,11 +20,11 @@ class Scope:
     kind: ScopeKind
     id: str
     limits: Limits
+    name: str = field(init=False, compare=False)
+    """The counters' name for this scope, e.g. ``team:t-42``."""
 
-    @property
-    def name(self) -> str:
-        """The counters' name for this scope, e.g. ``team:t-42``."""
-        return f"{self.kind}:{self.id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"{self.kind}:{self.id}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import logging
 
 from corral.clock import Clock
 from corral.counters.limits import Limits
-from corral.counters.port import BudgetPeriod, Counters, Refused, Reservation
+from corral.counters.port import BudgetPeriod, Counters, Refused, Reservation, Scope
 from corral.errors import TemporaryError
 from corral.gateway.asgi import Headers
 from corral.gateway.calls import ApiCall, CallKind
@@ -32,11 +32,27 @@ class LimitBook:
         self._team_defaults = team_defaults
         self._keys: dict[str, Limits] = {}
         self._teams: dict[str, Limits] = {}
+        self._scopes: dict[tuple[str, str | None], tuple[Scope, ...] | None] = {}
 
     def replace(self, keys: dict[str, Limits], teams: dict[str, Limits]) -> None:
         """Swap in the limits read from the store (each over its defaults)."""
         self._keys = {k: v.over(self._key_defaults) for k, v in keys.items()}
         self._teams = {k: v.over(self._team_defaults) for k, v in teams.items()}
+        self._scopes = {}
+
+    def scopes(self, key_id: str, team_id: str | None) -> tuple[Scope, ...] | None:
+        """What a request of this key counts against; None when nothing limits it. Built once
+        per key and kept until the limits change (a dict lookup on the request path)."""
+        found = self._scopes.get((key_id, team_id), _MISSING)
+        if found is _MISSING:
+            key_limits = self.key(key_id)
+            team_limits = self.team(team_id) if team_id else None
+            unlimited = key_limits == _UNLIMITED and team_limits in (None, _UNLIMITED)
+            found = None if unlimited else scopes(key_id, key_limits, team_id, team_limits)
+            if len(self._scopes) >= _MAX_CACHED_SCOPES:
+                self._scopes.clear()
+            self._scopes[(key_id, team_id)] = found
+        return found
 
     def key(self, key_id: str) -> Limits:
         return self._keys.get(key_id, self._key_defaults)
@@ -46,6 +62,8 @@ class LimitBook:
 
 
 _UNLIMITED = Limits()
+_MISSING: tuple[Scope, ...] = ()
+_MAX_CACHED_SCOPES = 100_000
 
 
 class Quotas:
@@ -72,13 +90,12 @@ class Quotas:
     ) -> Reservation | None:
         """Reserve what the call may use, adding OpenAI's rate-limit headers to ``headers``;
         RateLimited (429) when a limit or budget would be exceeded. None when unlimited."""
-        key_limits = self._book.key(principal.key_id)
-        team_limits = self._book.team(principal.team_id) if principal.team_id else None
-        if key_limits == _UNLIMITED and team_limits in (None, _UNLIMITED):
+        request_scopes = self._book.scopes(principal.key_id, principal.team_id)
+        if request_scopes is None:
             return None
         now = self._clock.now()
         request = admission_request(
-            request_scopes=scopes(principal.key_id, key_limits, principal.team_id, team_limits),
+            request_scopes=request_scopes,
             body=call.body,
             max_tokens=call.max_tokens,
             model=route.spec,

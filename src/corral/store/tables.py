@@ -36,6 +36,11 @@ NAMING = {
 LIVE = text("deleted_at IS NULL")
 
 
+def sqlite_time(value: float) -> str:
+    """Unix seconds as UtcTime stores them in SQLite: naive UTC text in SQLAlchemy's format."""
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 class UtcTime(TypeDecorator[float]):
     """Unix seconds in Python, a UTC timestamp in the database (readable in SQL and reports)."""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
+from fractions import Fraction
 from typing import Any
 
 from corral.catalog import ModelSpec, Pricing
@@ -37,28 +38,30 @@ def prompt_estimate(body: Mapping[str, Any]) -> int:
     Images, audio and files are not text and are not counted (a base64 image would otherwise
     reserve hundreds of thousands of tokens); the settlement charges what the engine reports.
     """
-    chars, tokens = 0, 0
+    counts = [0, 0]  # text characters, literal tokens
     for name in _PROMPT_FIELDS:
-        more_chars, more_tokens = _measure(body.get(name))
-        chars, tokens = chars + more_chars, tokens + more_tokens
+        value = body.get(name)
+        if value is not None:
+            _measure(value, counts)
     messages = body.get("messages")
     framing = TOKENS_PER_MESSAGE * len(messages) if isinstance(messages, list) else 0
-    return -(-chars // CHARS_PER_TOKEN) + tokens + framing
+    return -(-counts[0] // CHARS_PER_TOKEN) + counts[1] + framing
 
 
-def _measure(value: Any) -> tuple[int, int]:
-    """(text characters, literal tokens) in a JSON value."""
+def _measure(value: Any, counts: list[int]) -> None:
+    """Add a JSON value's text characters and literal tokens to ``counts``."""
     if isinstance(value, str):
-        return len(value), 0
-    if isinstance(value, Mapping):
-        parts = [_measure(v) for k, v in value.items() if k not in _NOT_TEXT]
+        counts[0] += len(value)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if k not in _NOT_TEXT:
+                _measure(v, counts)
     elif isinstance(value, list):
         if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return 0, len(value)
-        parts = [_measure(v) for v in value]
-    else:
-        return 0, 0
-    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+            counts[1] += len(value)
+        else:
+            for v in value:
+                _measure(v, counts)
 
 
 def completion_allowance(max_tokens: int | None, model: ModelSpec, choices: int = 1) -> int:
@@ -76,10 +79,17 @@ def completion_allowance(max_tokens: int | None, model: ModelSpec, choices: int 
 
 def cost_micros(prompt_tokens: int, completion_tokens: int, pricing: Pricing) -> int:
     """Cost in micro-dollars, rounded up: USD per 1M tokens is exactly micro-USD per token."""
-    cost = prompt_tokens * Decimal(str(pricing.input_per_1m)) + completion_tokens * Decimal(
-        str(pricing.output_per_1m)
-    )
-    return int(cost.to_integral_value(rounding=ROUND_CEILING))
+    n_in, d_in = _ratio(pricing.input_per_1m)
+    n_out, d_out = _ratio(pricing.output_per_1m)
+    cost = prompt_tokens * n_in * d_out + completion_tokens * n_out * d_in
+    return -(-cost // (d_in * d_out))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ratio(price: float) -> tuple[int, int]:
+    """A price as written (``0.1`` is one tenth, not the nearest binary float), as integers."""
+    exact = Fraction(str(price))
+    return exact.numerator, exact.denominator
 
 
 def month_window(now: float) -> BudgetPeriod:
