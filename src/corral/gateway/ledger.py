@@ -139,7 +139,9 @@ class Ledger:
                 ]
                 try:
                     await self._sink.write_usage(batch)
-                except TemporaryError:
+                except BaseException:
+                    # Store down, or the writer cancelled mid-write (stop): the batch stays
+                    # pending. Writing it again is safe, the store keeps one record per id.
                     self._pending.extendleft(reversed(batch))
                     raise
                 self._metrics.written.inc(len(batch))

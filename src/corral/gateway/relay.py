@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from yarl import URL
 
 from corral.errors import RequestError, UpstreamTimeout, UpstreamUnavailable
 from corral.gateway.asgi import EVENT_STREAM, JSON, Headers, Send, send_bytes
@@ -18,6 +17,12 @@ from corral.gateway.calls import ApiCall
 from corral.gateway.routes import LiveEndpoint, ModelRoute
 from corral.gateway.sse import StreamScanner
 from corral.gateway.tracing import NoopTracer, RequestTracer
+from corral.gateway.transport import (
+    Target,
+    UpstreamConnectError,
+    UpstreamPool,
+    UpstreamResponse,
+)
 
 log = logging.getLogger("corral.gateway.relay")
 
@@ -71,21 +76,24 @@ class Relay:
         self._connections = connections
         self._tracer = tracer or NoopTracer()
         self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[tuple[str, str], URL] = {}  # parsed once, not on every call
+        self._pool = UpstreamPool()
+        self._targets: dict[str, Target] = {}  # parsed once per endpoint, not on every call
 
     async def open(self) -> None:
-        """Create the connection pool (inside the serving event loop)."""
+        """Create the connection pools (inside the serving event loop)."""
         if self._session is None:
             self._session = new_session(self._connections)
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        await self._pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """A general HTTP client for everything but relayed calls (probes, wake-ups)."""
         if self._session is None:
             raise RuntimeError("Relay.open() must run before the first request")
         return self._session
@@ -100,55 +108,75 @@ class Relay:
     async def _relay(self, ex: Exchange, send: Send) -> None:
         route = ex.route
         timeouts = route.timeouts
-        request_headers = {
-            "Content-Type": "application/json",
-            "Accept-Encoding": "identity",
-            "X-Request-Id": ex.request_id,
-        }
+        headers = _FIXED_HEADERS + b"X-Request-Id: " + ex.request_id.encode() + b"\r\n"
         if route.auth_header is not None:
-            request_headers["Authorization"] = route.auth_header
-        self._tracer.inject(request_headers)
-        url = self._urls.get((ex.endpoint.base_url, ex.call.kind.value))
-        if url is None:
-            url = URL(f"{ex.endpoint.base_url}/{ex.call.kind.value}")
-            self._urls[(ex.endpoint.base_url, ex.call.kind.value)] = url
-        # aiohttp enforces connect, total and the gap between reads (first byte of a whole answer);
-        # the stream relay adds its own first-chunk and idle deadlines on top.
-        client_timeout = route.stream_timeout if ex.call.stream else route.whole_timeout
+            headers += b"Authorization: " + route.auth_header.encode("latin-1") + b"\r\n"
+        traced: dict[str, str] = {}
+        self._tracer.inject(traced)
+        for name, value in traced.items():
+            headers += f"{name}: {value}\r\n".encode("latin-1")
+        # A whole answer may be silent until it is done (first_byte); a stream's own relay adds
+        # first-chunk and idle deadlines on top of the read timeout.
+        stream = ex.call.stream
+        silence = max(timeouts.first_byte, timeouts.idle) if stream else timeouts.first_byte
         try:
-            response = await self.session.post(
-                url, data=ex.body, headers=request_headers, timeout=client_timeout
+            async with asyncio.timeout(timeouts.total):
+                try:
+                    response = await self._pool.post(
+                        self._target(ex.endpoint.base_url),
+                        _PATHS[ex.call.kind.value],
+                        headers,
+                        ex.body,
+                        connect_timeout=timeouts.connect,
+                        read_timeout=silence,
+                    )
+                except UpstreamConnectError as exc:
+                    raise UpstreamUnavailable(
+                        f"Could not connect to the engine for model {route.name!r}; it may be "
+                        "starting or down. Try again shortly."
+                    ) from exc
+                except TimeoutError as exc:
+                    raise _timed_out(route, timeouts.first_byte) from exc
+                except OSError as exc:
+                    raise _failed(route, exc) from exc
+                try:
+                    if response.status != 200:
+                        await _refusal(ex, response, send)
+                    elif stream:
+                        await _stream(ex, response, send)
+                    else:
+                        await _whole(ex, response, send)
+                finally:
+                    response.close()
+        except TimeoutError as exc:  # the total deadline
+            if ex.outcome.first_byte_at is None:  # nothing sent yet: a clean 504
+                raise _timed_out(route, timeouts.total) from exc
+            ex.outcome.outcome = "timeout"
+            await _end_with_error(
+                send, UpstreamTimeout(f"The answer took longer than {timeouts.total:g} s.")
             )
-        except TimeoutError as exc:
-            raise _timed_out(route, timeouts.first_byte) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(
-                f"Could not connect to the engine for model {route.name!r}; it may be starting "
-                "or down. Try again shortly."
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _failed(route, exc) from exc
-        try:
-            if response.status != 200:
-                await _refusal(ex, response, send)
-            elif ex.call.stream:
-                await _stream(ex, response, send)
-            else:
-                await _whole(ex, response, send)
-        finally:
-            response.close()
+
+    def _target(self, base_url: str) -> Target:
+        target = self._targets.get(base_url)
+        if target is None:
+            target = self._targets[base_url] = Target.parse(base_url)
+        return target
 
 
-async def _refusal(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+_FIXED_HEADERS = b"Content-Type: application/json\r\nAccept-Encoding: identity\r\n"
+_PATHS = {kind: f"/{kind}".encode() for kind in ("chat/completions", "completions", "embeddings")}
+
+
+async def _refusal(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
     route = ex.route
     try:
         payload = await response.read()
     except TimeoutError as exc:
         raise _timed_out(route, route.timeouts.first_byte) from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         raise _failed(route, exc) from exc
     if response.status in _PASS_THROUGH:
-        content_type = response.headers.get("Content-Type", "application/json").encode()
+        content_type = response.header(b"content-type") or b"application/json"
         ex.outcome.status, ex.outcome.outcome = response.status, "client_error"
         await send_bytes(send, response.status, payload, ex.headers, content_type)
         return
@@ -177,27 +205,27 @@ def _apply_usage(usage: Any, outcome: Outcome) -> bool:
     return True
 
 
-async def _whole(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+async def _whole(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
     route, outcome = ex.route, ex.outcome
     try:
         payload = await response.read()
     except TimeoutError as exc:
         raise _timed_out(route, route.timeouts.first_byte) from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         raise _failed(route, exc) from exc
     outcome.status, outcome.first_byte_at = 200, asyncio.get_running_loop().time()
     _read_usage(payload, outcome)
     await send_bytes(send, 200, payload, ex.headers, JSON)
 
 
-async def _stream(ex: Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
     """Relay an SSE stream; the response starts with the first upstream byte, so an engine that
     never sends one still gets a clean 504 (and, later, a retry elsewhere)."""
     loop = asyncio.get_running_loop()
     route, outcome = ex.route, ex.outcome
     timeouts = route.timeouts
     scanner = StreamScanner(strip_usage=not ex.call.wants_usage)
-    chunks = response.content.iter_any()
+    chunks = response.chunks()
     try:
         try:
             async with asyncio.timeout(timeouts.first_byte):
@@ -206,7 +234,7 @@ async def _stream(ex: Exchange, response: aiohttp.ClientResponse, send: Send) ->
             raise _timed_out(route, timeouts.first_byte) from exc
         except StopAsyncIteration:
             first = b""
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             raise _failed(route, exc) from exc
         outcome.status, outcome.first_byte_at = 200, loop.time()
         start_headers = [
@@ -245,7 +273,7 @@ async def _relay_chunks(
     except TimeoutError:
         outcome.outcome = "timeout"
         await _end_with_error(send, UpstreamTimeout(f"The engine sent nothing for {idle:g} s."))
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         outcome.outcome = "upstream_error"
         await _end_with_error(
             send, UpstreamUnavailable(f"The engine failed mid-stream ({type(exc).__name__}).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -218,3 +219,29 @@ async def test_lag_follows_the_spool_as_a_replay_gets_part_way(tmp_path: Path) -
     sink.write_usage = original  # type: ignore[method-assign]
     await writer.stop()
     assert spool_gauges(registry) == (0, 0)
+
+
+class SlowSink(FlakySink):
+    """A store whose first write is still running when the ledger is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+
+    async def write_usage(self, records: list[UsageEvent]) -> None:
+        if self.writes == 0:
+            self.writes += 1
+            self.started.set()
+            await asyncio.sleep(3600)  # cancelled by stop()
+        await super().write_usage(records)
+
+
+async def test_stopping_during_a_write_keeps_the_batch(tmp_path: Path) -> None:
+    sink = SlowSink()
+    writer, _ = ledger(sink, tmp_path, batch_size=10)
+    await writer.start()
+    for i in range(10):
+        writer.record(event(i))
+    await sink.started.wait()
+    await writer.stop()
+    assert sorted(sink.records) == sorted(f"req_{i}" for i in range(10))
