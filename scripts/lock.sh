@@ -4,7 +4,7 @@
 # are pinned separately in requirements/local.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=(k8s gpu otel test dev)
+extras=(k8s gpu otel test dev ray)
 args=()
 for extra in "${extras[@]}"; do args+=(--extra "$extra"); done
 .venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \

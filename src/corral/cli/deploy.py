@@ -75,7 +75,9 @@ def _rendered(spec: DeploymentSpec, prices: Path | None) -> list[dict[str, objec
     from corral.control.validation.manifests import ensure_valid
 
     objs = render(spec, load_price_table(prices))
-    ensure_valid(objs, external=external_references(spec))
+    report = ensure_valid(objs, external=external_references(spec))
+    # What was checked, CEL rules included, on stderr: stdout stays pure YAML for --dry-run.
+    Console(stderr=True).print(f"[dim]{escape(report.summary())}[/]")
     return objs
 
 

@@ -24,8 +24,11 @@ runner = CliRunner()
 def test_dry_run_prints_the_golden_manifests() -> None:
     result = runner.invoke(app, ["deploy", str(SPEC), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output == (FIXTURES / "golden" / "small-gpu.yaml").read_text()
-    assert [d["kind"] for d in yaml.safe_load_all(result.output)][-1] == "PodMonitor"
+    assert result.stdout == (FIXTURES / "golden" / "small-gpu.yaml").read_text()
+    assert [d["kind"] for d in yaml.safe_load_all(result.stdout)][-1] == "PodMonitor"
+    # What was validated goes to stderr, CEL rule coverage included.
+    assert "valid; CEL: " in result.stderr
+    assert "0 not evaluable" in " ".join(result.stderr.split())
 
 
 def test_schema_prints_the_deployment_schema() -> None:
