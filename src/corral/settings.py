@@ -36,6 +36,14 @@ class ServerSettings(_Group):
     max_in_flight: int = Field(
         1024, ge=1, description="Requests one process works on at once; more get 503."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing the port (SO_REUSEPORT), about one per core. "
+        "More than one needs limits.redis_url (shared counters) and engines outside the "
+        "gateway (kind: openai).",
+    )
     drain_grace: float = Field(
         5.0, ge=0, description="On SIGTERM: seconds of not-ready before refusing new requests."
     )
@@ -268,6 +276,13 @@ class CorralSettings(BaseSettings):
             raise ValueError(exc.message.removeprefix("models: ")) from exc
         return self
 
+    @model_validator(mode="after")
+    def _workers_share_what_they_must(self) -> CorralSettings:
+        problem = workers_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -279,6 +294,27 @@ class CorralSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment overrides the file; the file's values arrive as init arguments.
         return (env_settings, init_settings)
+
+
+def workers_problem(settings: CorralSettings) -> str | None:
+    """Why ``settings`` cannot run several gateway workers, or None when they can (or when
+    there is one)."""
+    if settings.server.workers == 1:
+        return None
+    if not settings.limits.redis_url:
+        return (
+            "server.workers > 1 needs limits.redis_url: limits and budgets must be counted in "
+            "one place for all workers (otherwise each would allow the whole limit)"
+        )
+    for spec in settings.models:
+        if spec.engine.kind != "openai":
+            return (
+                f"server.workers > 1 runs the gateway only; model {spec.name!r} has an "
+                f"in-process engine (kind: {spec.engine.kind}). Serve it apart (e.g. "
+                "`corral engine local`) and point a kind: openai model at it, or use "
+                "server.workers: 1"
+            )
+    return None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -59,6 +59,7 @@ async def running_platform(
     tracer: RequestTracer | None = None,
     mounts: dict[str, ASGIApp] | None = None,
     progress: Callable[[str], None] = _quiet,
+    spool: str = "spool",
     model_sources: Sequence[ModelSource] = (),
 ) -> AsyncIterator[Platform]:
     """Start engines and the relay, yield the platform, and stop everything on exit."""
@@ -68,7 +69,7 @@ async def running_platform(
     async with AsyncExitStack() as stack:
         routes = await start_engines(settings.models, settings.data_dir, stack, progress)
         if usage_sink is not None:
-            ledger = Ledger(usage_sink, settings.data_dir / "spool", clock, LedgerMetrics(registry))
+            ledger = Ledger(usage_sink, settings.data_dir / spool, clock, LedgerMetrics(registry))
             await ledger.start()
             stack.push_async_callback(ledger.stop)  # after the server stops: flushes every record
             meters = (*meters, ledger)

@@ -100,8 +100,10 @@ async def serve(
     *,
     drain_grace: float = 5.0,
     drain_timeout: float = 30.0,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Start the platform, serve it until SIGINT/SIGTERM, then stop it."""
+    """Start the platform, serve it until SIGINT/SIGTERM, then stop it. ``sockets``: already
+    listening ones to serve on (a worker's shared port) instead of binding ``host:port``."""
     async with factory() as platform:
 
         def listening() -> None:
@@ -115,7 +117,7 @@ async def serve(
             drain_grace=drain_grace,
         )
         try:
-            await server.serve()
+            await server.serve(sockets=sockets)
         finally:
             platform.ready = False
         if not server.started:

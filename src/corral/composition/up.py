@@ -16,10 +16,12 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.quotas import running_quotas
 from corral.composition.serving import serve
-from corral.composition.tenancy import Tenancy, open_tenancy
+from corral.composition.tenancy import open_tenancy
+from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
+from corral.errors import ConfigError
 from corral.gateway.logs import configure_logging
-from corral.settings import CorralSettings, ServerSettings
+from corral.settings import CorralSettings, ServerSettings, workers_problem
 
 
 def run_up(
@@ -30,10 +32,35 @@ def run_up(
     host: str | None = None,
     port: int | None = None,
 ) -> None:
-    """Serve Corral in the foreground until Ctrl-C or SIGTERM."""
+    """Serve Corral in the foreground until Ctrl-C or SIGTERM (in ``server.workers``
+    processes when there are more than one)."""
     settings = _with_overrides(settings, model=model, host=host, port=port)
     configure_logging(settings.logging.level, settings.logging.format)
-    uvloop.run(_serve(settings, console))
+    if settings.server.workers == 1:
+        uvloop.run(_serve(settings, console))
+        return
+    problem = workers_problem(settings)  # again: --model may have added a local engine
+    if problem is not None:
+        raise ConfigError(problem)
+    run_workers(
+        settings,
+        console,
+        prepare=lambda s: uvloop.run(_prepare(s, console)),
+        welcome=lambda s, key: _welcome(console, s, [m.name for m in s.models], key),
+        serve_worker=serve_worker,
+    )
+
+
+def serve_worker(settings: CorralSettings, index: int) -> None:
+    """One of several gateway processes (runs in a worker process; see composition.workers)."""
+    configure_logging(settings.logging.level, settings.logging.format)
+    uvloop.run(_serve(settings, Console(stderr=True, quiet=True), worker=index))
+
+
+async def _prepare(settings: CorralSettings, console: Console) -> str | None:
+    """Migrate the store and make the first admin key once, before the workers start."""
+    async with open_tenancy(settings, SystemClock(), console) as tenancy:
+        return tenancy.bootstrap_key
 
 
 def _with_overrides(
@@ -51,7 +78,7 @@ def _with_overrides(
     return settings.model_copy(update={"server": server, "models": models})
 
 
-async def _serve(settings: CorralSettings, console: Console) -> None:
+async def _serve(settings: CorralSettings, console: Console, *, worker: int | None = None) -> None:
     clock = SystemClock()
     registry = CollectorRegistry()
     async with (
@@ -71,36 +98,39 @@ async def _serve(settings: CorralSettings, console: Console) -> None:
                 quotas=quotas,
                 registry=registry,
                 on_key_use=tenancy.key_sync.touch,
+                spool="spool" if worker is None else f"spool-{worker}",
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 yield platform
 
         def ready(platform: Platform) -> None:
-            _welcome(console, settings, platform, tenancy)
+            if worker is None:  # workers: the parent welcomes once all of them listen
+                _welcome(console, settings, platform.routes.names(), tenancy.bootstrap_key)
 
+        host, port = settings.server.host, settings.server.port
         await serve(
             factory,
-            settings.server.host,
-            settings.server.port,
+            host,
+            port,
             ready,
+            sockets=None if worker is None else [listening_socket(host, port)],
             drain_grace=settings.server.drain_grace,
             drain_timeout=settings.server.drain_timeout,
         )
 
 
 def _welcome(
-    console: Console, settings: CorralSettings, platform: Platform, tenancy: Tenancy
+    console: Console, settings: CorralSettings, models: list[str], bootstrap_key: str | None
 ) -> None:
     host = settings.server.host
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104  (a display choice)
     url = f"http://{shown_host}:{settings.server.port}"
-    models = platform.routes.names()
-    key = tenancy.bootstrap_key or "$CORRAL_API_KEY"
+    key = bootstrap_key or "$CORRAL_API_KEY"
     lines = [f"[bold]Corral is up[/] at {url}  (API: {url}/v1, portal: {url}/ui)"]
     lines.append(f"Models: {', '.join(models) or '(none configured)'}")
-    if tenancy.bootstrap_key:
+    if bootstrap_key:
         lines.append(
-            f"\n[bold yellow]Admin API key (shown once, stored hashed):[/] {tenancy.bootstrap_key}"
+            f"\n[bold yellow]Admin API key (shown once, stored hashed):[/] {bootstrap_key}"
         )
     first = next(
         (

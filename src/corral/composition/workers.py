@@ -1,0 +1,142 @@
+"""`corral up` with ``server.workers > 1``: gateway processes that share one port.
+
+Each worker is a whole gateway (its own event loop, connection pools, ledger writer and spool)
+listening on the same address with SO_REUSEPORT, so the kernel spreads connections over them.
+What must be one for all of them is shared outside: limits and budgets in Redis, keys and usage
+in the database. The parent prepares the store once, starts the workers, forwards SIGTERM or
+Ctrl-C to them (they drain as a single process does), and stops them all if one dies.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from rich.console import Console
+
+from corral.errors import ConfigError
+from corral.settings import CorralSettings
+
+READY_TIMEOUT_S = 120.0
+
+
+def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket on ``host:port`` that other processes may bind as well (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"server: cannot listen on {host}:{port} ({exc.strerror}); is another process using it?"
+        ) from exc
+    if listen:
+        sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def run_workers(
+    settings: CorralSettings,
+    console: Console,
+    prepare: Callable[[CorralSettings], str | None],
+    welcome: Callable[[CorralSettings, str | None], None],
+    serve_worker: Callable[[CorralSettings, int], None],
+) -> None:
+    """Prepare the store (``prepare`` returns a first-run admin key), start the workers, print
+    ``welcome`` once they answer, and supervise them until a signal or a worker's death."""
+    key = prepare(settings)
+    server = settings.server
+    # Held, not listening, for the workers' lifetime: resolves port 0 and keeps the port ours.
+    reservation = listening_socket(server.host, server.port, listen=False)
+    port = reservation.getsockname()[1]
+    settings = settings.model_copy(update={"server": server.model_copy(update={"port": port})})
+    context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads
+    workers = [
+        context.Process(
+            target=_worker, args=(serve_worker, settings, index), name=f"corral-worker-{index}"
+        )
+        for index in range(server.workers)
+    ]
+    stopping: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        del frame
+        stopping.append(signum)
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                os.kill(worker.pid, signal.SIGTERM)  # a second signal stops them at once
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for worker in workers:
+            worker.start()
+        if _until_ready(settings, workers):
+            welcome(settings, key)
+        failed = _supervise(workers, stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for worker in workers:
+            worker.join(server.drain_grace + server.drain_timeout + 10)
+            if worker.exitcode is None:
+                worker.kill()
+        reservation.close()
+    if failed is not None:
+        raise ConfigError(
+            f"gateway worker {failed.name} stopped unexpectedly (exit code {failed.exitcode}); "
+            "its log lines above say why. Stopped the others."
+        )
+
+
+def _worker(
+    serve_worker: Callable[[CorralSettings, int], None], settings: CorralSettings, index: int
+) -> None:
+    os.setpgrp()  # Ctrl-C reaches the parent only; it forwards one SIGTERM, so one drain
+    serve_worker(settings, index)
+
+
+def _until_ready(settings: CorralSettings, workers: Sequence[BaseProcess]) -> bool:
+    """Whether the port answered /readyz before any worker died or the time ran out."""
+    host = settings.server.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104  (where to ask)
+    url = f"http://{shown}:{settings.server.port}/readyz"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if any(w.exitcode is not None for w in workers):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _supervise(workers: Sequence[BaseProcess], stopping: list[int]) -> BaseProcess | None:
+    """Wait until every worker has exited; the first that died on its own, if one did."""
+    failed: BaseProcess | None = None
+    running = list(workers)
+    while running:
+        wait([w.sentinel for w in running], timeout=1.0)
+        for worker in [w for w in running if w.exitcode is not None]:
+            running.remove(worker)
+            if not stopping and failed is None:
+                failed = worker
+                for other in running:
+                    if other.pid is not None:
+                        os.kill(other.pid, signal.SIGTERM)
+    return failed

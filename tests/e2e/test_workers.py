@@ -1,0 +1,140 @@
+"""`server.workers: 2`: two gateway processes on one port, one Redis, one ledger."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from support.processes import CORRAL, corral_up, free_port
+
+pytestmark = pytest.mark.redis
+CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+@pytest.fixture
+def engine_url() -> Iterator[str]:
+    """A FakeEngine in its own process, as an external engine the workers share."""
+    port = free_port()
+    process = subprocess.Popen(
+        [CORRAL, "fake-engine", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < end, "the FakeEngine did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    name = f"corral-test-{uuid.uuid4().hex[:8]}:"
+    yield name
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    for key in client.scan_iter(f"{name}*"):
+        client.delete(key)
+    client.close()
+
+
+def _config(tmp_path: Path, engine_url: str, prefix: str) -> Path:
+    path = tmp_path / "corral.yaml"
+    path.write_text(
+        f"""data_dir: {tmp_path / "data"}
+server: {{port: {free_port()}, workers: 2, drain_grace: 0}}
+logging: {{access_log: false}}
+limits:
+  redis_url: redis://127.0.0.1:6379/0
+  redis_prefix: "{prefix}"
+  key_defaults: {{rpm: 10}}
+models:
+  - name: fake-chat
+    engine: {{kind: openai, endpoints: [{{url: "{engine_url}"}}]}}
+"""
+    )
+    return path
+
+
+def _requests_served(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("corral_requests_total{")
+    )
+
+
+def test_two_workers_share_the_port_the_limits_and_the_ledger(
+    tmp_path: Path, engine_url: str, prefix: str
+) -> None:
+    config = _config(tmp_path, engine_url, prefix)
+    with corral_up(config) as corral:
+        end = time.monotonic() + 30
+        while not (match := re.search(r"(ck-[A-Za-z0-9_\-]{20,})", corral.text())):
+            assert time.monotonic() < end, corral.text()
+            time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {match.group(1)}"}
+        statuses = []
+        for _ in range(20):  # a new connection each time: the kernel spreads them over workers
+            with httpx.Client(base_url=corral.url, timeout=10) as client:
+                response = client.post("/v1/chat/completions", json=CHAT, headers=headers)
+                statuses.append(response.status_code)
+        # One key limit of 10 per minute for both workers together, not 10 each.
+        assert statuses.count(200) == 10
+        assert statuses.count(429) == 10
+        served = set()
+        for _ in range(40):  # each worker exports its own counters: both have served some
+            with httpx.Client(base_url=corral.url, timeout=10) as client:
+                served.add(_requests_served(client.get("/metrics").text))
+        assert len(served) == 2, served
+        assert sum(served) == 20
+        corral.process.send_signal(signal.SIGTERM)
+        assert corral.process.wait(30) == 0
+    ledger = sqlite3.connect(tmp_path / "data" / "corral.db")
+    try:
+        statuses_recorded = [s for (s,) in ledger.execute("select status from usage_records")]
+    finally:
+        ledger.close()
+    # One record per request, refusals included, written by whichever worker took it.
+    assert sorted(statuses_recorded) == sorted(statuses)
+    assert sorted(p.name for p in (tmp_path / "data").glob("spool-*")) == ["spool-0", "spool-1"]
+
+
+def test_workers_without_shared_counters_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "corral.yaml"
+    path.write_text(
+        f"""data_dir: {tmp_path / "data"}
+server: {{port: {free_port()}, workers: 2}}
+models:
+  - name: fake-chat
+    engine: {{kind: openai, endpoints: [{{url: "http://127.0.0.1:9/v1"}}]}}
+"""
+    )
+    result = subprocess.run(
+        [CORRAL, "up", "--config", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    message = " ".join((result.stdout + result.stderr).split())
+    assert "server.workers > 1 needs limits.redis_url" in message
+    assert "Traceback" not in result.stderr

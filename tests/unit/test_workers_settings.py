@@ -1,0 +1,32 @@
+"""Settings that several gateway workers cannot run are refused with the field to fix."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from corral.settings import CorralSettings
+
+EXTERNAL = {"name": "m", "engine": {"kind": "openai", "endpoints": [{"url": "http://e:8000/v1"}]}}
+REDIS = {"redis_url": "redis://127.0.0.1:6379/0"}
+
+
+def test_one_worker_needs_nothing_shared() -> None:
+    settings = CorralSettings(models=[{"name": "m", "engine": {"kind": "fake"}}])  # type: ignore[list-item]
+    assert settings.server.workers == 1
+
+
+def test_several_workers_need_redis_counters() -> None:
+    with pytest.raises(ValidationError, match=r"server.workers > 1 needs limits.redis_url"):
+        CorralSettings(server={"workers": 2}, models=[EXTERNAL])  # type: ignore[arg-type,list-item]
+
+
+def test_several_workers_refuse_in_process_engines() -> None:
+    fake = {"name": "local-one", "engine": {"kind": "fake"}}
+    with pytest.raises(ValidationError, match=r"model 'local-one' has an in-process engine"):
+        CorralSettings(server={"workers": 2}, limits=REDIS, models=[fake])  # type: ignore[arg-type,list-item]
+
+
+def test_several_workers_with_shared_parts_are_fine() -> None:
+    settings = CorralSettings(server={"workers": 4}, limits=REDIS, models=[EXTERNAL])  # type: ignore[arg-type,list-item]
+    assert settings.server.workers == 4
