@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import aiohttp
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from corral.clock import Clock
@@ -109,7 +109,7 @@ class EndpointCollector(Collector):
         self._routes = routes
         self._clock = clock
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["model", "replica"]
         in_flight = GaugeMetricFamily(
             "corral_endpoint_in_flight", "Requests in flight to each endpoint.", labels=labels
@@ -117,6 +117,11 @@ class EndpointCollector(Collector):
         ejected = GaugeMetricFamily(
             "corral_endpoint_ejected",
             "1 while an endpoint is out of rotation after failures.",
+            labels=labels,
+        )
+        ejections = CounterMetricFamily(
+            "corral_endpoint_ejections",
+            "Times an endpoint was taken out of rotation after failures (outlier detection).",
             labels=labels,
         )
         latency = GaugeMetricFamily(
@@ -130,9 +135,10 @@ class EndpointCollector(Collector):
                 values = [route.name, endpoint.replica]
                 in_flight.add_metric(values, endpoint.in_flight)
                 ejected.add_metric(values, float(route.outliers.is_ejected(index, now)))
+                ejections.add_metric(values, route.outliers.ejections(index))
                 if endpoint.latency_ewma is not None:
                     latency.add_metric(values, endpoint.latency_ewma)
-        yield from (in_flight, ejected, latency)
+        yield from (in_flight, ejected, ejections, latency)
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         return iter(())

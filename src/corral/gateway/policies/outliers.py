@@ -47,6 +47,8 @@ class EndpointHealth:
     ejections: int = 0
     on_probation: bool = False
     """Ejected and not yet proven since: a failure before the next success ejects again."""
+    ejected_total: int = 0
+    """Every ejection since start (``ejections`` resets after a clean spell; this never does)."""
 
 
 @dataclass(slots=True)
@@ -78,6 +80,10 @@ class OutlierDetector:
         """True while endpoint ``index`` is out of rotation."""
         until = self._health[index].ejected_until
         return until is not None and now < until
+
+    def ejections(self, index: int) -> int:
+        """How many times endpoint ``index`` has been taken out of rotation since start."""
+        return self._health[index].ejected_total
 
     def ejected(self, now: float) -> frozenset[int]:
         """Every endpoint out of rotation at ``now``."""
@@ -132,6 +138,7 @@ class OutlierDetector:
 
     def _eject(self, index: int, health: EndpointHealth, now: float) -> Ejection:
         health.ejections += 1
+        health.ejected_total += 1
         back_off = min(
             self.config.max_ejection_s,
             self.config.base_ejection_s * 2.0 ** (health.ejections - 1),

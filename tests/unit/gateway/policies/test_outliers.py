@@ -70,6 +70,16 @@ def test_a_long_clean_spell_forgives_earlier_ejections() -> None:
     assert (ejection.back_off_s, ejection.ejections) == (10.0, 1)
 
 
+def test_the_ejection_count_only_grows_even_when_the_back_off_is_forgiven() -> None:
+    detector = OutlierDetector(4, CONFIG)
+    assert detector.ejections(0) == 0
+    fail(detector, 0, 3, now=0.0)
+    detector.record_success(0)
+    eject(detector, 0, 10.0 + CONFIG.max_ejection_s)  # back-off forgiven: ejections=1 again
+    assert detector.ejections(0) == 2
+    assert detector.ejections(1) == 0
+
+
 def test_failures_while_ejected_do_not_extend_the_ejection() -> None:
     detector = OutlierDetector(4, CONFIG)
     fail(detector, 0, 3, now=0.0)
