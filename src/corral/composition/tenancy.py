@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -35,6 +35,8 @@ class Tenancy:
     secret: bytes = field(repr=False)
     bootstrap_key: str | None = None
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
+    learned_models: Callable[[], Iterable[str]] = lambda: ()
+    """Models the gateway learned after start (set once it runs): keys may be limited to them."""
 
 
 @asynccontextmanager
@@ -61,7 +63,7 @@ async def open_tenancy(
             store=store,
             keys=key_sync,
             clock=clock,
-            known_models=lambda: names,
+            known_models=lambda: names | set(tenancy.learned_models()),
             usage_ledger=usage,
             deployment_costs={
                 spec.name: spec.pricing.deployment

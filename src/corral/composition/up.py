@@ -101,6 +101,7 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
                 spool="spool" if worker is None else f"spool-{worker}",
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
+                tenancy.learned_models = platform.routes.learned
                 yield platform
 
         def ready(platform: Platform) -> None:
