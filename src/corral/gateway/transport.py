@@ -125,6 +125,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
+        self._until_close = False
         self.keep_alive = False
         self.body: deque[bytes] = deque()
         self.buffered = 0
@@ -149,8 +150,12 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
-        if not self.complete:
+        if self.headers_done and self._until_close and exc is None:
+            self.complete = True  # a body without length or chunks ends when the engine closes
+            self._wake()
+        elif not self.complete:
             self._fail(UpstreamClosed("the engine closed the connection"))
+        self._pool.forget(self._key, self)
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -159,6 +164,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()  # only known until the message ends
+        framed = {name for name, _ in self.headers} & {b"content-length", b"transfer-encoding"}
+        self._until_close = not framed and self.status not in (204, 304)
         self.headers_done = True
         self._wake()
 
@@ -297,6 +304,12 @@ class UpstreamPool:
             conn.abort()
             return
         idle.append(conn)
+
+    def forget(self, key: tuple[str, str, int], conn: _Connection) -> None:
+        """Drop a connection the engine closed while it sat idle."""
+        idle = self._idle.get(key)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
 
     async def close(self) -> None:
         """Close every idle connection; calls in flight finish on theirs."""

@@ -71,6 +71,10 @@ class ScriptedServer:
                 await writer.drain()
                 await asyncio.sleep(0.01)
             writer.write(b"0\r\n\r\n")
+        elif path.endswith(b"/until-close"):  # no length, no chunks: the body ends at close
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+            await writer.drain()
+            return False
         elif path.endswith(b"/cut"):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
             await writer.drain()
@@ -136,6 +140,13 @@ async def test_a_chunked_stream_arrives_piece_by_piece_and_whole() -> None:
     assert server.connections == 1
 
 
+async def test_a_body_delimited_by_the_close_is_read_to_the_end() -> None:
+    pool = UpstreamPool()
+    async with ScriptedServer().running() as server:
+        assert await _post(pool, server.url, b"/until-close") == b"all of it"
+        await pool.close()
+
+
 async def test_an_engine_hanging_up_mid_answer_raises_upstream_closed() -> None:
     pool = UpstreamPool()
     async with ScriptedServer().running() as server:
@@ -177,6 +188,7 @@ async def test_an_idle_connection_the_engine_closed_is_replaced() -> None:
     async with ScriptedServer().running() as server:
         assert await _post(pool, server.url, b"/idle-close") == b"ok"
         await asyncio.sleep(0.3)  # the engine's keep-alive timeout passes
+        assert not any(pool._idle.values())  # the closed connection left the pool at once
         assert await _post(pool, server.url, b"/ok") == b"{}"
         await pool.close()
     assert server.connections == 2
