@@ -6,13 +6,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from corral.catalog import Endpoint, ModelSpec, OpenAIEngine
 from corral.clock import SystemClock
 from corral.counters.metrics import CountersMetrics
-from corral.engines.local.metrics import SchedulerCollector
+from corral.engines.local.embedding_service import EmbeddingStats
+from corral.engines.local.metrics import EmbeddingCollector, SchedulerCollector
 from corral.engines.local.stats import SchedulerLoad, SchedulerStats
 from corral.gateway.endpoints import EndpointCollector
 from corral.gateway.ledger import LedgerMetrics
@@ -44,9 +46,33 @@ class _IdleScheduler:
         return SchedulerLoad(waiting=0, decoding=0, slots_used=0, slots=1)
 
 
+class _IdleEmbeddings:
+    """An embedding service with nothing to do."""
+
+    def __init__(self) -> None:
+        self.stats = EmbeddingStats()
+
+    def queue_depth(self) -> int:
+        return 0
+
+
+class _EmbeddingOnly(Collector):
+    """The embedding engine's metrics that the chat engine does not also export (listed once)."""
+
+    def __init__(self, shared: Collector) -> None:
+        self._shared = {family.name for family in shared.collect()}
+        self._embeddings = EmbeddingCollector("model", _IdleEmbeddings())
+
+    def collect(self) -> Iterator[Metric]:
+        return (m for m in self._embeddings.collect() if m.name not in self._shared)
+
+
 def _engine(registry: CollectorRegistry) -> None:
-    """Engine metrics are read at scrape time from the scheduler: one idle model here."""
-    registry.register(SchedulerCollector("model", _IdleScheduler()))
+    """Engine metrics are read at scrape time from the scheduler or embedding service: one
+    idle model of each here."""
+    chat = SchedulerCollector("model", _IdleScheduler())
+    registry.register(chat)
+    registry.register(_EmbeddingOnly(chat))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,18 @@ from corral.errors import InvalidRequest, Overloaded
 
 
 @dataclass
+class EmbeddingStats:
+    """What the service has done, as plain numbers (read by the metrics collector when scraped;
+    written by the worker thread, one int at a time)."""
+
+    texts: int = 0
+    tokens: int = 0
+    rejected: int = 0
+    encoding: int = 0
+    """Texts in the batch being encoded now (0 when idle)."""
+
+
+@dataclass
 class _Job:
     texts: list[str]
     future: asyncio.Future[tuple[Vectors, int]]
@@ -40,6 +52,11 @@ class EmbeddingService:
         self._batch_texts = batch_texts
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._work, name="corral-embeddings", daemon=True)
+        self.stats = EmbeddingStats()
+
+    def queue_depth(self) -> int:
+        """Requests waiting for the encoder."""
+        return self._jobs.qsize()
 
     def start(self) -> None:
         self._thread.start()
@@ -61,6 +78,7 @@ class EmbeddingService:
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
+            self.stats.rejected += 1
             raise Overloaded(
                 "The embedding engine is busy; retry shortly.", retry_after=1.0
             ) from None
@@ -93,12 +111,17 @@ class EmbeddingService:
 
     def _run(self, batch: list[_Job]) -> None:
         texts = [t for job in batch for t in job.texts]
+        self.stats.encoding = len(texts)
         try:
             vectors, counts = self._embedder.embed(texts)
         except Exception as exc:  # the worker thread must answer every waiting request
             for job in batch:
                 job.loop.call_soon_threadsafe(_fail, job.future, exc)
             return
+        finally:
+            self.stats.encoding = 0
+        self.stats.texts += len(texts)
+        self.stats.tokens += sum(counts)
         start = 0
         for job in batch:
             end = start + len(job.texts)

@@ -14,6 +14,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from corral.engines.local.embedding_service import EmbeddingStats
 from corral.engines.local.stats import Durations, SchedulerLoad, SchedulerStats
 
 _LABELS = ["model"]
@@ -28,11 +29,64 @@ class ObservedScheduler(Protocol):
     def load(self) -> SchedulerLoad: ...
 
 
-class SchedulerCollector(Collector):
+class ObservedEmbeddings(Protocol):
+    """What the collector reads of an embedding service."""
+
+    @property
+    def stats(self) -> EmbeddingStats: ...
+
+    def queue_depth(self) -> int: ...
+
+
+class _ModelCollector(Collector):
+    """One model's metrics, made when scraped."""
+
+    def __init__(self, model: str) -> None:
+        self._labels = [model]
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def _gauge(self, name: str, documentation: str, value: float) -> Metric:
+        family = GaugeMetricFamily(name, documentation, labels=_LABELS)
+        family.add_metric(self._labels, value)
+        return family
+
+    def _counter(self, name: str, documentation: str, value: float) -> Metric:
+        family = CounterMetricFamily(name, documentation, labels=_LABELS)
+        family.add_metric(self._labels, value)
+        return family
+
+
+class EmbeddingCollector(_ModelCollector):
+    """Queue, batch and throughput of one embedding model, under the engine metric names."""
+
+    def __init__(self, model: str, service: ObservedEmbeddings) -> None:
+        super().__init__(model)
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._service.stats
+        yield self._gauge(
+            "corral_engine_queue_depth", "Requests waiting.", self._service.queue_depth()
+        )
+        yield self._gauge("corral_engine_batch_size", "Texts being encoded now.", stats.encoding)
+        yield self._counter("corral_engine_prompt_tokens", "Tokens encoded.", stats.tokens)
+        yield self._counter(
+            "corral_engine_embedded_texts",
+            "Texts an embedding engine encoded (inputs, not requests).",
+            stats.texts,
+        )
+        yield self._counter(
+            "corral_engine_queue_rejections", "Requests refused: queue full.", stats.rejected
+        )
+
+
+class SchedulerCollector(_ModelCollector):
     """Queue, batch, slot and token metrics of one model's scheduler, labelled by model."""
 
     def __init__(self, model: str, scheduler: ObservedScheduler) -> None:
-        self._labels = [model]
+        super().__init__(model)
         self._scheduler = scheduler
 
     def collect(self) -> Iterator[Metric]:
@@ -83,19 +137,6 @@ class SchedulerCollector(Collector):
             "Duration of one batched decode forward pass (a token for every running sequence).",
             stats.decode_step,
         )
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
-
-    def _gauge(self, name: str, documentation: str, value: float) -> Metric:
-        family = GaugeMetricFamily(name, documentation, labels=_LABELS)
-        family.add_metric(self._labels, value)
-        return family
-
-    def _counter(self, name: str, documentation: str, value: float) -> Metric:
-        family = CounterMetricFamily(name, documentation, labels=_LABELS)
-        family.add_metric(self._labels, value)
-        return family
 
     def _histogram(self, name: str, documentation: str, durations: Durations) -> Metric:
         family = HistogramMetricFamily(name, documentation, labels=_LABELS)

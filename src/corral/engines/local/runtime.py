@@ -15,7 +15,7 @@ from corral.engines.local.chat_template import ChatTemplate
 from corral.engines.local.embedding_service import EmbeddingService
 from corral.engines.local.encoders import Embedder, Encoder, OnnxEncoder, TorchEncoder
 from corral.engines.local.manifest import PreparedModel
-from corral.engines.local.metrics import SchedulerCollector
+from corral.engines.local.metrics import EmbeddingCollector, SchedulerCollector
 from corral.engines.local.scheduler import Decoder, Scheduler
 from corral.engines.local.server import EngineLimits, EngineServer
 from corral.engines.local.text import HFTokenizer
@@ -134,4 +134,7 @@ def _load_embeddings(name: str, config: LocalEngineConfig, prepared: PreparedMod
         embedder, dimensions=prepared.dimensions, model_name=name, max_queue=config.max_queue
     )
     limits = EngineLimits(max_n=1)
-    return LoadedEngine(EngineServer(model_name=name, limits=limits, embeddings=service), [service])
+    metrics = CollectorRegistry()
+    metrics.register(EmbeddingCollector(name, service))
+    server = EngineServer(model_name=name, limits=limits, embeddings=service, metrics=metrics)
+    return LoadedEngine(server, [service])

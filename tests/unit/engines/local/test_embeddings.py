@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 
 from corral.engines.local.embedding_service import EmbeddingService
 from corral.engines.local.encoders import Embedder
+from corral.engines.local.metrics import EmbeddingCollector
 from corral.engines.local.parsing import EmbeddingRequest
-from corral.errors import InvalidRequest
+from corral.errors import InvalidRequest, Overloaded
 
 WORDS = {"[UNK]": 0, "a": 1, "b": 2, "c": 3}
 
@@ -79,3 +82,32 @@ async def test_service_refuses_other_dimensions() -> None:
     service = EmbeddingService(embedder(OneHotEncoder()), dimensions=4, model_name="m", max_queue=4)
     with pytest.raises(InvalidRequest, match="4-dimensional"):
         await service.answer(EmbeddingRequest("", ["a"], False, 8))
+
+
+async def test_service_metrics_count_texts_tokens_and_refusals() -> None:
+    service = EmbeddingService(embedder(OneHotEncoder()), dimensions=4, model_name="m", max_queue=1)
+    registry = CollectorRegistry()
+    registry.register(EmbeddingCollector("m", service))
+
+    def sample(name: str) -> float | None:
+        return registry.get_sample_value(name, {"model": "m"})
+
+    service.start()
+    try:
+        await service.answer(EmbeddingRequest("m", ["a b", "c"], base64=False, dimensions=None))
+    finally:
+        service.stop()
+    assert sample("corral_engine_embedded_texts_total") == 2
+    assert sample("corral_engine_prompt_tokens_total") == 3
+    assert sample("corral_engine_batch_size") == 0  # idle again
+    stopped = EmbeddingService(embedder(OneHotEncoder()), dimensions=4, model_name="m", max_queue=1)
+    registry = CollectorRegistry()
+    registry.register(EmbeddingCollector("m", stopped))
+    request = EmbeddingRequest("m", ["a"], base64=False, dimensions=None)
+    first = asyncio.ensure_future(stopped.answer(request))  # queued: no worker is running
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await stopped.answer(request)
+    assert sample("corral_engine_queue_depth") == 1
+    assert sample("corral_engine_queue_rejections_total") == 1
+    first.cancel()
