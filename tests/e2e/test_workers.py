@@ -103,8 +103,10 @@ def test_two_workers_share_the_port_the_limits_and_the_ledger(
         for _ in range(40):  # each worker exports its own counters: both have served some
             with httpx.Client(base_url=corral.url, timeout=10) as client:
                 served.add(_requests_served(client.get("/metrics").text))
-        assert len(served) == 2, served
-        assert sum(served) == 20
+        # Two workers' counts add up to 20 (a split of 10 and 10 shows as one value), and no
+        # worker has them all.
+        assert all(20 - count in served for count in served), served
+        assert max(served) < 20, served
         corral.process.send_signal(signal.SIGTERM)
         assert corral.process.wait(30) == 0
     ledger = sqlite3.connect(tmp_path / "data" / "corral.db")
