@@ -151,8 +151,16 @@ class DeploymentCost(_Strict):
     serves ``tokens_per_second`` on average.
     """
 
-    usd_per_hour: float = Field(
-        gt=0, description="What one replica costs per hour (its instance price; see corral plan)."
+    usd_per_hour: float | None = Field(
+        None, gt=0, description="What one replica costs per hour; or give instance_type."
+    )
+    instance_type: str | None = Field(
+        None,
+        description="An instance type of the planner's price table (`corral plan`, e.g. "
+        "g5.xlarge): its price per hour is used instead of usd_per_hour.",
+    )
+    capacity: Literal["on-demand", "spot"] = Field(
+        "on-demand", description="Which of the instance type's prices applies."
     )
     replicas: int = Field(1, ge=1, description="Replicas running; each costs usd_per_hour.")
     tokens_per_second: float = Field(
@@ -161,14 +169,33 @@ class DeploymentCost(_Strict):
         "on average (from load tests or the planner's estimate); sets the effective rate.",
     )
 
+    @model_validator(mode="after")
+    def _one_price(self) -> DeploymentCost:
+        if (self.usd_per_hour is None) == (self.instance_type is None):
+            raise ValueError(
+                "set usd_per_hour (what one replica costs per hour) or instance_type (priced "
+                "from the planner's table), one of them"
+            )
+        return self
+
+    @property
+    def hourly(self) -> float:
+        """One replica's price per hour (an instance type's is filled in at start-up)."""
+        if self.usd_per_hour is None:
+            raise ConfigError(
+                f"pricing.deployment.instance_type {self.instance_type!r} has no price yet: "
+                "settings must go through corral.composition.pricing.with_instance_prices"
+            )
+        return self.usd_per_hour
+
     @property
     def usd_per_1m_tokens(self) -> float:
         """The effective rate: one replica-hour's cost over the tokens it serves in an hour."""
-        return self.usd_per_hour * 1_000_000 / (self.tokens_per_second * SECONDS_PER_HOUR)
+        return self.hourly * 1_000_000 / (self.tokens_per_second * SECONDS_PER_HOUR)
 
     def usd_between(self, start: float, end: float) -> float:
         """What every replica together costs from ``start`` to ``end`` (epoch seconds)."""
-        return self.usd_per_hour * self.replicas * max(0.0, end - start) / SECONDS_PER_HOUR
+        return self.hourly * self.replicas * max(0.0, end - start) / SECONDS_PER_HOUR
 
 
 class Pricing(_Strict):

@@ -59,7 +59,6 @@ def test_list_prices_and_a_deployment_cannot_both_be_set() -> None:
     ("deployment", "field"),
     [
         ({"usd_per_hour": 3.6}, "tokens_per_second"),
-        ({"tokens_per_second": 10}, "usd_per_hour"),
         ({"usd_per_hour": 0, "tokens_per_second": 10}, "usd_per_hour"),
         ({"usd_per_hour": 1, "tokens_per_second": 10, "replicas": 0}, "replicas"),
         ({"usd_per_hour": 1, "tokens_per_second": 10, "gpus": 8}, "gpus"),

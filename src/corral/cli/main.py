@@ -68,7 +68,9 @@ def up(
 @config_app.command("check")
 def config_check(path: Annotated[Path, typer.Argument(help="The corral.yaml to check.")]) -> None:
     """Validate a config file; exits non-zero naming each invalid field."""
-    settings = load_settings(path)
+    from corral.composition.pricing import with_instance_prices
+
+    settings = with_instance_prices(load_settings(path))
     console = Console()
     console.print(f"[green]✓[/] {path} is valid: {len(settings.models)} model(s)")
     for spec in settings.models:

@@ -14,6 +14,7 @@ from corral.catalog import LocalEngineConfig, ModelSpec
 from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
+from corral.composition.pricing import with_instance_prices
 from corral.composition.quotas import running_quotas
 from corral.composition.serving import serve
 from corral.composition.tenancy import open_tenancy
@@ -34,7 +35,7 @@ def run_up(
 ) -> None:
     """Serve Corral in the foreground until Ctrl-C or SIGTERM (in ``server.workers``
     processes when there are more than one)."""
-    settings = _with_overrides(settings, model=model, host=host, port=port)
+    settings = with_instance_prices(_with_overrides(settings, model=model, host=host, port=port))
     configure_logging(settings.logging.level, settings.logging.format)
     if settings.server.workers == 1:
         uvloop.run(_serve(settings, console))
