@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from corral.clock import Clock, SystemClock
 from corral.composition.discovery import ModelDiscovery, start_discovery
+from corral.composition.engine_metrics import EngineMetrics, local_engine_metric_urls
 from corral.composition.engines import start_engines
 from corral.composition.web import build_web_app
 from corral.discovery import ModelSource
@@ -95,7 +96,13 @@ async def running_platform(
         stack.push_async_callback(probes.stop)
         registry.register(EndpointCollector(routes, clock))
         state: dict[str, Platform] = {}
-        web = build_web_app(registry, lambda: state["platform"].ready, mounts or {})
+        engine_metrics = EngineMetrics(relay.session, local_engine_metric_urls(routes))
+        web = build_web_app(
+            registry,
+            lambda: state["platform"].ready,
+            mounts or {},
+            more_metrics=engine_metrics.exposition,
+        )
         parts = GatewayParts(
             routes=routes,
             keys=keys,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -19,8 +19,10 @@ def build_web_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], bool],
     mounts: dict[str, ASGIApp],
+    more_metrics: Callable[[], Awaitable[bytes]] | None = None,
 ) -> Starlette:
-    """Starlette app for /healthz, /readyz, /metrics and the mounted admin API and portal."""
+    """Starlette app for /healthz, /readyz, /metrics and the mounted admin API and portal.
+    ``more_metrics``: exposition text appended to this process's own (the local engines')."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -31,7 +33,10 @@ def build_web_app(
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(registry)
+        if more_metrics is not None:
+            body += await more_metrics()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),

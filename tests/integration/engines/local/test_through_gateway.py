@@ -6,8 +6,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
+import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from corral.catalog import LocalEngineConfig, ModelSpec
 from corral.composition.platform import Platform, running_platform
@@ -94,3 +96,19 @@ def test_abandoned_stream_frees_the_engine_slot(corral: openai.OpenAI) -> None:
     )
     assert time.monotonic() - started < 5.0
     assert reply.usage is not None
+
+
+def test_the_gateways_metrics_include_both_local_engines(corral: openai.OpenAI) -> None:
+    """One scrape target: the engines' own /metrics are merged into the gateway's."""
+    corral.embeddings.create(model="all-minilm-l6-v2", input=["count me"])
+    text = httpx.get(str(corral.base_url).removesuffix("/v1/") + "/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    depth = families["corral_engine_queue_depth"]
+    assert {s.labels["model"] for s in depth.samples} == {
+        "smollm2-135m-instruct",
+        "all-minilm-l6-v2",
+    }
+    assert text.count("# TYPE corral_engine_queue_depth ") == 1  # merged, not repeated
+    texts = families["corral_engine_embedded_texts"].samples
+    assert next(s.value for s in texts if s.name.endswith("_total")) >= 1
+    assert "corral_requests" in families  # the gateway's own metrics are still there
