@@ -96,8 +96,9 @@ METRIC_SETS: tuple[MetricSet, ...] = (
     MetricSet("endpoints", "every Corral process, one series per model endpoint", _endpoints),
     MetricSet(
         "engine",
-        "the local CPU engine (`corral.engines.local`), on `/metrics` of its own port; "
-        "vLLM's metrics are scraped as vLLM exports them",
+        "the local CPU engine (`corral.engines.local`), on `/metrics` of its own loopback port "
+        "and merged into the gateway's `/metrics`; vLLM's metrics are scraped as vLLM exports "
+        "them",
         _engine,
     ),
 )
