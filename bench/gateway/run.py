@@ -114,13 +114,18 @@ def process(
             proc.kill()
 
 
-def corral_config(data_dir: Path, upstream: str, port: int) -> Path:
-    path = data_dir / "corral.yaml"
+def corral_config(
+    data_dir: Path, upstream: str, port: int, *, workers: int = 1, redis_prefix: str = ""
+) -> Path:
+    """Corral in front of ``upstream`` with limits and metering on (``redis_prefix``: count
+    limits in Redis under it, as several workers must)."""
+    path = data_dir / f"corral-{workers}.yaml"
+    redis = f"\n  redis_url: redis://127.0.0.1:6379/0\n  redis_prefix: {redis_prefix!r}"
     path.write_text(
-        f"""data_dir: {data_dir}
-server: {{host: 127.0.0.1, port: {port}, max_in_flight: 4096}}
+        f"""data_dir: {data_dir / f"data-{workers}"}
+server: {{host: 127.0.0.1, port: {port}, max_in_flight: 4096, workers: {workers}, drain_grace: 0}}
 logging: {{access_log: false, level: warning}}
-limits:
+limits:{redis if redis_prefix else ""}
   # Limits on, set high enough never to refuse: the benchmark measures their cost.
   key_defaults: {{rpm: 100000000, tpm: 10000000000, max_concurrent: 100000}}
   team_defaults: {{rpm: 100000000, tpm: 10000000000, monthly_budget_usd: 1000000000}}

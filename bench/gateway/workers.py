@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import free_port, process, read_key, wait_http  # noqa: E402  (a sibling script)
+from run import corral_config, free_port, process, read_key, wait_http  # noqa: E402
 
 CORRAL = str(Path(sys.executable).with_name("corral"))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -43,26 +43,6 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
-
-
-def config(tmp: Path, upstream: str, port: int, workers: int) -> Path:
-    path = tmp / f"corral-{workers}.yaml"
-    path.write_text(
-        f"""data_dir: {tmp / f"data-{workers}"}
-server: {{host: 127.0.0.1, port: {port}, max_in_flight: 4096, workers: {workers}, drain_grace: 0}}
-logging: {{access_log: false, level: warning}}
-limits:
-  redis_url: redis://127.0.0.1:6379/0
-  redis_prefix: "corral-bench-{uuid.uuid4().hex[:8]}:"
-  key_defaults: {{rpm: 100000000, tpm: 10000000000, max_concurrent: 100000}}
-  team_defaults: {{rpm: 100000000, tpm: 10000000000, monthly_budget_usd: 1000000000}}
-models:
-  - name: fake-chat
-    engine: {{kind: openai, endpoints: [{{url: "{upstream}"}}]}}
-    pricing: {{input_per_1m: 0.5, output_per_1m: 1.5}}
-"""
-    )
-    return path
 
 
 def measure(
@@ -113,7 +93,9 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{up_port}/health")
         for workers in (1, args.workers):
             port = free_port()
-            cfg = config(Path(tmp), f"http://127.0.0.1:{up_port}/v1", port, workers)
+            upstream = f"http://127.0.0.1:{up_port}/v1"
+            prefix = f"corral-bench-{uuid.uuid4().hex[:8]}:"
+            cfg = corral_config(Path(tmp), upstream, port, workers=workers, redis_prefix=prefix)
             with process([CORRAL, "up", "--config", str(cfg)], "0-1") as parent:
                 key = read_key(parent)
                 wait_http(f"http://127.0.0.1:{port}/readyz")

@@ -23,6 +23,7 @@ from corral.control.render.manifests import dump_manifests, external_references,
 from corral.control.rollout import Readiness, apply_all, cluster_status, undeploy, wait_ready
 from corral.control.spec import DeploymentSpec, deployment_schema, load_spec
 from corral.errors import ConfigError
+from corral.kube.connect import lightkube_client
 from corral.kube.port import KubeClient, ObjectKey
 
 if TYPE_CHECKING:
@@ -62,13 +63,7 @@ PricesOption = Annotated[
 
 
 def _client(context: str | None) -> LightkubeClient:
-    try:
-        from corral.kube.lightkube_client import LightkubeClient
-    except ImportError as exc:
-        raise ConfigError(
-            "talking to Kubernetes needs the k8s extra: pip install 'corral[k8s]'"
-        ) from exc
-    return LightkubeClient.from_kubeconfig(context)
+    return lightkube_client(context, purpose="talking to Kubernetes")
 
 
 def _rendered(spec: DeploymentSpec, prices: Path | None) -> list[dict[str, object]]:

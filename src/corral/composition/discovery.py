@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
 
 import aiohttp
 from pydantic import ValidationError
@@ -15,13 +14,10 @@ from pydantic import ValidationError
 from corral.catalog import Endpoint, EndpointHealth, ModelSpec, OpenAIEngine
 from corral.clock import Clock
 from corral.discovery import DiscoveredModel, ModelSource
-from corral.errors import ConfigError
 from corral.gateway.cold_start import ColdStart, ColdStartGate
 from corral.gateway.routes import LearnedRoute, ModelRoute, RouteTable, TableChanges
+from corral.kube.connect import lightkube_client
 from corral.settings import DiscoverySettings
-
-if TYPE_CHECKING:
-    from corral.kube.lightkube_client import LightkubeClient
 
 log = logging.getLogger("corral.discovery")
 
@@ -223,24 +219,14 @@ async def configured_sources(
         ray = settings.ray
         sources.append(await asyncio.to_thread(RayServeSource.attached, ray.address, ray.serve_url))
     if settings.kubernetes is not None:
-        kube = _kube_client(settings.kubernetes.context)
+        kube = lightkube_client(
+            settings.kubernetes.context, purpose="discovery.kubernetes", in_cluster=True
+        )
         stack.push_async_callback(kube.close)
         from corral.control.discovery import KubeServiceSource
 
         sources.append(KubeServiceSource(kube, settings.kubernetes.namespaces))
     return sources
-
-
-def _kube_client(context: str | None) -> LightkubeClient:
-    try:
-        from corral.kube.lightkube_client import LightkubeClient
-    except ImportError as exc:
-        raise ConfigError(
-            "discovery.kubernetes needs the k8s extra: pip install 'corral[k8s]'"
-        ) from exc
-    if context is None:
-        return LightkubeClient.in_cluster()  # service account in a pod, else the kubeconfig
-    return LightkubeClient.from_kubeconfig(context)
 
 
 async def start_discovery(
