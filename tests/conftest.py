@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from corral.store.migrate import upgrade
+from support.databases import postgres_database, sqlite_database
 
 PG_SERVER = os.environ.get("CORRAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 T = TypeVar("T")
@@ -79,6 +80,15 @@ async def make_database(
     yield make
     for name in filter(None, clones):
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of each kind, for tests that run their own event loops."""
+    maker = sqlite_database(tmp_path) if request.param == "sqlite" else postgres_database()
+    with maker as url:
+        run_in_thread(upgrade(url))
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

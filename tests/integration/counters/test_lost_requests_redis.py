@@ -6,10 +6,7 @@ carries a crashed gateway's reservations into the next start, so this is tested 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,9 +20,7 @@ from corral.gateway.metering import UsageEvent
 from corral.gateway.policies import quotas
 from corral.gateway.policies.lost_requests import lost_request_record
 from corral.settings import LimitSettings
-from corral.store.migrate import upgrade
 from corral.store.usage import SqlUsage, UsageFilter
-from support.databases import postgres_database, sqlite_database
 
 pytestmark = pytest.mark.redis
 
@@ -36,14 +31,6 @@ MODEL = ModelSpec(
 # 104 prompt tokens (estimate) + 896 allowance, at $1 and $2 per 1M: 1,896 micro-dollars held.
 BODY = {"messages": [{"role": "user", "content": "x" * 396}]}
 TTL = MODEL.timeouts.total + quotas.RESERVATION_MARGIN_S
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    maker = sqlite_database(tmp_path) if request.param == "sqlite" else postgres_database()
-    with maker as url:
-        asyncio.run(upgrade(url))
-        yield url
 
 
 async def crash_mid_request(prefix: str, clock: FakeClock, request_id: str) -> UsageEvent:

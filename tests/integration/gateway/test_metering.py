@@ -5,28 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
-import pytest
 
 from corral.engines.fake import FakeScript
 from corral.store.migrate import upgrade
 from corral.store.usage import SqlUsage, UsageFilter
-from support.databases import postgres_database, sqlite_database
+from support.databases import sqlite_database
 from support.gateway_harness import start_gateway
 
 CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "one two three"}]}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    maker = sqlite_database(tmp_path) if request.param == "sqlite" else postgres_database()
-    with maker as url:
-        asyncio.run(upgrade(url))
-        yield url
 
 
 def report(url: str) -> dict[str, dict[str, object]]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,10 +18,8 @@ from corral.gateway.policies.quotas import month_window
 from corral.gateway.routes import LiveEndpoint, ModelRoute
 from corral.principals import Principal, Role
 from corral.settings import LimitSettings
-from corral.store.migrate import upgrade
 from corral.store.records import Actor
 from corral.store.usage import LimitSetting, SqlUsage
-from support.databases import postgres_database, sqlite_database
 
 NOW = 1_700_000_000.0  # 2023-11-14; the month began 2023-11-01
 LAST_MONTH = 1_697_760_000.0  # 2023-10-20
@@ -59,14 +54,6 @@ BASE = UsageEvent(
     time_to_first_token=None,
     outcome="ok",
 )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    maker = sqlite_database(tmp_path) if request.param == "sqlite" else postgres_database()
-    with maker as url:
-        asyncio.run(upgrade(url))
-        yield url
 
 
 async def ledger_with_spend(url: str) -> SqlUsage:
