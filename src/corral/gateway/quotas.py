@@ -43,15 +43,17 @@ class LimitBook:
     def scopes(self, key_id: str, team_id: str | None) -> tuple[Scope, ...] | None:
         """What a request of this key counts against; None when nothing limits it. Built once
         per key and kept until the limits change (a dict lookup on the request path)."""
-        found = self._scopes.get((key_id, team_id), _MISSING)
-        if found is _MISSING:
-            key_limits = self.key(key_id)
-            team_limits = self.team(team_id) if team_id else None
-            unlimited = key_limits == _UNLIMITED and team_limits in (None, _UNLIMITED)
-            found = None if unlimited else scopes(key_id, key_limits, team_id, team_limits)
-            if len(self._scopes) >= _MAX_CACHED_SCOPES:
-                self._scopes.clear()
-            self._scopes[(key_id, team_id)] = found
+        try:
+            return self._scopes[(key_id, team_id)]
+        except KeyError:
+            pass
+        key_limits = self.key(key_id)
+        team_limits = self.team(team_id) if team_id else None
+        unlimited = key_limits == _UNLIMITED and team_limits in (None, _UNLIMITED)
+        found = None if unlimited else scopes(key_id, key_limits, team_id, team_limits)
+        if len(self._scopes) >= _MAX_CACHED_SCOPES:
+            self._scopes.clear()
+        self._scopes[(key_id, team_id)] = found
         return found
 
     def key(self, key_id: str) -> Limits:
@@ -62,7 +64,6 @@ class LimitBook:
 
 
 _UNLIMITED = Limits()
-_MISSING: tuple[Scope, ...] = ()
 _MAX_CACHED_SCOPES = 100_000
 
 
