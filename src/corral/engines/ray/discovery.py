@@ -52,7 +52,8 @@ async def served_names(base_url: str) -> list[str]:
     """``GET {base_url}/models``: the ids an OpenAI-compatible application serves."""
 
     def fetch() -> list[str]:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:  # noqa: S310
+        url = f"{base_url}/models"  # the Serve proxy's http URL, from Corral's own settings
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - http(s) only
             body = json.loads(response.read())
         return [str(m["id"]) for m in body.get("data", []) if isinstance(m, dict) and "id" in m]
 
