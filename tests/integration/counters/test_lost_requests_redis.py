@@ -11,41 +11,28 @@ import dataclasses
 import pytest
 from prometheus_client import CollectorRegistry
 
-from corral.catalog import FakeEngineConfig, ModelSpec, Pricing
 from corral.clock import FakeClock
 from corral.composition.quotas import running_quotas
-from corral.counters import Admitted, Limits
+from corral.counters import Admitted
 from corral.counters.redis import RedisCounters
 from corral.gateway.metering import UsageEvent
 from corral.gateway.policies import quotas
 from corral.gateway.policies.lost_requests import lost_request_record
 from corral.settings import LimitSettings
 from corral.store.usage import SqlUsage, UsageFilter
+from support.usage import PRICED_MODEL, costly_request
 
 pytestmark = pytest.mark.redis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-MODEL = ModelSpec(
-    name="m", engine=FakeEngineConfig(), pricing=Pricing(input_per_1m=1.0, output_per_1m=2.0)
-)
-# 104 prompt tokens (estimate) + 896 allowance, at $1 and $2 per 1M: 1,896 micro-dollars held.
-BODY = {"messages": [{"role": "user", "content": "x" * 396}]}
+MODEL = PRICED_MODEL
 TTL = MODEL.timeouts.total + quotas.RESERVATION_MARGIN_S
 
 
 async def crash_mid_request(prefix: str, clock: FakeClock, request_id: str) -> UsageEvent:
     """A gateway admits a request and dies before settling it; the record it would have made."""
     gateway = RedisCounters.from_url(REDIS_URL, prefix=prefix)
-    request = quotas.admission_request(
-        request_scopes=quotas.scopes("k1", Limits(rpm=100), "t1", Limits(monthly_budget_usd=1)),
-        body=BODY,
-        max_tokens=896,
-        model=MODEL,
-        completes=True,
-        now=clock.now(),
-        request_id=request_id,
-        user_id="u1",
-    )
+    request = costly_request(request_id, clock.now())
     decision = await gateway.reserve(request, clock.now())
     assert isinstance(decision, Admitted)
     await gateway.aclose()  # the process is gone: nothing settles, nothing is recorded

@@ -13,13 +13,13 @@ from corral.composition.quotas import running_quotas, seed_and_reconcile
 from corral.counters import LocalCounters
 from corral.errors import RateLimited
 from corral.gateway.calls import ApiCall, CallKind
-from corral.gateway.metering import UsageEvent
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.routes import LiveEndpoint, ModelRoute
 from corral.principals import Principal, Role
 from corral.settings import LimitSettings
 from corral.store.records import Actor
 from corral.store.usage import LimitSetting, SqlUsage
+from support.usage import usage_event
 
 NOW = 1_700_000_000.0  # 2023-11-14; the month began 2023-11-01
 LAST_MONTH = 1_697_760_000.0  # 2023-10-20
@@ -36,23 +36,17 @@ CALL = ApiCall(
     {"messages": [{"role": "user", "content": "x" * 396}]},
     b"",
 )
-BASE = UsageEvent(
+BASE = usage_event(
     request_id="",
     time=NOW - 3600,
     key_id="k1",
     team_id="t1",
     user_id="u1",
-    model="m",
     endpoint="http://engine/v1",
     kind="chat",
-    status=200,
     prompt_tokens=10,
     completion_tokens=10,
-    cost_usd=0.0,
-    estimated=False,
-    latency=0.1,
     time_to_first_token=None,
-    outcome="ok",
 )
 
 

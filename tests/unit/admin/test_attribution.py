@@ -10,6 +10,7 @@ from corral.admin.attribution import attribute, day_cost, day_model_tokens, shar
 from corral.catalog import DeploymentCost
 from corral.gateway.metering import UsageEvent
 from corral.store.usage_memory import InMemoryUsage
+from support.usage import usage_event
 from unit.admin.world import make_world
 
 # $2.00 per replica-hour × 3 replicas = $6/hour, $144 per full day.
@@ -95,23 +96,18 @@ def test_one_teams_view_still_shares_by_every_teams_tokens() -> None:
 
 
 def event(request_id: str, at: float, team: str, model: str, tokens: int) -> UsageEvent:
-    return UsageEvent(
+    return usage_event(
         request_id=request_id,
         time=at,
         key_id="k-" + request_id,
         team_id=team,
-        user_id=None,
         model=model,
         endpoint="http://engine/v1",
         kind="chat",
-        status=200,
         prompt_tokens=tokens,
         completion_tokens=0,
         cost_usd=0.001,  # what the ledger charged at the effective rate; reports attribute
-        estimated=False,
-        latency=0.1,
         time_to_first_token=None,
-        outcome="ok",
     )
 
 

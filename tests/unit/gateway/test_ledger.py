@@ -12,6 +12,7 @@ from corral.clock import FakeClock
 from corral.errors import TemporaryError
 from corral.gateway.ledger import Ledger, LedgerMetrics
 from corral.gateway.metering import UsageEvent
+from support.usage import usage_event
 
 
 class FlakySink:
@@ -29,24 +30,7 @@ class FlakySink:
 
 
 def event(i: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=f"req_{i}",
-        time=1.0,
-        key_id="key_1",
-        team_id="team_1",
-        user_id=None,
-        model="m",
-        endpoint="http://e",
-        kind="chat/completions",
-        status=200,
-        prompt_tokens=3,
-        completion_tokens=5,
-        cost_usd=0.0,
-        estimated=False,
-        latency=0.1,
-        time_to_first_token=0.01,
-        outcome="ok",
-    )
+    return usage_event(request_id=f"req_{i}")
 
 
 def ledger(sink: FlakySink, tmp_path: Path, **kwargs: int) -> tuple[Ledger, LedgerMetrics]:

@@ -6,37 +6,21 @@ import dataclasses
 
 import pytest
 
-from corral.catalog import FakeEngineConfig, ModelSpec, Pricing
 from corral.clock import FakeClock
 from corral.composition.quotas import settle_lost_requests
-from corral.counters import Limits, LocalCounters, Reservation
+from corral.counters import LocalCounters, Reservation
 from corral.counters.port import ScopeCharge
 from corral.gateway.metering import UsageEvent
 from corral.gateway.policies import lost_requests, quotas
 from corral.store import usage as sql_usage
 from corral.store.usage_memory import InMemoryUsage
+from support.usage import PRICED_MODEL, costly_request
 
-MODEL = ModelSpec(
-    name="m",
-    engine=FakeEngineConfig(),
-    pricing=Pricing(input_per_1m=1.0, output_per_1m=2.0),
-)
-# A 104-token prompt estimate and max_tokens 896: 1,000 tokens held at 104 × $1 + 896 × $2 per
-# 1M tokens = 1,896 micro-dollars.
-BODY = {"messages": [{"role": "user", "content": "x" * 396}]}
+MODEL = PRICED_MODEL
 
 
 async def reserve(counters: LocalCounters, clock: FakeClock, request_id: str) -> Reservation:
-    request = quotas.admission_request(
-        request_scopes=quotas.scopes("k1", Limits(rpm=100), "t1", Limits(monthly_budget_usd=1)),
-        body=BODY,
-        max_tokens=896,
-        model=MODEL,
-        completes=True,
-        now=clock.now(),
-        request_id=request_id,
-        user_id="u1",
-    )
+    request = costly_request(request_id, clock.now())
     decision = await counters.reserve(request, clock.now())
     assert hasattr(decision, "reservation")
     return decision.reservation  # type: ignore[union-attr]

@@ -19,23 +19,19 @@ from corral.observability.snapshot import (
     frame,
     parse_metrics,
 )
+from support.usage import usage_event
 
 
 def _event(model: str, *, ttft: float, status: int = 200, outcome: str = "ok") -> UsageEvent:
-    return UsageEvent(
+    return usage_event(
         request_id="r",
         time=0.0,
-        key_id="key_1",
         team_id=None,
-        user_id=None,
         model=model,
         endpoint="http://engine",
-        kind="chat/completions",
         status=status,
         prompt_tokens=10,
         completion_tokens=20,
-        cost_usd=0.0,
-        estimated=False,
         latency=ttft * 2,
         time_to_first_token=ttft,
         outcome=outcome,
