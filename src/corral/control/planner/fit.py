@@ -46,12 +46,15 @@ def fitting_options(
     utilisation: float,
     kv_dtype_bytes: float = 2.0,
     table: PriceTable | None = None,
+    needs_bfloat16: bool = False,
 ) -> list[FitOption]:
-    """For each accelerator, the fewest devices that hold the need; cheapest per replica first."""
+    """For each accelerator, the fewest devices that hold the need; cheapest per replica first.
+
+    ``needs_bfloat16`` leaves out accelerators vLLM refuses bf16 on (T4)."""
     table = table or load_price_table()
     options = []
     for device in ACCELERATORS.values():
-        if device.vendor == "cpu":
+        if device.vendor == "cpu" or (needs_bfloat16 and not device.supports_bfloat16):
             continue
         want = _Need(weight_format, context_tokens, sequences, utilisation, kv_dtype_bytes)
         option = _smallest_fit(device, shape, want, table)
@@ -84,6 +87,7 @@ def _smallest_fit(
             sequences=want.sequences,
             devices=devices,
             kv_dtype_bytes=want.kv_dtype_bytes,
+            tensor_parallel=tp,
         )
         instances = table.for_accelerator(device.name, devices)
         if not fits(need, device, want.utilisation) or not instances:
@@ -114,6 +118,7 @@ def check_fit(spec: DeploymentSpec) -> None:
         sequences=1,
         devices=spec.accelerator.devices,
         kv_dtype_bytes=engine.kv_dtype_bytes,
+        tensor_parallel=tp,
     )
     if fits(need, device, engine.gpu_memory_utilization):
         return
@@ -136,6 +141,7 @@ def _suggest(shape: ModelShape, spec: DeploymentSpec) -> str:
         sequences=engine.max_num_seqs,
         utilisation=engine.gpu_memory_utilization,
         kv_dtype_bytes=engine.kv_dtype_bytes,
+        needs_bfloat16=engine.dtype == "bfloat16",
     )
     tips = [
         f"accelerator {o.accelerator} with count {o.devices} (tensor_parallel {o.tensor_parallel}, "

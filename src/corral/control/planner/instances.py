@@ -24,6 +24,8 @@ class InstanceType(BaseModel):
     memory_gib: float = Field(gt=0, description="Host memory in GiB.")
     on_demand_usd_per_hour: float = Field(gt=0, description="On-demand list price per hour.")
     spot_usd_per_hour: float | None = Field(None, gt=0, description="Typical spot price per hour.")
+    instance_store_gb: int = Field(0, ge=0, description="Local NVMe instance storage, GB.")
+    efa: int = Field(0, ge=0, description="EFA network interfaces (vpc.amazonaws.com/efa).")
 
     @field_validator("accelerator")
     @classmethod

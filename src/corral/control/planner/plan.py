@@ -119,6 +119,7 @@ def plan(
         sequences=engine.max_num_seqs,
         devices=devices,
         kv_dtype_bytes=engine.kv_dtype_bytes,
+        tensor_parallel=spec.accelerator.tensor_parallel,
     )
     options = fitting_options(
         shape,
@@ -128,6 +129,7 @@ def plan(
         utilisation=engine.gpu_memory_utilization,
         kv_dtype_bytes=engine.kv_dtype_bytes,
         table=table,
+        needs_bfloat16=engine.dtype == "bfloat16",
     )
     priced = [price_option(o, spec, workload, table) for o in options]
     priced.sort(key=lambda p: p.usd_per_million_on_demand)

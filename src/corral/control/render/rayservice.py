@@ -51,7 +51,7 @@ def engine_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
     """vLLM engine arguments from the spec (snake_case, as vLLM's EngineArgs names them)."""
     engine = spec.engine
     kwargs: dict[str, Any] = {
-        "dtype": engine.dtype,
+        "dtype": spec.dtype,
         "max_model_len": engine.max_model_len,
         "max_num_seqs": engine.max_num_seqs,
         "tensor_parallel_size": spec.accelerator.tensor_parallel,
@@ -136,13 +136,34 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
     }
 
 
+def advertised_resources(spec: DeploymentSpec) -> dict[str, int]:
+    """Custom Ray resources a worker group must declare for the autoscaler to launch it.
+
+    Ray's KubeRay autoscaler derives a group's resources only from its CPU/GPU/memory and
+    ``rayStartParams.resources`` (ray/autoscaler/_private/kuberay/autoscaling_config.py,
+    ``_get_ray_resources_from_group_spec`` and ``_get_custom_resources``), while Ray Serve LLM adds
+    ``accelerator_type:<type>: 0.001`` to every bundle when ``accelerator_type`` is set
+    (ray/llm/_internal/serve/core/configs/accelerators.py, ``GPUAccelerator.default_bundles``).
+    Without declaring it here, demand looks infeasible and no worker is ever added. Ray sets the
+    same resource to 1 on a node it detects the accelerator on, so the value agrees at runtime.
+    Neuron cores are an extended resource Ray's derivation does not read from pod limits.
+    """
+    device = common.device_of(spec)
+    out: dict[str, int] = {}
+    if device.ray_accelerator_type is not None:
+        out[f"accelerator_type:{device.ray_accelerator_type}"] = 1
+    if device.vendor == "neuron":
+        out["neuron_cores"] = spec.accelerator.devices * device.cores_per_device
+    return out
+
+
 def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, Any]:
     device = common.device_of(spec)
     vols, mounts = common.volumes(spec)
     start: dict[str, str] = {}
-    if device.vendor == "neuron":
-        cores = spec.accelerator.devices * device.cores_per_device
-        start["resources"] = json.dumps(json.dumps({"neuron_cores": cores}))
+    advertised = advertised_resources(spec)
+    if advertised:
+        start["resources"] = json.dumps(json.dumps(advertised))
     container = {
         "name": "ray-worker",
         "image": image,
@@ -159,7 +180,10 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
         "numOfHosts": 1,
         "rayStartParams": start,
         "template": {
-            "metadata": {"labels": common.pod_labels(spec, "worker")},
+            "metadata": {
+                "labels": common.pod_labels(spec, "worker"),
+                "annotations": common.SERVING_POD_ANNOTATIONS,
+            },
             "spec": {
                 "serviceAccountName": spec.name,
                 **common.placement(spec),
