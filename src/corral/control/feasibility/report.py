@@ -25,6 +25,8 @@ class FeasibilityReport:
     problems: list[Problem] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     """What was checked, for the CLI's summary line."""
+    notes: list[str] = field(default_factory=list)
+    """Things that run but not as well as the spec may expect (printed, not refused)."""
 
     @property
     def ok(self) -> bool:

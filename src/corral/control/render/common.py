@@ -6,7 +6,7 @@ from typing import Any
 
 from corral.control.accelerators import ACCELERATORS, Accelerator
 from corral.control.planner import disk
-from corral.control.planner.instances import PriceTable
+from corral.control.planner.instances import PriceTable, allocatable_cpu_memory
 from corral.control.spec import DeploymentSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -184,8 +184,11 @@ def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]
     else:
         host = min(hosts, key=lambda i: i.count)
         share = devices / host.count
-        cpu = max(1, int((host.vcpu - 1) * share))
-        mem = max(4, int(host.memory_gib * share * 0.8))
+        # A share of what the kubelet offers (after EKS reservations and DaemonSets), so the
+        # pod fits the smallest instance that carries its devices.
+        alloc_cpu, alloc_gib = allocatable_cpu_memory(host)
+        cpu = max(1, int(alloc_cpu * share))
+        mem = max(4, int(alloc_gib * share * 0.9))
     amounts: dict[str, Any] = {"cpu": str(cpu), "memory": f"{mem}Gi"}
     if device.resource is not None:
         amounts[device.resource] = str(devices)
