@@ -142,5 +142,6 @@ def _single_node_fix(spec: DeploymentSpec, table: PriceTable) -> str:
             f"{o.tensor_parallel} ({o.instance.name})"
             for o in options[:3]
         ]
-    tips.append("engine.quantization fp8 or awq to need fewer devices")
+    if spec.engine.quantization == "none":
+        tips.append("engine.quantization fp8 or awq to need fewer devices")
     return "choose " + "; or ".join(tips)

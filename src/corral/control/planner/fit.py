@@ -120,16 +120,34 @@ def check_fit(spec: DeploymentSpec) -> None:
         kv_dtype_bytes=engine.kv_dtype_bytes,
         tensor_parallel=tp,
     )
-    if fits(need, device, engine.gpu_memory_utilization):
+    if fits(need, device, engine.gpu_memory_utilization) or _plan_sizes(spec, shape):
         return
     have = device.memory_gb * engine.gpu_memory_utilization
+    weights = spec.dtype if engine.quantization == "none" else engine.quantization
     raise ConfigError(
-        f"accelerator: {spec.model.source} ({engine.weight_format}, max_model_len "
+        f"accelerator: {spec.model.source} ({weights}, max_model_len "
         f"{engine.max_model_len}) does not fit on {spec.accelerator.devices}× {device.name}: "
         f"needs ≥ {need.total_gb:.0f} GB ({need.per_device_gb:.1f} GB per device; weights "
         f"{need.weights_gb:.0f} GB), have {have:.1f} GB per device at gpu_memory_utilization "
         f"{engine.gpu_memory_utilization}; try {_suggest(shape, spec)}"
     )
+
+
+def _plan_sizes(spec: DeploymentSpec, shape: ModelShape) -> bool:
+    """True when the spec leaves parallelism to the planner and one node of its accelerator
+    holds a full-length sequence (``planner.sizing`` then picks the devices)."""
+    if spec.accelerator.model_fields_set & {"count", "tensor_parallel", "pipeline_parallel"}:
+        return False
+    engine = spec.engine
+    options = fitting_options(
+        shape,
+        weight_format=engine.weight_format,
+        context_tokens=engine.max_model_len,
+        sequences=1,
+        utilisation=engine.gpu_memory_utilization,
+        kv_dtype_bytes=engine.kv_dtype_bytes,
+    )
+    return any(o.accelerator == spec.accelerator.type for o in options)
 
 
 def _suggest(shape: ModelShape, spec: DeploymentSpec) -> str:
