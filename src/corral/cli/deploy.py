@@ -18,8 +18,8 @@ from corral.cli import ray as ray_cli
 from corral.clock import Clock, SystemClock
 from corral.control.planner.instances import load_price_table
 from corral.control.planner.plan import Plan, Workload, plan
-from corral.control.ray_target import ray_application
 from corral.control.preparation import prepare
+from corral.control.ray_target import ray_application
 from corral.control.render.manifests import dump_manifests, external_references
 from corral.control.rollout import Readiness, apply_all, cluster_status, undeploy, wait_ready
 from corral.control.spec import DeploymentSpec, deployment_schema, load_spec

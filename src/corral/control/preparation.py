@@ -1,4 +1,4 @@
-"""From a checked spec to manifests a cluster can run: size to the plan, render, check feasibility."""
+"""From a checked spec to manifests a cluster can run: size to the plan, render, check."""
 
 from __future__ import annotations
 

@@ -80,14 +80,15 @@ def _rays_merge() -> Any:
     func = next(
         n
         for n in tree.body
-        if isinstance(n, ast.FunctionDef) and n.name == "_merge_replica_actor_and_child_actor_bundles"
+        if isinstance(n, ast.FunctionDef)
+        and n.name == "_merge_replica_actor_and_child_actor_bundles"
     )
     namespace: dict[str, Any] = {"copy": copy, "Dict": dict, "List": list}
-    exec(compile(ast.Module([func], []), "llm_server.py", "exec"), namespace)  # noqa: S102 - Ray's own function as the oracle
+    exec(compile(ast.Module([func], []), "llm_server.py", "exec"), namespace)
     return namespace[func.name]
 
 
-@pytest.mark.parametrize("tp,pp", [(1, 1), (2, 1), (4, 2)])
+@pytest.mark.parametrize(("tp", "pp"), [(1, 1), (2, 1), (4, 2)])
 def test_gpu_bundles_are_the_ones_ray_serve_llm_builds(tp: int, pp: int) -> None:
     llm = {
         "accelerator_type": "L4",
@@ -121,7 +122,11 @@ def test_replicas_place_at_min_max_and_from_zero_with_rays_node_types(name: str)
     service = of_kind(golden(name), "RayService")
     types = node_types(service)  # Ray's own derivation (Ray is installed here)
     for shape in replica_shape(service):
-        for count, from_zero in ((shape.min_replicas, False), (shape.max_replicas, False), (1, True)):
+        for count, from_zero in (
+            (shape.min_replicas, False),
+            (shape.max_replicas, False),
+            (1, True),
+        ):
             placed = place(types, shape, count, from_zero=from_zero)
             assert placed.ok, (count, from_zero, placed)
         workers = place(types, shape, shape.max_replicas).nodes
@@ -237,9 +242,12 @@ def test_bottlerocket_data_on_xvda_is_refused() -> None:
     spec = size_to_plan(load_spec(FIXTURES / "specs" / "bottlerocket-a10g.yaml"), TABLE).spec
     objs = golden("bottlerocket-a10g.yaml")
     node_class = of_kind(objs, "EC2NodeClass")["spec"]
-    node_class["blockDeviceMappings"] = [node_class["blockDeviceMappings"][1] | {"deviceName": "/dev/xvda"}]
+    node_class["blockDeviceMappings"] = [
+        node_class["blockDeviceMappings"][1] | {"deviceName": "/dev/xvda"}
+    ]
     problems = check_feasibility(spec, objs, TABLE).problems
-    assert problems and all(p.rule == "disk" and "/dev/xvdb" in p.fix for p in problems)
+    assert problems
+    assert all(p.rule == "disk" and "/dev/xvdb" in p.fix for p in problems)
 
 
 def test_a_volume_too_small_for_the_weights_is_refused() -> None:
@@ -271,7 +279,9 @@ def test_tolerations_follow_kubernetes_rules() -> None:
     taint = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
     assert tolerates([{"key": "nvidia.com/gpu", "operator": "Exists"}], taint)
     assert tolerates([{"operator": "Exists"}], taint)
-    assert not tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], taint)
+    assert not tolerates(
+        [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], taint
+    )
     assert not tolerates([{"key": "aws.amazon.com/neuron", "operator": "Exists"}], taint)
 
 
@@ -281,7 +291,8 @@ def test_a_pod_bigger_than_the_instance_is_refused() -> None:
     worker = of_kind(objs, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     worker["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "800Gi"
     (problem,) = check_feasibility(spec, objs, TABLE).problems
-    assert problem.rule == "pod-fit" and "memory 800.0Gi" in problem.reason
+    assert problem.rule == "pod-fit"
+    assert "memory 800.0Gi" in problem.reason
 
 
 # Defect 10: deploy renders what the plan sized (same concurrency), and says when a spec overrides.

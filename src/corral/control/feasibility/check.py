@@ -8,7 +8,7 @@ from corral.control.feasibility import pods
 from corral.control.feasibility.binpack import place
 from corral.control.feasibility.engine import engine_problems
 from corral.control.feasibility.quantities import GIB, parse_quantity
-from corral.control.feasibility.ray_cluster import ReplicaShape, node_types, replica_shape
+from corral.control.feasibility.ray_cluster import NodeType, node_types, replica_shape
 from corral.control.feasibility.report import FeasibilityReport, Problem
 from corral.control.planner.disk import allowed_instances, disk_need
 from corral.control.planner.instances import InstanceType, PriceTable
@@ -63,21 +63,16 @@ def ray_problems(ray_service: Manifest) -> list[Problem]:
         for label, count, from_zero in cases:
             placed = place(types, shape, count, from_zero=from_zero)
             if not placed.ok:
-                out.append(_unplaced(ray_service, shape, label, count, placed.unplaced, types))
+                when = "scaling from zero" if from_zero else f"at {label} replicas ({count})"
+                out.append(_unplaced(ray_service, when, placed.unplaced, types))
                 break
     return out
 
 
 def _unplaced(
-    ray_service: Manifest,
-    shape: ReplicaShape,
-    label: str,
-    count: int,
-    bundle: dict[str, float] | None,
-    types: list[Any],
+    ray_service: Manifest, when: str, bundle: dict[str, float] | None, types: list[NodeType]
 ) -> Problem:
     offers = "; ".join(f"{t.name} ×≤{t.max_workers} {t.resources}" for t in types)
-    when = "scaling from zero" if label == "zero" else f"at {label} replicas ({count})"
     return Problem(
         "ray-autoscaler",
         f"RayService/{ray_service['metadata']['name']}: Ray's autoscaler cannot place a replica "
@@ -114,7 +109,9 @@ def _fit_problems(
 ) -> list[Problem]:
     requests = pods.pod_requests(template.spec)
     hosts = pods.nodepool_instances(pool, table)
-    gaps = {i.name: pods.shortfall(requests, pods.allocatable(i, _disk_gib(disk, i))) for i in hosts}
+    gaps = {
+        i.name: pods.shortfall(requests, pods.allocatable(i, _disk_gib(disk, i))) for i in hosts
+    }
     if not hosts or all(gaps.values()):
         detail = "; ".join(f"{name}: {', '.join(g)}" for name, g in gaps.items()) or "none"
         return [
@@ -160,9 +157,7 @@ def _bottlerocket(node_class: dict[str, Any]) -> bool:
     )
 
 
-def disk_problems(
-    spec: DeploymentSpec, node_class: Manifest, table: PriceTable
-) -> list[Problem]:
+def disk_problems(spec: DeploymentSpec, node_class: Manifest, table: PriceTable) -> list[Problem]:
     """The node's data filesystem against images + shared cache + replicas' ephemeral storage."""
     out = []
     for instance in allowed_instances(spec, table):

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from corral.control.accelerators import ACCELERATORS
 from corral.control.feasibility.quantities import GIB, parse_quantity
 from corral.control.feasibility.report import Problem
-from corral.control.accelerators import ACCELERATORS
 from corral.control.planner.instances import InstanceType, PriceTable, allocatable_cpu_memory
 from corral.kube.port import Manifest
 
@@ -104,8 +104,15 @@ def nodepool_instances(pool: Manifest, table: PriceTable) -> list[InstanceType]:
 
 def selector_problems(where: str, pod: dict[str, Any], pool: Manifest) -> list[Problem]:
     template = pool["spec"]["template"]
-    labels = {NODEPOOL_LABEL: pool["metadata"]["name"], **template.get("metadata", {}).get("labels", {})}
-    offered = {r["key"]: set(r["values"]) for r in template["spec"].get("requirements", []) if r.get("operator") == "In"}
+    labels = {
+        NODEPOOL_LABEL: pool["metadata"]["name"],
+        **template.get("metadata", {}).get("labels", {}),
+    }
+    offered = {
+        r["key"]: set(r["values"])
+        for r in template["spec"].get("requirements", [])
+        if r.get("operator") == "In"
+    }
     out = []
     for key, value in pod["spec"].get("nodeSelector", {}).items():
         if labels.get(key) != value and value not in offered.get(key, set()):

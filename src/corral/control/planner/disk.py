@@ -36,7 +36,9 @@ class DiskNeed:
 
     @property
     def total_gib(self) -> int:
-        return IMAGE_GIB + SYSTEM_GIB + self.shared_cache_gib + self.per_pod_gib * self.pods_per_node
+        return (
+            IMAGE_GIB + SYSTEM_GIB + self.shared_cache_gib + self.per_pod_gib * self.pods_per_node
+        )
 
 
 def weights_gib(spec: DeploymentSpec) -> int:

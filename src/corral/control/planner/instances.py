@@ -55,7 +55,7 @@ def allocatable_cpu_memory(instance: InstanceType) -> tuple[float, float]:
     next two, 0.25% of the rest; 11 MiB per pod + 255 MiB) plus the 100Mi eviction threshold.
     """
     cores = instance.vcpu
-    reserved_m = 60 + (10 if cores > 1 else 0) + 5 * min(2, max(0, cores - 2))
+    reserved_m: float = 60 + (10 if cores > 1 else 0) + 5 * min(2, max(0, cores - 2))
     reserved_m += 2.5 * max(0, cores - 4)
     memory_mib = instance.memory_gib * 1024 - (11 * MAX_PODS + 255) - 100
     return cores - reserved_m / 1000 - DAEMONSET_CPU, memory_mib / 1024 - DAEMONSET_MEMORY_GIB

@@ -143,7 +143,9 @@ def storage(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]:
     needs = {i.name: disk.disk_need(spec, i).total_gib for i in hosts}
     need = max(needs.values(), default=disk.IMAGE_GIB + disk.SYSTEM_GIB)
     bottlerocket = node_class.ami_alias.startswith("bottlerocket@")
-    nvme = not bottlerocket and bool(hosts) and all(disk.nvme_holds(i, needs[i.name]) for i in hosts)
+    nvme = (
+        not bottlerocket and bool(hosts) and all(disk.nvme_holds(i, needs[i.name]) for i in hosts)
+    )
     size = node_class.root_volume_gib or (OS_ONLY_GIB if nvme else need)
     out: dict[str, Any] = {}
     if nvme:
