@@ -34,14 +34,25 @@ SERVE_PORT = 8000
 METRICS_PORT = 8080
 
 RAY_VERSION = "2.52.0"
+NEURON_VLLM_IMAGE = (
+    # AWS Neuron DLC tags end in the OS (aws-neuron/deep-learning-containers release notes).
+    "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0-ubuntu22.04"
+)
 RAY_IMAGES = {
     "nvidia": f"rayproject/ray-llm:{RAY_VERSION}-py311-cu128",
-    "neuron": "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0",
+    # The Neuron DLC has vLLM but no Ray: workers run Corral's image built on it
+    # (deploy/images/ray-neuronx/Containerfile), with the Ray version and Python of the head.
+    "neuron": f"ghcr.io/corral-dev/ray-neuronx:{RAY_VERSION}-py310-sdk2.25.0",
     "cpu": f"rayproject/ray-llm:{RAY_VERSION}-py311-cpu",
+}
+RAY_HEAD_IMAGES = {
+    **RAY_IMAGES,
+    # The head runs no replica, so it needs Ray only: same Ray version and Python as the workers.
+    "neuron": f"rayproject/ray:{RAY_VERSION}-py310-cpu",
 }
 VLLM_IMAGES = {
     "nvidia": "vllm/vllm-openai:v0.11.0",
-    "neuron": "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0",
+    "neuron": NEURON_VLLM_IMAGE,
     "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
 }
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.0"

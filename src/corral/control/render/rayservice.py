@@ -80,7 +80,9 @@ def _neuron_bundles(spec: DeploymentSpec) -> PlacementGroupConfig | None:
 
 def render_rayservice(spec: DeploymentSpec, table: PriceTable) -> Manifest:
     """The RayService: serve config, a head with no accelerators, one accelerator worker group."""
-    image = spec.engine.image or common.RAY_IMAGES[common.device_of(spec).vendor]
+    vendor = common.device_of(spec).vendor
+    image = spec.engine.image or common.RAY_IMAGES[vendor]
+    head_image = spec.engine.image or common.RAY_HEAD_IMAGES[vendor]
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -91,7 +93,7 @@ def render_rayservice(spec: DeploymentSpec, table: PriceTable) -> Manifest:
                 "rayVersion": common.RAY_VERSION,
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {"idleTimeoutSeconds": 300, "upscalingMode": "Default"},
-                "headGroupSpec": _head(spec, image),
+                "headGroupSpec": _head(spec, head_image),
                 "workerGroupSpecs": [_workers(spec, image, table)],
             },
         },
