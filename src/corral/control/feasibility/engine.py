@@ -5,7 +5,7 @@ from __future__ import annotations
 from corral.control.accelerators import ACCELERATORS, Accelerator
 from corral.control.feasibility.report import Problem
 from corral.control.planner.disk import allowed_instances
-from corral.control.planner.fit import fitting_options
+from corral.control.planner.fit import spec_options
 from corral.control.planner.instances import PriceTable
 from corral.control.planner.memory import ModelShape, max_sequences, tensor_parallel_options
 from corral.control.spec import DeploymentSpec
@@ -126,17 +126,7 @@ def _single_node_fix(spec: DeploymentSpec, table: PriceTable) -> str:
     shape = spec.model.resolved_shape()
     tips = []
     if shape is not None:
-        engine = spec.engine
-        options = fitting_options(
-            shape,
-            weight_format=engine.weight_format,
-            context_tokens=engine.max_model_len,
-            sequences=1,
-            utilisation=engine.gpu_memory_utilization,
-            kv_dtype_bytes=engine.kv_dtype_bytes,
-            table=table,
-            needs_bfloat16=engine.dtype == "bfloat16",
-        )
+        options = spec_options(spec, shape, sequences=1, table=table)
         tips = [
             f"accelerator {o.accelerator} with count {o.devices} and tensor_parallel "
             f"{o.tensor_parallel} ({o.instance.name})"

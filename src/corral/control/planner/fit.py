@@ -63,6 +63,24 @@ def fitting_options(
     return sorted(options, key=lambda o: (o.usd_per_replica_hour, o.accelerator))
 
 
+def spec_options(
+    spec: DeploymentSpec, shape: ModelShape, *, sequences: int, table: PriceTable | None = None
+) -> list[FitOption]:
+    """``fitting_options`` for the spec's engine settings holding ``sequences`` full contexts
+    (T4 left out when the spec asks for bfloat16 explicitly)."""
+    engine = spec.engine
+    return fitting_options(
+        shape,
+        weight_format=engine.weight_format,
+        context_tokens=engine.max_model_len,
+        sequences=sequences,
+        utilisation=engine.gpu_memory_utilization,
+        kv_dtype_bytes=engine.kv_dtype_bytes,
+        table=table,
+        needs_bfloat16=engine.dtype == "bfloat16",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Need:
     weight_format: str
@@ -138,29 +156,13 @@ def _plan_sizes(spec: DeploymentSpec, shape: ModelShape) -> bool:
     holds a full-length sequence (``planner.sizing`` then picks the devices)."""
     if spec.accelerator.model_fields_set & {"count", "tensor_parallel", "pipeline_parallel"}:
         return False
-    engine = spec.engine
-    options = fitting_options(
-        shape,
-        weight_format=engine.weight_format,
-        context_tokens=engine.max_model_len,
-        sequences=1,
-        utilisation=engine.gpu_memory_utilization,
-        kv_dtype_bytes=engine.kv_dtype_bytes,
-    )
+    options = spec_options(spec, shape, sequences=1)
     return any(o.accelerator == spec.accelerator.type for o in options)
 
 
 def _suggest(shape: ModelShape, spec: DeploymentSpec) -> str:
     engine = spec.engine
-    options = fitting_options(
-        shape,
-        weight_format=engine.weight_format,
-        context_tokens=engine.max_model_len,
-        sequences=engine.max_num_seqs,
-        utilisation=engine.gpu_memory_utilization,
-        kv_dtype_bytes=engine.kv_dtype_bytes,
-        needs_bfloat16=engine.dtype == "bfloat16",
-    )
+    options = spec_options(spec, shape, sequences=engine.max_num_seqs)
     tips = [
         f"accelerator {o.accelerator} with count {o.devices} (tensor_parallel {o.tensor_parallel}, "
         f"{o.instance.name})"

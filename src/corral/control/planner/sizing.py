@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.control.accelerators import ACCELERATORS
-from corral.control.planner.fit import FitOption, fitting_options
+from corral.control.planner.fit import FitOption, spec_options
 from corral.control.planner.instances import PriceTable
 from corral.control.planner.memory import max_sequences
 from corral.control.spec import AcceleratorSpec, DeploymentSpec
@@ -28,16 +28,7 @@ def planned_option(spec: DeploymentSpec, table: PriceTable) -> FitOption | None:
     shape = spec.model.resolved_shape()
     if shape is None or ACCELERATORS[spec.accelerator.type].vendor == "cpu":
         return None
-    engine = spec.engine
-    options = fitting_options(
-        shape,
-        weight_format=engine.weight_format,
-        context_tokens=engine.max_model_len,
-        sequences=engine.max_num_seqs,
-        utilisation=engine.gpu_memory_utilization,
-        kv_dtype_bytes=engine.kv_dtype_bytes,
-        table=table,
-    )
+    options = spec_options(spec, shape, sequences=spec.engine.max_num_seqs, table=table)
     return next((o for o in options if o.accelerator == spec.accelerator.type), None)
 
 
