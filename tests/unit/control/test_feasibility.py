@@ -317,3 +317,24 @@ def test_an_explicit_spec_that_overrides_the_plan_is_reported() -> None:
     notes = prepare(spec, TABLE).notes
     assert any(n.startswith("the spec overrides the plan: 4× h100") for n in notes)
     assert any("KV cache holds 27 of max_num_seqs 32" in n for n in notes)
+
+
+def test_a_cpu_rayservice_asks_ray_for_no_gpu() -> None:
+    # Without explicit bundles Ray Serve LLM would ask for {GPU: 1}, which no CPU worker offers.
+    spec = load_spec(FIXTURES / "specs" / "cpu-dev.yaml").model_copy(
+        update={
+            "engine": load_spec(FIXTURES / "specs" / "cpu-dev.yaml").engine.model_copy(
+                update={"runtime": "rayservice"}
+            )
+        }
+    )
+    prepared = prepare(spec, TABLE)
+    service = of_kind(prepared.manifests, "RayService")
+    (llm,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"][
+        "llm_configs"
+    ]
+    assert (
+        ray_llm_accelerators.infer_hardware_kind_from_bundles(llm["placement_group_config"])
+        == "cpu"
+    )
+    assert prepared.feasibility.ok

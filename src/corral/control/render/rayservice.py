@@ -41,7 +41,7 @@ def serve_config(spec: DeploymentSpec) -> ServeConfig:
             ),
             max_ongoing_requests=replicas.max_ongoing_requests,
         ),
-        placement_group_config=_neuron_bundles(spec),
+        placement_group_config=_bundles(spec),
     )
     app = ServeApplication(name=spec.name, args=OpenAIAppArgs(llm_configs=[llm]))
     return ServeConfig(applications=[app])
@@ -70,8 +70,17 @@ def engine_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
     return kwargs
 
 
-def _neuron_bundles(spec: DeploymentSpec) -> PlacementGroupConfig | None:
+def _bundles(spec: DeploymentSpec) -> PlacementGroupConfig | None:
+    """Explicit bundles where Ray Serve LLM's default (one GPU per TP×PP device) is wrong.
+
+    Without a placement config Ray Serve LLM resolves to ``GPUConfig`` and asks for GPUs
+    (ray/llm/_internal/serve/core/configs/llm_config.py ``_resolve_accelerator_config``); bundles
+    without GPUs resolve to ``CPUConfig`` (``infer_hardware_kind_from_bundles``), which Neuron
+    and CPU replicas need.
+    """
     device = common.device_of(spec)
+    if device.vendor == "cpu":
+        return PlacementGroupConfig(bundles=[{"CPU": 1.0}])
     if device.vendor != "neuron":
         return None
     cores = spec.accelerator.devices * device.cores_per_device
