@@ -338,3 +338,12 @@ def test_a_cpu_rayservice_asks_ray_for_no_gpu() -> None:
         == "cpu"
     )
     assert prepared.feasibility.ok
+
+
+EXAMPLES = sorted((Path(__file__).parents[3] / "examples" / "deployments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_specs_deploy(path: Path) -> None:
+    prepared = prepare(load_spec(path), TABLE)
+    assert prepared.feasibility.ok

@@ -193,7 +193,7 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
         "template": {
             "metadata": {
                 "labels": common.pod_labels(spec, "worker"),
-                "annotations": common.SERVING_POD_ANNOTATIONS,
+                "annotations": dict(common.SERVING_POD_ANNOTATIONS),
             },
             "spec": {
                 "serviceAccountName": spec.name,
