@@ -18,7 +18,7 @@ from corral.control.feasibility.ray_cluster import (
     encoded_node_types,
     llm_bundles,
     node_types,
-    replica_shape,
+    replica_shapes,
 )
 from corral.control.planner.instances import load_price_table
 from corral.control.planner.sizing import size_to_plan
@@ -108,7 +108,7 @@ def test_neuron_bundles_resolve_to_no_gpu_in_ray_serve_llm() -> None:
     llm = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
     config = llm["llm_configs"][0]["placement_group_config"]
     assert ray_llm_accelerators.infer_hardware_kind_from_bundles(config) == "cpu"
-    (shape,) = replica_shape(service)
+    (shape,) = replica_shapes(service)
     assert shape.bundles == [{"CPU": 2.0, "neuron_cores": 2.0, "GPU": 0.0}]
     assert shape.strategy == "STRICT_PACK"
 
@@ -121,7 +121,7 @@ def test_neuron_bundles_resolve_to_no_gpu_in_ray_serve_llm() -> None:
 def test_replicas_place_at_min_max_and_from_zero_with_rays_node_types(name: str) -> None:
     service = of_kind(golden(name), "RayService")
     types = node_types(service)  # Ray's own derivation (Ray is installed here)
-    for shape in replica_shape(service):
+    for shape in replica_shapes(service):
         for count, from_zero in (
             (shape.min_replicas, False),
             (shape.max_replicas, False),

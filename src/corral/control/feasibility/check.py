@@ -8,7 +8,7 @@ from corral.control.feasibility import pods
 from corral.control.feasibility.binpack import place
 from corral.control.feasibility.engine import engine_problems
 from corral.control.feasibility.quantities import GIB, parse_quantity
-from corral.control.feasibility.ray_cluster import NodeType, node_types, replica_shape
+from corral.control.feasibility.ray_cluster import NodeType, node_types, replica_shapes
 from corral.control.feasibility.report import FeasibilityReport, Problem
 from corral.control.planner.disk import allowed_instances, disk_need
 from corral.control.planner.instances import InstanceType, PriceTable
@@ -56,7 +56,7 @@ def ray_problems(ray_service: Manifest) -> list[Problem]:
     max replicas, and one replica from zero workers."""
     types = node_types(ray_service)
     out = []
-    for shape in replica_shape(ray_service):
+    for shape in replica_shapes(ray_service):
         cases = [("max", shape.max_replicas, False), ("zero", 1, True)]
         if shape.min_replicas:
             cases.insert(0, ("min", shape.min_replicas, False))

@@ -109,7 +109,7 @@ def _node_type(name: str, group: dict[str, Any], low: int, high: int) -> NodeTyp
     return NodeType(name, resources, low, high)
 
 
-def replica_shape(ray_service: dict[str, Any]) -> list[ReplicaShape]:
+def replica_shapes(ray_service: dict[str, Any]) -> list[ReplicaShape]:
     """Each Serve LLM application's replica bundles, as Ray Serve LLM builds them."""
     config = yaml.safe_load(ray_service["spec"]["serveConfigV2"])
     shapes = []
