@@ -7,11 +7,10 @@ from typing import Any
 from corral.control.feasibility import pods
 from corral.control.feasibility.binpack import place
 from corral.control.feasibility.engine import engine_problems
-from corral.control.feasibility.quantities import GIB, parse_quantity
+from corral.control.feasibility.node_disk import data_disk_gib, disk_problems, node_class_spec
 from corral.control.feasibility.ray_cluster import NodeType, node_types, replica_shapes
 from corral.control.feasibility.report import FeasibilityReport, Problem
-from corral.control.planner.disk import allowed_instances, disk_need
-from corral.control.planner.instances import InstanceType, PriceTable
+from corral.control.planner.instances import PriceTable
 from corral.control.spec import DeploymentSpec
 from corral.errors import ConfigError
 from corral.kube.port import Manifest
@@ -88,7 +87,7 @@ def pod_problems(
 ) -> list[Problem]:
     """Each accelerator pod against its NodePool: selectors, taints, and at least one instance
     type whose allocatable covers its requests."""
-    disk = _node_disk(objs)
+    disk = node_class_spec(objs)
     out: list[Problem] = []
     for template in pods.pod_templates(objs):
         selector = template.spec["spec"].get("nodeSelector", {})
@@ -110,7 +109,7 @@ def _fit_problems(
     requests = pods.pod_requests(template.spec)
     hosts = pods.nodepool_instances(pool, table)
     gaps = {
-        i.name: pods.shortfall(requests, pods.allocatable(i, _disk_gib(disk, i))) for i in hosts
+        i.name: pods.shortfall(requests, pods.allocatable(i, data_disk_gib(disk, i))) for i in hosts
     }
     if not hosts or all(gaps.values()):
         detail = "; ".join(f"{name}: {', '.join(g)}" for name, g in gaps.items()) or "none"
@@ -123,57 +122,3 @@ def _fit_problems(
             )
         ]
     return []
-
-
-def _node_disk(objs: list[Manifest]) -> dict[str, Any] | None:
-    return next((o["spec"] for o in objs if o["kind"] == "EC2NodeClass"), None)
-
-
-def _disk_gib(node_class: dict[str, Any] | None, instance: InstanceType) -> float:
-    """The filesystem kubelet and containerd use on ``instance`` (Auto Mode: its default 80Gi)."""
-    if node_class is None:
-        return AUTO_MODE_EPHEMERAL_GIB
-    if node_class.get("instanceStorePolicy") == "RAID0" and instance.instance_store_gb:
-        return instance.instance_store_gb * 1e9 / GIB
-    mappings = {m["deviceName"]: m for m in node_class.get("blockDeviceMappings", [])}
-    data = "/dev/xvdb" if _bottlerocket(node_class) else "/dev/xvda"
-    mapping = mappings.get(data)
-    if mapping is None:
-        return BOTTLEROCKET_DEFAULT_DATA_GIB if _bottlerocket(node_class) else 20.0
-    return parse_quantity(mapping["ebs"]["volumeSize"]) / GIB
-
-
-AUTO_MODE_EPHEMERAL_GIB = 80.0
-"""EKS Auto Mode NodeClass ``ephemeralStorage.size`` default (EKS user guide, "Create a Node
-Class for Amazon EKS")."""
-BOTTLEROCKET_DEFAULT_DATA_GIB = 20.0
-"""Karpenter's default Bottlerocket data volume (/dev/xvdb) when none is mapped."""
-
-
-def _bottlerocket(node_class: dict[str, Any]) -> bool:
-    return any(
-        str(t.get("alias", "")).startswith("bottlerocket@")
-        for t in node_class.get("amiSelectorTerms", [])
-    )
-
-
-def disk_problems(spec: DeploymentSpec, node_class: Manifest, table: PriceTable) -> list[Problem]:
-    """The node's data filesystem against images + shared cache + replicas' ephemeral storage."""
-    out = []
-    for instance in allowed_instances(spec, table):
-        have = _disk_gib(node_class["spec"], instance)
-        need = disk_need(spec, instance)
-        if have + 1e-9 < need.total_gib:
-            device = "/dev/xvdb" if _bottlerocket(node_class["spec"]) else "/dev/xvda"
-            out.append(
-                Problem(
-                    "disk",
-                    f"EC2NodeClass/{node_class['metadata']['name']}: {instance.name} gets "
-                    f"{have:.0f}Gi for data but needs {need.total_gib}Gi (images, model cache "
-                    f"{need.shared_cache_gib}Gi, {need.pods_per_node} pod(s) × "
-                    f"{need.per_pod_gib}Gi)",
-                    f"raise capacity.node_class.root_volume_gib (the {device} volume) to "
-                    f"{need.total_gib} or leave it unset to size it from the plan",
-                )
-            )
-    return out
