@@ -157,7 +157,7 @@ def test_a_replica_that_needs_two_nodes_is_refused_with_single_node_fixes() -> N
         prepare(spec, TABLE)
     text = str(err.value)
     assert "TP8×PP2 needs 16 h100 GPUs on 2 nodes" in text
-    assert "accelerator h200 with count 4" in text
+    assert "accelerator h200 with count 8 and tensor_parallel 8" in text  # corral plan's rows
     assert "accelerator h100 with count 8 and tensor_parallel 8" in text
     assert "nvidia.com/gpu 16 > 8" in text
 

@@ -126,7 +126,9 @@ def _single_node_fix(spec: DeploymentSpec, table: PriceTable) -> str:
     shape = spec.model.resolved_shape()
     tips = []
     if shape is not None:
-        options = spec_options(spec, shape, sequences=1, table=table)
+        # The rows `corral plan` prints (max_num_seqs full contexts), else the fewest devices.
+        options = spec_options(spec, shape, sequences=spec.engine.max_num_seqs, table=table)
+        options = options or spec_options(spec, shape, sequences=1, table=table)
         tips = [
             f"accelerator {o.accelerator} with count {o.devices} and tensor_parallel "
             f"{o.tensor_parallel} ({o.instance.name})"
