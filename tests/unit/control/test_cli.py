@@ -107,5 +107,5 @@ def test_plan_and_dry_run_refuse_a_replica_that_needs_two_nodes() -> None:
         assert result.exit_code != 0
         assert isinstance(result.exception, ConfigError)
         assert "needs 16 h100 GPUs on 2 nodes" in result.exception.message
-        assert "choose accelerator h200" in result.exception.message
+        assert "or accelerator h200 with count 8" in result.exception.message
         assert "apiVersion" not in result.stdout  # nothing rendered for a cluster
