@@ -31,8 +31,14 @@ SPECS = sorted((FIXTURES / "specs").glob("*.yaml"))
 REFUSED = FIXTURES / "refused"
 TABLE = load_price_table()
 
-autoscaling_config = pytest.importorskip("ray.autoscaler._private.kuberay.autoscaling_config")
-ray_llm_accelerators = pytest.importorskip("ray.llm._internal.serve.core.configs.accelerators")
+
+def ray_module(name: str) -> Any:
+    """A module of Ray, the oracle; the test is skipped where corral[ray] is not installed."""
+    return pytest.importorskip(name)
+
+
+KUBERAY = "ray.autoscaler._private.kuberay.autoscaling_config"
+SERVE_LLM_ACCELERATORS = "ray.llm._internal.serve.core.configs.accelerators"
 
 
 def golden(name: str) -> list[dict[str, Any]]:
@@ -59,7 +65,7 @@ def test_every_golden_file_passes_the_feasibility_check(name: str) -> None:
 def test_encoded_node_types_agree_with_rays_kuberay_derivation(name: str) -> None:
     service = of_kind(golden(name), "RayService")
     cluster = {"metadata": service["metadata"], "spec": service["spec"]["rayClusterConfig"]}
-    derived = autoscaling_config._derive_autoscaling_config_from_ray_cr(cluster)
+    derived = ray_module(KUBERAY)._derive_autoscaling_config_from_ray_cr(cluster)
     ours = {t.name: t for t in encoded_node_types(service["spec"]["rayClusterConfig"])}
     assert set(ours) == set(derived["available_node_types"])
     for type_name, theirs in derived["available_node_types"].items():
@@ -73,7 +79,7 @@ def test_encoded_node_types_agree_with_rays_kuberay_derivation(name: str) -> Non
 def _rays_merge() -> Any:
     """Ray Serve LLM's ``_merge_replica_actor_and_child_actor_bundles``, compiled from the
     installed source: its module imports pyarrow, which ray[serve] does not install."""
-    import ray.llm._internal.serve.core.server as server_pkg
+    server_pkg = ray_module("ray.llm._internal.serve.core.server")
 
     source = (Path(server_pkg.__path__[0]) / "llm_server.py").read_text()
     tree = ast.parse(source)
@@ -94,8 +100,10 @@ def test_gpu_bundles_are_the_ones_ray_serve_llm_builds(tp: int, pp: int) -> None
         "accelerator_type": "L4",
         "engine_kwargs": {"tensor_parallel_size": tp, "pipeline_parallel_size": pp},
     }
-    child = ray_llm_accelerators.GPUAccelerator().default_bundles(
-        num_devices=tp * pp, accelerator_type_str="L4"
+    child = (
+        ray_module(SERVE_LLM_ACCELERATORS)
+        .GPUAccelerator()
+        .default_bundles(num_devices=tp * pp, accelerator_type_str="L4")
     )
     expected = _rays_merge()(child, {"CPU": 1, "GPU": 0})
     bundles, strategy = llm_bundles(llm)
@@ -107,7 +115,7 @@ def test_neuron_bundles_resolve_to_no_gpu_in_ray_serve_llm() -> None:
     service = of_kind(golden("neuron-inf2.yaml"), "RayService")
     llm = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
     config = llm["llm_configs"][0]["placement_group_config"]
-    assert ray_llm_accelerators.infer_hardware_kind_from_bundles(config) == "cpu"
+    assert ray_module(SERVE_LLM_ACCELERATORS).infer_hardware_kind_from_bundles(config) == "cpu"
     (shape,) = replica_shapes(service)
     assert shape.bundles == [{"CPU": 2.0, "neuron_cores": 2.0, "GPU": 0.0}]
     assert shape.strategy == "STRICT_PACK"
@@ -334,7 +342,9 @@ def test_a_cpu_rayservice_asks_ray_for_no_gpu() -> None:
         "llm_configs"
     ]
     assert (
-        ray_llm_accelerators.infer_hardware_kind_from_bundles(llm["placement_group_config"])
+        ray_module(SERVE_LLM_ACCELERATORS).infer_hardware_kind_from_bundles(
+            llm["placement_group_config"]
+        )
         == "cpu"
     )
     assert prepared.feasibility.ok
