@@ -243,6 +243,7 @@ async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
             *ex.headers,
         ]
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        response.set_read_timeout(timeouts.idle)
         await _relay_chunks(first, chunks, scanner, send, idle=timeouts.idle, outcome=outcome)
     finally:
         if not _apply_usage(scanner.usage, outcome):
@@ -259,17 +260,15 @@ async def _relay_chunks(
     idle: float,
     outcome: Outcome,
 ) -> None:
-    loop = asyncio.get_running_loop()
+    # The idle limit is the connection's read timeout (set by the caller): no timer per chunk.
     try:
-        async with asyncio.timeout(idle) as deadline:
-            out = scanner.feed(first)
+        out = scanner.feed(first)
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        async for chunk in chunks:
+            out = scanner.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-            async for chunk in chunks:
-                deadline.reschedule(loop.time() + idle)
-                out = scanner.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
     except TimeoutError:
         outcome.outcome = "timeout"
         await _end_with_error(send, UpstreamTimeout(f"The engine sent nothing for {idle:g} s."))
