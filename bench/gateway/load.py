@@ -44,6 +44,7 @@ class Cell:
     cpu_us_per_request: float = 0.0
     cpu_us_per_event: float = 0.0
     share: float = 0.0  # of the relay's req/s, median of the per-repeat shares
+    cpu_share: float = 0.0  # the relay's CPU per request over this target's: the share on a core
 
 
 def cpu_seconds(pid: int) -> float:
@@ -188,4 +189,5 @@ def median_cell(cells: list[Cell]) -> Cell:
         med("cpu_us_per_request"),
         med("cpu_us_per_event"),
         med("share"),
+        med("cpu_share"),
     )

@@ -185,16 +185,18 @@ def measure(
             cell.target, cell.mode = target.name, mode
             target.runs.setdefault((mode, concurrency), []).append(cell)
             cells.append(cell)
-        relay = cells[1].rps if len(cells) > 1 else 0.0
+        relay = cells[1] if len(cells) > 1 else None
         for cell in cells:
-            cell.share = cell.rps / relay if relay else 0.0
+            if relay is not None and relay.rps and cell.cpu_us_per_request:
+                cell.share = cell.rps / relay.rps
+                cell.cpu_share = relay.cpu_us_per_request / cell.cpu_us_per_request
         time.sleep(0.2)
     for target in targets:
         cell = median_cell(target.runs[(mode, concurrency)])
         target.results.append(cell)
         print(
             f"  {target.name:8} {mode:6} c={concurrency:<3} {cell.rps:9.0f}/s "
-            f"p50 {cell.p50_ms:.3f} ms  share {cell.share:.0%}  "
+            f"p50 {cell.p50_ms:.3f} ms  share {cell.share:.0%} (CPU {cell.cpu_share:.0%})  "
             f"CPU {cell.cpu_us_per_request:.0f} µs/req {cell.cpu_us_per_event:.1f} µs/event",
             flush=True,
         )
@@ -207,6 +209,7 @@ def _row(c: Cell, base: Cell, rss: float) -> str:
     return (
         f"| {c.target} | {c.mode} | {c.concurrency} | {c.rps:.0f} | {c.p50_ms:.3f} | "
         f"{c.p99_ms:.3f} | {c.p50_ms - base.p50_ms:+.3f} | {added_ttft} | {c.share:.0%} | "
+        f"{c.cpu_share:.0%} | "
         f"{c.events_per_s:.0f} | {c.cpu_us_per_request:.0f} | {per_event} | {c.errors} | "
         f"{rss:.0f} |"
     )
@@ -225,8 +228,8 @@ def targets_met(targets: list[Target]) -> list[str]:
         if c is not None:
             line(
                 f"per-event streams/s share of the relay, c={conc} (≥ 50%)",
-                f"{c.share:.0%}",
-                c.share >= 0.5,
+                f"{c.share:.0%} (CPU {c.cpu_share:.0%})",
+                min(c.share, c.cpu_share) >= 0.5,
             )
             per_core = 1e6 / c.cpu_us_per_event if c.cpu_us_per_event else 0.0
             line(
@@ -250,8 +253,8 @@ def targets_met(targets: list[Target]) -> list[str]:
         if c is not None:
             line(
                 f"non-streaming req/s share of the relay, c={conc} (≥ 55%)",
-                f"{c.share:.0%}",
-                c.share >= 0.55,
+                f"{c.share:.0%} (CPU {c.cpu_share:.0%})",
+                min(c.share, c.cpu_share) >= 0.55,
             )
     c, d = cells.get(("corral", "plain", 1)), cells.get(("direct", "plain", 1))
     if c is not None and d is not None:
@@ -277,11 +280,14 @@ def write_report(targets: list[Target], out: Path, args: argparse.Namespace) -> 
         "20 ms to the first token and 5 ms between tokens, `whole`: the stream in one chunk. "
         "Corral runs with auth, rate limits and metering on (SQLite store), access log off. "
         "CPU: the target process's user+system time over the cell, per request (stream) and "
-        "per relayed SSE event.",
+        "per relayed SSE event; `vs relay, CPU`: the relay's CPU per request over the "
+        "target's, the share each would reach on a core of its own (robust when other work "
+        "shares the machine, where req/s shares are not).",
         "",
         "| target | mode | conc | req/s | p50 ms | p99 ms | added p50 ms | added TTFT p50 ms "
-        "| vs relay | SSE events/s | CPU µs/req | CPU µs/event | errors | idle RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| vs relay | vs relay, CPU | SSE events/s | CPU µs/req | CPU µs/event | errors "
+        "| idle RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target in targets:
         lines += [
@@ -300,11 +306,14 @@ def check(targets: list[Target], min_ratio: float) -> bool:
     for c in targets[2].results:
         if c.mode == "paced":
             continue  # bound by the upstream's pace, not the gateway's cost
-        status = "ok" if c.share >= min_ratio else "REGRESSION"
-        ok &= c.share >= min_ratio
+        # The lower of the two shares: on a busy runner the req/s share flatters the slower
+        # target (both get slices of a contended core), the CPU share does not.
+        share = min(c.share, c.cpu_share)
+        status = "ok" if share >= min_ratio else "REGRESSION"
+        ok &= share >= min_ratio
         print(
             f"check: corral/relay {c.mode} c={c.concurrency}: "
-            f"{c.share:.0%} (min {min_ratio:.0%}) {status}"
+            f"{c.share:.0%}, CPU {c.cpu_share:.0%} (min {min_ratio:.0%}) {status}"
         )
     return ok
 
