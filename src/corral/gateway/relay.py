@@ -228,8 +228,8 @@ async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
     chunks = response.chunks()
     try:
         try:
-            async with asyncio.timeout(timeouts.first_byte):
-                first = await anext(chunks)
+            response.set_read_timeout(timeouts.first_byte)  # a no-op unless idle is longer
+            first = await anext(chunks)
         except TimeoutError as exc:
             raise _timed_out(route, timeouts.first_byte) from exc
         except StopAsyncIteration:

@@ -211,6 +211,8 @@ class _Connection(asyncio.Protocol):
         return chunk
 
     def set_read_timeout(self, seconds: float) -> None:
+        if seconds == self._read_timeout:
+            return
         self._read_timeout = seconds
         if self._timer is not None:
             self._timer.cancel()
