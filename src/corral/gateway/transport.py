@@ -203,8 +203,11 @@ class _Connection(asyncio.Protocol):
     def take(self) -> bytes:
         """Every body piece buffered so far, as one."""
         body = self.body
-        chunk = body.popleft() if len(body) == 1 else b"".join(body)
-        body.clear()
+        if len(body) == 1:
+            chunk = body.popleft()
+        else:
+            chunk = b"".join(body)
+            body.clear()
         self.buffered = 0
         if self.paused:
             self.resume()
