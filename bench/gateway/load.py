@@ -45,6 +45,7 @@ class Cell:
     cpu_us_per_event: float = 0.0
     share: float = 0.0  # of the relay's req/s, median of the per-repeat shares
     cpu_share: float = 0.0  # the relay's CPU per request over this target's: the share on a core
+    streams: int = 0  # streams completed (stream modes)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -86,7 +87,10 @@ def run_wrk(url: str, key: str, model: str, concurrency: int, seconds: float, pi
     )
 
 
-async def _streams(url: str, key: str, body: bytes, concurrency: int, seconds: float) -> Cell:
+async def _streams(
+    url: str, key: str, body: bytes, concurrency: int, seconds: float
+) -> tuple[Cell, int]:
+    """The cell, and how many SSE events the client read."""
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
@@ -127,11 +131,12 @@ async def _streams(url: str, key: str, body: bytes, concurrency: int, seconds: f
     elapsed = time.perf_counter() - started
     q = _percentiles(latencies)
     t = _percentiles(ttfbs)
-    return Cell(
+    cell = Cell(
         target="",
         mode="stream",
         concurrency=concurrency,
         rps=len(latencies) / elapsed,
+        streams=len(latencies),
         p50_ms=q[49] * 1000,
         p90_ms=q[89] * 1000,
         p99_ms=q[98] * 1000,
@@ -139,8 +144,8 @@ async def _streams(url: str, key: str, body: bytes, concurrency: int, seconds: f
         events_per_s=events / elapsed,
         ttfb_p50_ms=t[49] * 1000,
         ttfb_p99_ms=t[98] * 1000,
-        cpu_us_per_event=float(events),  # the count, until run_streams divides the CPU by it
     )
+    return cell, events
 
 
 def _percentiles(values: list[float]) -> list[float]:
@@ -158,12 +163,10 @@ def run_streams(url: str, key: str, model: str, concurrency: int, seconds: float
         }
     ).encode()
     cpu = cpu_seconds(pid)
-    cell = uvloop.run(_streams(url, key, body, concurrency, seconds))
+    cell, events = uvloop.run(_streams(url, key, body, concurrency, seconds))
     cpu = cpu_seconds(pid) - cpu
-    events = cell.cpu_us_per_event
-    streams = cell.rps * (seconds or 1)
-    cell.cpu_us_per_event = 1e6 * cpu / max(1.0, events)
-    cell.cpu_us_per_request = 1e6 * cpu / max(1.0, streams)
+    cell.cpu_us_per_event = 1e6 * cpu / max(1, events)
+    cell.cpu_us_per_request = 1e6 * cpu / max(1, cell.streams)
     return cell
 
 
