@@ -223,45 +223,36 @@ def targets_met(targets: list[Target]) -> list[str]:
     def line(label: str, value: str, ok: bool) -> None:
         lines.append(f"| {label} | {value} | {'met' if ok else 'MISSED'} |")
 
+    def share(mode: str, conc: int, what: str, floor: float) -> None:
+        if (c := cells.get(("corral", mode, conc))) is not None:
+            label = f"{what} share of the relay, c={conc} (≥ {floor:.0%})"
+            value = f"{c.share:.0%} (CPU {c.cpu_share:.0%})"
+            line(label, value, min(c.share, c.cpu_share) >= floor)
+
+    def added_at_1(mode: str, what: str, measure: str) -> None:
+        c, d = cells.get(("corral", mode, 1)), cells.get(("direct", mode, 1))
+        if c is not None and d is not None:
+            added = getattr(c, measure) - getattr(d, measure)
+            line(f"added {what}, c=1 (≤ 0.5 ms)", f"{added:.3f} ms", added <= 0.5)
+
     for conc in (16, 64):
-        c = cells.get(("corral", "stream", conc))
-        if c is not None:
-            line(
-                f"per-event streams/s share of the relay, c={conc} (≥ 50%)",
-                f"{c.share:.0%} (CPU {c.cpu_share:.0%})",
-                min(c.share, c.cpu_share) >= 0.5,
-            )
-            per_core = 1e6 / c.cpu_us_per_event if c.cpu_us_per_event else 0.0
-            relay = cells.get(("relay", "stream", conc))
-            relay_per_core = 1e6 / relay.cpu_us_per_event if relay and relay.cpu_us_per_event else 0
+        share("stream", conc, "per-event streams/s", 0.5)
+        c, r = cells.get(("corral", "stream", conc)), cells.get(("relay", "stream", conc))
+        if c is not None and r is not None and c.cpu_us_per_event and r.cpu_us_per_event:
+            rate, relay_rate = 1e6 / c.cpu_us_per_event, 1e6 / r.cpu_us_per_event
             line(
                 f"relayed events per CPU-second, c={conc} (≥ 55,000)",
-                f"{per_core:,.0f} (relay: {relay_per_core:,.0f})",
-                per_core >= 55_000,
+                f"{rate:,.0f} (relay: {relay_rate:,.0f})",
+                rate >= 55_000,
             )
-    c, d = cells.get(("corral", "stream", 1)), cells.get(("direct", "stream", 1))
-    if c is not None and d is not None:
-        added = c.ttfb_p50_ms - d.ttfb_p50_ms
-        line("added TTFT p50, per-event stream, c=1 (≤ 0.5 ms)", f"{added:.3f} ms", added <= 0.5)
+    added_at_1("stream", "TTFT p50, per-event stream", "ttfb_p50_ms")
     c, r = cells.get(("corral", "stream", 64)), cells.get(("relay", "stream", 64))
     if c is not None and r is not None:
-        line(
-            "p99 per-event stream, c=64 (≤ 2× relay)",
-            f"{c.p99_ms / r.p99_ms:.2f}×",
-            c.p99_ms <= 2 * r.p99_ms,
-        )
+        ratio = c.p99_ms / r.p99_ms
+        line("p99 per-event stream, c=64 (≤ 2× relay)", f"{ratio:.2f}×", ratio <= 2)
     for conc in (16, 64):
-        c = cells.get(("corral", "plain", conc))
-        if c is not None:
-            line(
-                f"non-streaming req/s share of the relay, c={conc} (≥ 55%)",
-                f"{c.share:.0%} (CPU {c.cpu_share:.0%})",
-                min(c.share, c.cpu_share) >= 0.55,
-            )
-    c, d = cells.get(("corral", "plain", 1)), cells.get(("direct", "plain", 1))
-    if c is not None and d is not None:
-        added = c.p50_ms - d.p50_ms
-        line("added p50, non-streaming, c=1 (≤ 0.5 ms)", f"{added:.3f} ms", added <= 0.5)
+        share("plain", conc, "non-streaming req/s", 0.55)
+    added_at_1("plain", "p50, non-streaming", "p50_ms")
     return lines
 
 
