@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httptools
 import httpx
@@ -16,6 +17,9 @@ import pytest
 from corral.catalog import Timeouts
 from corral.engines.fake import FakeEngine, FakeScript
 from corral.gateway.transport import Target, UpstreamPool
+from corral.store.migrate import upgrade
+from corral.store.usage import SqlUsage, UsageFilter
+from support.databases import sqlite_database
 from support.gateway_harness import start_gateway
 
 CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}]}
@@ -92,6 +96,18 @@ def _without_created(raw: bytes) -> list[object]:
     return out
 
 
+def _usage_totals(url: str) -> dict[str, object]:
+    async def read() -> list[dict[str, object]]:
+        usage = SqlUsage(url)
+        try:
+            return await usage.report(UsageFilter(since=0), ["key"])
+        finally:
+            await usage.close()
+
+    (row,) = asyncio.run(read())
+    return row
+
+
 @pytest.mark.parametrize(
     "script",
     [
@@ -100,17 +116,25 @@ def _without_created(raw: bytes) -> list[object]:
     ],
     ids=["at-once", "paced"],
 )
-def test_per_event_streams_are_relayed_byte_for_byte_and_metered(script: FakeScript) -> None:
-    server, engine, key = start_gateway(script)
-    asked = {**STREAM, "stream_options": {"include_usage": True}}
-    with server:
-        direct = _raw(f"{engine.base_url}/chat/completions", None, asked)
-        relayed = _raw(f"{server.url}/v1/chat/completions", key, asked)
-        stripped = _raw(f"{server.url}/v1/chat/completions", key, STREAM)
+def test_per_event_streams_are_relayed_byte_for_byte_and_metered(
+    script: FakeScript, tmp_path: Path
+) -> None:
+    with sqlite_database(tmp_path) as url:
+        asyncio.run(upgrade(url))
+        server, engine, key = start_gateway(script, usage_url=url, data_dir=tmp_path)
+        asked = {**STREAM, "stream_options": {"include_usage": True}}
+        with server:
+            direct = _raw(f"{engine.base_url}/chat/completions", None, asked)
+            relayed = _raw(f"{server.url}/v1/chat/completions", key, asked)
+            stripped = _raw(f"{server.url}/v1/chat/completions", key, STREAM)
+        totals = _usage_totals(url)
     assert relayed == direct or _without_created(relayed) == _without_created(direct)
     usage = [e for e in direct.split(b"\n\n") if b'"usage"' in e]
     assert len(usage) == 1
     assert _without_created(stripped) == _without_created(direct.replace(usage[0] + b"\n\n", b""))
+    # One record per relayed stream, with the engine's own counts (two prompt words each).
+    assert totals["requests"] == 2
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (4, 10)
 
 
 def test_idle_limit_still_ends_a_per_event_stream_that_stalls() -> None:
