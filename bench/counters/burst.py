@@ -1,0 +1,235 @@
+"""A burst of concurrent requests against a tiny team budget: does the budget hold?
+
+Starts a FakeEngine, then for each case a real `corral up` (1, 2 or 4 worker processes on one
+port, counters in Redis under a fresh prefix) whose team budget is $0.001 — about 27 requests'
+worth at the model's price — and sends every request of the burst at once, each on its own
+connection so the kernel spreads them over the workers. Reports what the clients got, what the
+ledger charged once the gateway has shut down, and how often the gateway logged that the shared
+counters were unavailable (it never should while Redis is up).
+
+    python bench/counters/burst.py [--workers 1 2 4] [--bursts 200 1000] [--in-process]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import redis
+
+CORRAL = str(Path(sys.executable).with_name("corral"))
+BUDGET_USD = 0.001
+BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Case:
+    counters: str  # redis | in-process
+    workers: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class Result:
+    case: Case
+    statuses: Counter[int]
+    ledger_answered: int
+    ledger_spend: float
+    unavailable_lines: int
+    seconds: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up within {deadline_s} s")
+
+
+def config(data: Path, case: Case, port: int, upstream: str, prefix: str) -> Path:
+    shared = f"\n  redis_url: {REDIS_URL}\n  redis_prefix: {prefix}" if case.counters == "redis" else ""
+    path = data / "corral.yaml"
+    path.write_text(
+        f"""data_dir: {data / "data"}
+server: {{port: {port}, workers: {case.workers}, max_in_flight: 4096, drain_grace: 0}}
+logging: {{access_log: false}}
+limits:{shared}
+  team_defaults: {{monthly_budget_usd: {BUDGET_USD}}}
+models:
+  - name: fake-chat
+    engine: {{kind: openai, endpoints: [{{url: "{upstream}"}}]}}
+    pricing: {{input_per_1m: 1.0, output_per_1m: 2.0}}
+"""
+    )
+    return path
+
+
+async def burst(url: str, key: str, count: int) -> Counter[int]:
+    """``count`` requests at once, each on a new connection; the status of each."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=120)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = asyncio.Event()
+
+        async def one() -> int:
+            await start.wait()
+            try:
+                async with session.post(url, json=BODY, headers=headers) as response:
+                    await response.read()
+                    return response.status
+            except aiohttp.ClientError:
+                return 0
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+        await asyncio.sleep(0)
+        start.set()
+        return Counter(await asyncio.gather(*tasks))
+
+
+def run_case(case: Case, upstream: str) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = f"corral-burst-{uuid.uuid4().hex[:8]}"
+        port = free_port()
+        path = config(Path(tmp), case, port, upstream, prefix)
+        output: list[str] = []
+        proc = subprocess.Popen(
+            [CORRAL, "up", "--config", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
+        reader.start()
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+            key = _key(output)
+            started = time.perf_counter()
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            statuses = asyncio.run(burst(url, key, case.burst))
+            seconds = time.perf_counter() - started
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            reader.join(5)
+            _forget(prefix)
+        answered, spend = _ledger(Path(tmp) / "data" / "corral.db")
+    unavailable = sum("unavailable" in line for line in output)
+    return Result(case, statuses, answered, spend, unavailable, seconds)
+
+
+def _key(output: list[str]) -> str:
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        match = re.search(r"(ck-[A-Za-z0-9_\-]{20,})", "".join(output))
+        if match:
+            return match.group(1)
+        time.sleep(0.1)
+    raise RuntimeError("corral up printed no bootstrap key:\n" + "".join(output[-20:]))
+
+
+def _ledger(db: Path) -> tuple[int, float]:
+    ledger = sqlite3.connect(db)
+    try:
+        row = ledger.execute(
+            "select count(*), coalesce(sum(cost_usd), 0) from usage_records where status = 200"
+        ).fetchone()
+    finally:
+        ledger.close()
+    return int(row[0]), float(row[1])
+
+
+def _forget(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        f"| counters | workers | burst | answered | refused 429 | 503 | other "
+        f"| spend of ${BUDGET_USD} (ledger) | \"unavailable\" log lines | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        other = sum(n for status, n in r.statuses.items() if status not in (200, 429, 503))
+        over = (r.ledger_spend - BUDGET_USD) / BUDGET_USD
+        mark = f" **(+{over:.0%})**" if over > 1e-9 else ""
+        lines.append(
+            f"| {r.case.counters} | {r.case.workers} | {r.case.burst} | {r.statuses[200]} "
+            f"| {r.statuses[429]} | {r.statuses[503]} | {other} "
+            f"| ${r.ledger_spend:.6f}{mark} | {r.unavailable_lines} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--bursts", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument(
+        "--in-process", action="store_true", help="add a 1-worker in-process baseline"
+    )
+    args = parser.parse_args()
+    cases = [Case("in-process", 1, b) for b in args.bursts] if args.in_process else []
+    cases += [Case("redis", w, b) for w in args.workers for b in args.bursts]
+    engine_port = free_port()
+    engine = subprocess.Popen(
+        [CORRAL, "fake-engine", "--port", str(engine_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{engine_port}/health")
+        upstream = f"http://127.0.0.1:{engine_port}/v1"
+        results = []
+        for case in cases:
+            results.append(run_case(case, upstream))
+            print(table(results[-1:]).splitlines()[-1], flush=True)
+    finally:
+        engine.terminate()
+        engine.wait(10)
+    print()
+    print(table(results))
+    over = [r for r in results if r.ledger_spend > BUDGET_USD + 1e-12]
+    noisy = [r for r in results if r.case.counters == "redis" and r.unavailable_lines]
+    return 1 if over or noisy else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
