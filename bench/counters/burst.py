@@ -50,6 +50,8 @@ class Case:
 class Result:
     case: Case
     statuses: Counter[int]
+    causes: Counter[str]
+    """What each 503 said, counted."""
     ledger_answered: int
     ledger_spend: float
     unavailable_lines: int
@@ -76,7 +78,9 @@ def wait_http(url: str, deadline_s: float = 60) -> None:
 
 
 def config(data: Path, case: Case, port: int, upstream: str, prefix: str) -> Path:
-    shared = f"\n  redis_url: {REDIS_URL}\n  redis_prefix: {prefix}" if case.counters == "redis" else ""
+    shared = (
+        f"\n  redis_url: {REDIS_URL}\n  redis_prefix: {prefix}" if case.counters == "redis" else ""
+    )
     path = data / "corral.yaml"
     path.write_text(
         f"""data_dir: {data / "data"}
@@ -93,7 +97,16 @@ models:
     return path
 
 
-async def burst(url: str, key: str, count: int) -> Counter[int]:
+def _cause(body: bytes) -> str:
+    """What a 503 says, in a word: which limit of the gateway or the counters answered it."""
+    text = body.decode(errors="replace")
+    for word, cause in (("busy", "pool busy"), ("only the shared", "Redis call failed")):
+        if word in text:
+            return cause
+    return "gateway in-flight limit" if "concurrent requests" in text else text[:60]
+
+
+async def burst(url: str, key: str, count: int, causes: Counter[str]) -> Counter[int]:
     """``count`` requests at once, each on a new connection; the status of each."""
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -105,7 +118,9 @@ async def burst(url: str, key: str, count: int) -> Counter[int]:
             await start.wait()
             try:
                 async with session.post(url, json=BODY, headers=headers) as response:
-                    await response.read()
+                    body = await response.read()
+                    if response.status == 503:
+                        causes[_cause(body)] += 1
                     return response.status
             except aiohttp.ClientError:
                 return 0
@@ -122,6 +137,7 @@ def run_case(case: Case, upstream: str) -> Result:
         port = free_port()
         path = config(Path(tmp), case, port, upstream, prefix)
         output: list[str] = []
+        causes: Counter[str] = Counter()
         proc = subprocess.Popen(
             [CORRAL, "up", "--config", str(path)],
             stdout=subprocess.PIPE,
@@ -135,7 +151,7 @@ def run_case(case: Case, upstream: str) -> Result:
             key = _key(output)
             started = time.perf_counter()
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            statuses = asyncio.run(burst(url, key, case.burst))
+            statuses = asyncio.run(burst(url, key, case.burst, causes))
             seconds = time.perf_counter() - started
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -144,7 +160,7 @@ def run_case(case: Case, upstream: str) -> Result:
             _forget(prefix)
         answered, spend = _ledger(Path(tmp) / "data" / "corral.db")
     unavailable = sum("unavailable" in line for line in output)
-    return Result(case, statuses, answered, spend, unavailable, seconds)
+    return Result(case, statuses, causes, answered, spend, unavailable, seconds)
 
 
 def _key(output: list[str]) -> str:
@@ -181,16 +197,17 @@ def _forget(prefix: str) -> None:
 def table(results: list[Result]) -> str:
     lines = [
         f"| counters | workers | burst | answered | refused 429 | 503 | other "
-        f"| spend of ${BUDGET_USD} (ledger) | \"unavailable\" log lines | seconds |",
+        f'| spend of ${BUDGET_USD} (ledger) | "unavailable" log lines | seconds |',
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         other = sum(n for status, n in r.statuses.items() if status not in (200, 429, 503))
         over = (r.ledger_spend - BUDGET_USD) / BUDGET_USD
         mark = f" **(+{over:.0%})**" if over > 1e-9 else ""
+        why = ", ".join(f"{n} {cause}" for cause, n in r.causes.most_common())
         lines.append(
             f"| {r.case.counters} | {r.case.workers} | {r.case.burst} | {r.statuses[200]} "
-            f"| {r.statuses[429]} | {r.statuses[503]} | {other} "
+            f"| {r.statuses[429]} | {r.statuses[503]}{f' ({why})' if why else ''} | {other} "
             f"| ${r.ledger_spend:.6f}{mark} | {r.unavailable_lines} | {r.seconds:.1f} |"
         )
     return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Script calls to Redis multiplexed: those that arrive while all lanes are busy go together.
+
+Under a burst, hundreds of admissions want Redis at once. Each still makes exactly one script
+call, but instead of one connection and one round trip each, calls queue while ``lanes``
+pipelines are in flight and the next free lane sends everything queued (up to ``max_batch``)
+as one pipeline: one write, one read, one connection. With no burst a call goes out at once,
+alone, as before. Calls in a pipeline are independent (no MULTI): each script is atomic on its
+own, and each caller gets its own reply or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
+
+
+@dataclass(slots=True)
+class _Call:
+    script: AsyncScript
+    keys: list[str]
+    args: list[str | int]
+    reply: asyncio.Future[Any]
+
+
+class ScriptMultiplexer:
+    """Sends ``EVALSHA`` calls to ``client``, batching the ones that queue behind busy lanes."""
+
+    def __init__(self, client: Redis, *, lanes: int, max_batch: int = 128) -> None:
+        self._client = client
+        self._lanes = max(1, lanes)
+        self._max_batch = max_batch
+        self._queue: deque[_Call] = deque()
+        self._busy = 0
+        self._flushes: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.calls = 0
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        """The script's reply; the Redis error it raised, or the one that failed its batch."""
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Call(script, keys, args, reply))
+        if self._busy < self._lanes:
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        return await reply
+
+    async def aclose(self) -> None:
+        """Stop sending; calls still queued or in flight fail."""
+        for task in list(self._flushes):
+            task.cancel()
+        await asyncio.gather(*self._flushes, return_exceptions=True)
+        while self._queue:
+            _answer(self._queue.popleft(), error=_closed())
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = [
+                    self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
+                ]
+                live = [c for c in batch if not c.reply.done()]  # callers gone meanwhile
+                if live:
+                    await self._send(live)
+        finally:
+            self._busy -= 1
+
+    async def _send(self, batch: list[_Call]) -> None:
+        self.batches += 1
+        self.calls += len(batch)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for call in batch:
+                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the whole batch failed: every caller sees why
+            for call in batch:
+                _answer(call, error=exc if isinstance(exc, Exception) else _closed())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for call, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                await self._load_and_call(call)  # Redis restarted or flushed its scripts
+            elif isinstance(reply, Exception):
+                _answer(call, error=reply)
+            else:
+                _answer(call, value=reply)
+
+    async def _load_and_call(self, call: _Call) -> None:
+        try:
+            value = await call.script(keys=call.keys, args=call.args)
+        except Exception as exc:
+            _answer(call, error=exc)
+        else:
+            _answer(call, value=value)
+
+
+def _closed() -> RedisError:
+    return RedisError("the counters' Redis client is closing")
+
+
+def _answer(call: _Call, *, value: Any = None, error: BaseException | None = None) -> None:
+    if call.reply.done():
+        return
+    if error is not None:
+        call.reply.set_exception(error)
+    else:
+        call.reply.set_result(value)
