@@ -275,12 +275,15 @@ class FailOpenCounters:
             )
 
     async def _succeeded(self, now: float) -> None:
-        before = self._health.state
+        before, since = self._health.state, self._health.since
         self._health = after_success(self._health, self._policy, now)
         if before is CountersState.DEGRADED and self.state is CountersState.SHARED:
             self.transitions[CountersState.SHARED] += 1
             self.shares.end_outage()
-            log.warning("Shared counters are back; limits are shared across gateways again.")
+            log.warning(
+                "Shared counters are back after %.0fs; limits are shared across gateways again.",
+                now - (since if since is not None else now),
+            )
         if self._held_locally:
             self._push_holds()
         if self._deferred or self._unsynced:
