@@ -4,8 +4,9 @@ Under a burst, hundreds of admissions want Redis at once. Each still makes exact
 call, but instead of one connection and one round trip each, calls queue while ``lanes``
 pipelines are in flight and the next free lane sends everything queued (up to ``max_batch``)
 as one pipeline: one write, one read, one connection. With no burst a call goes out at once,
-alone, as before. Calls in a pipeline are independent (no MULTI): each script is atomic on its
-own, and each caller gets its own reply or error.
+alone, as before. A call still queued after ``wait`` gives up with ``PoolBusy``. Calls in a
+pipeline are independent (no MULTI): each script is atomic on its own, and each caller gets
+its own reply or error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from corral.counters.pool import PoolBusy, PoolStats
+
 
 @dataclass(slots=True)
 class _Call:
@@ -26,14 +29,25 @@ class _Call:
     keys: list[str]
     args: list[str | int]
     reply: asyncio.Future[Any]
+    sent: bool = False
 
 
 class ScriptMultiplexer:
     """Sends ``EVALSHA`` calls to ``client``, batching the ones that queue behind busy lanes."""
 
-    def __init__(self, client: Redis, *, lanes: int, max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        lanes: int,
+        wait: float = 1.0,
+        stats: PoolStats | None = None,
+        max_batch: int = 128,
+    ) -> None:
         self._client = client
         self._lanes = max(1, lanes)
+        self._wait = wait
+        self._stats = stats if stats is not None else PoolStats(size=lanes)
         self._max_batch = max_batch
         self._queue: deque[_Call] = deque()
         self._busy = 0
@@ -43,14 +57,30 @@ class ScriptMultiplexer:
 
     async def call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         """The script's reply; the Redis error it raised, or the one that failed its batch."""
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(script, keys, args, reply))
+        loop = asyncio.get_running_loop()
+        call = _Call(script, keys, args, loop.create_future())
+        self._queue.append(call)
+        self._stats.waiting += 1
         if self._busy < self._lanes:
             self._busy += 1
-            task = asyncio.get_running_loop().create_task(self._flush())
+            task = loop.create_task(self._flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
-        return await reply
+        timer = loop.call_later(self._wait, self._give_up, call)
+        try:
+            return await call.reply
+        finally:
+            timer.cancel()
+            if not call.sent:
+                self._stats.waiting -= 1
+
+    def _give_up(self, call: _Call) -> None:
+        """A call still queued after ``wait``: every lane stayed busy (sent calls run on)."""
+        if not call.sent and not call.reply.done():
+            self._stats.busy += 1
+            call.reply.set_exception(
+                PoolBusy(f"no round trip to Redis was free for {self._wait}s ({self._lanes} lanes)")
+            )
 
     async def aclose(self) -> None:
         """Stop sending; calls still queued or in flight fail."""
@@ -67,6 +97,9 @@ class ScriptMultiplexer:
                     self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
                 ]
                 live = [c for c in batch if not c.reply.done()]  # callers gone meanwhile
+                for call in live:
+                    call.sent = True
+                    self._stats.waiting -= 1
                 if live:
                     await self._send(live)
         finally:

@@ -71,9 +71,10 @@ class RedisCounters:
         owns_client: bool = False,
         pool: PoolStats | None = None,
         lanes: int = 8,
+        wait: float = 1.0,
     ) -> None:
         self._client = client
-        self._mux = ScriptMultiplexer(client, lanes=lanes)
+        self._mux = ScriptMultiplexer(client, lanes=lanes, wait=wait, stats=pool)
         self._owns_client = owns_client
         self.pool = pool
         """The connection pool's figures, when this object built the pool (for metrics)."""
@@ -89,13 +90,13 @@ class RedisCounters:
         url: str,
         *,
         prefix: str = "corral",
-        timeout: float = 0.25,
+        timeout: float = 0.5,
         pool_size: int = 32,
         pool_wait: float = 1.0,
     ) -> RedisCounters:
         """Counters on a new client for ``url``: each call fails fast (``timeout``, one
         immediate retry), and waits up to ``pool_wait`` seconds for one of ``pool_size``
-        connections when all are in use."""
+        connections (lanes of the multiplexer) when all are in use."""
         pool = MeteredPool.from_url(
             url,
             max_connections=pool_size,
@@ -105,7 +106,14 @@ class RedisCounters:
             retry=Retry(NoBackoff(), 1),
         )
         client = Redis.from_pool(pool)
-        return cls(client, prefix=prefix, owns_client=True, pool=pool.stats, lanes=pool_size)
+        return cls(
+            client,
+            prefix=prefix,
+            owns_client=True,
+            pool=pool.stats,
+            lanes=pool_size,
+            wait=pool_wait,
+        )
 
     async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
         reservation = Reservation.of(request, uuid.uuid4().hex, self.backend, now)

@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 
 from corral.counters import AdmissionRequest, Admitted, BudgetPeriod, Limits, Scope
-from corral.counters.failopen import CountersState, FailOpenCounters
+from corral.counters.failopen import FailOpenCounters
 from corral.counters.local import LocalCounters
+from corral.counters.outage import CountersState
 from corral.counters.port import CountersBusy, CountersUnreachable, Refused, Reservation
 from corral.counters.shares import BudgetOutageMode
 
