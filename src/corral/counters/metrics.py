@@ -79,15 +79,26 @@ class _CountersCollector(Collector):
         )
         yield GaugeMetricFamily(
             "corral_counters_pool_waiting",
-            "Calls waiting for a Redis connection now (back-pressure when it stays above 0).",
+            "Calls waiting to go to Redis now (back-pressure when it stays above 0).",
             pool.waiting,
         )
         yield CounterMetricFamily(
             "corral_counters_pool_acquisitions", "Redis connections handed out.", pool.acquired
         )
         yield CounterMetricFamily(
+            "corral_counters_redis_calls",
+            "Admission and settlement script calls sent to Redis.",
+            pool.calls,
+        )
+        yield CounterMetricFamily(
+            "corral_counters_redis_round_trips",
+            "Pipelines those calls went in (fewer than calls when a burst shares round trips).",
+            pool.round_trips,
+        )
+        yield CounterMetricFamily(
             "corral_counters_pool_wait_seconds",
-            "Total time calls waited for a Redis connection (divide by acquisitions: the mean).",
+            "Total time calls waited to go to Redis: queued behind busy connections, or for "
+            "one to connect (divide by redis_calls: the mean).",
             pool.wait_seconds,
         )
 

@@ -29,6 +29,7 @@ class _Call:
     keys: list[str]
     args: list[str | int]
     reply: asyncio.Future[Any]
+    queued_at: float
     sent: bool = False
 
 
@@ -47,20 +48,18 @@ class ScriptMultiplexer:
         self._client = client
         self._lanes = max(1, lanes)
         self._wait = wait
-        self._stats = stats if stats is not None else PoolStats(size=lanes)
+        self.stats = stats if stats is not None else PoolStats(size=lanes)
         self._max_batch = max_batch
         self._queue: deque[_Call] = deque()
         self._busy = 0
         self._flushes: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.calls = 0
 
     async def call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         """The script's reply; the Redis error it raised, or the one that failed its batch."""
         loop = asyncio.get_running_loop()
-        call = _Call(script, keys, args, loop.create_future())
+        call = _Call(script, keys, args, loop.create_future(), loop.time())
         self._queue.append(call)
-        self._stats.waiting += 1
+        self.stats.waiting += 1
         if self._busy < self._lanes:
             self._busy += 1
             task = loop.create_task(self._flush())
@@ -72,12 +71,13 @@ class ScriptMultiplexer:
         finally:
             timer.cancel()
             if not call.sent:
-                self._stats.waiting -= 1
+                self.stats.waiting -= 1
 
     def _give_up(self, call: _Call) -> None:
         """A call still queued after ``wait``: every lane stayed busy (sent calls run on)."""
         if not call.sent and not call.reply.done():
-            self._stats.busy += 1
+            self.stats.busy += 1
+            self.stats.wait_seconds += self._wait
             call.reply.set_exception(
                 PoolBusy(f"no round trip to Redis was free for {self._wait}s ({self._lanes} lanes)")
             )
@@ -97,17 +97,19 @@ class ScriptMultiplexer:
                     self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
                 ]
                 live = [c for c in batch if not c.reply.done()]  # callers gone meanwhile
+                now = asyncio.get_running_loop().time()
                 for call in live:
                     call.sent = True
-                    self._stats.waiting -= 1
+                    self.stats.waiting -= 1
+                    self.stats.wait_seconds += now - call.queued_at
                 if live:
                     await self._send(live)
         finally:
             self._busy -= 1
 
     async def _send(self, batch: list[_Call]) -> None:
-        self.batches += 1
-        self.calls += len(batch)
+        self.stats.round_trips += 1
+        self.stats.calls += len(batch)
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for call in batch:

@@ -26,7 +26,11 @@ class PoolStats:
     """Callers waiting for a connection right now (for a free one, or while one connects)."""
     acquired: int = 0
     wait_seconds: float = 0.0
-    """Total time callers spent getting a connection."""
+    """Total time calls waited: queued behind busy lanes, or for a connection."""
+    calls: int = 0
+    """Script calls sent (admissions and settlements)."""
+    round_trips: int = 0
+    """Pipelines they went in: fewer than calls under a burst."""
     busy: int = 0
     """Times a caller gave up because every connection stayed in use (``PoolBusy``)."""
 

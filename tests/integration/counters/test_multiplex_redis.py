@@ -41,8 +41,9 @@ async def test_a_burst_shares_round_trips_and_every_caller_gets_its_own_reply(
     await mux.call(script, [], ["warm"])  # loads the script
     replies = await asyncio.gather(*(mux.call(script, [], [str(i)]) for i in range(300)))
     assert replies == [str(i).encode() for i in range(300)]
-    assert mux.calls == 301
-    assert mux.batches <= 1 + 2 * 3  # at most 128 a batch, over two lanes
+    assert mux.stats.calls == 301
+    assert mux.stats.round_trips <= 1 + 2 * 3  # at most 128 a batch, over two lanes
+    assert mux.stats.waiting == 0
 
 
 async def test_a_script_redis_does_not_know_yet_is_loaded_and_run(client: Redis) -> None:
