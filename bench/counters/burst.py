@@ -15,28 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import redis
 
-CORRAL = str(Path(sys.executable).with_name("corral"))
+# The processes the end-to-end tests start, started the same way here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+from support.processes import CorralProcess, corral_up, fake_engine, free_port
+from support.redis_keys import REDIS_URL, forget
+
 BUDGET_USD = 0.001
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -56,25 +53,6 @@ class Result:
     ledger_spend: float
     unavailable_lines: int
     seconds: float
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, deadline_s: float = 60) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not come up within {deadline_s} s")
 
 
 def config(data: Path, case: Case, port: int, upstream: str, prefix: str) -> Path:
@@ -134,43 +112,30 @@ async def burst(url: str, key: str, count: int, causes: Counter[str]) -> Counter
 def run_case(case: Case, upstream: str) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         prefix = f"corral-burst-{uuid.uuid4().hex[:8]}"
-        port = free_port()
-        path = config(Path(tmp), case, port, upstream, prefix)
-        output: list[str] = []
         causes: Counter[str] = Counter()
-        proc = subprocess.Popen(
-            [CORRAL, "up", "--config", str(path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
-        reader.start()
         try:
-            wait_http(f"http://127.0.0.1:{port}/readyz")
-            key = _key(output)
-            started = time.perf_counter()
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            statuses = asyncio.run(burst(url, key, case.burst, causes))
-            seconds = time.perf_counter() - started
+            with corral_up(config(Path(tmp), case, free_port(), upstream, prefix)) as corral:
+                key = _key(corral)
+                started = time.perf_counter()
+                url = f"{corral.url}/v1/chat/completions"
+                statuses = asyncio.run(burst(url, key, case.burst, causes))
+                seconds = time.perf_counter() - started
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            reader.join(5)
-            _forget(prefix)
+            forget(prefix)
         answered, spend = _ledger(Path(tmp) / "data" / "corral.db")
-    unavailable = sum("unavailable" in line for line in output)
+    unavailable = sum("unavailable" in line for line in corral.output)
     return Result(case, statuses, causes, answered, spend, unavailable, seconds)
 
 
-def _key(output: list[str]) -> str:
+def _key(corral: CorralProcess) -> str:
+    """The bootstrap key (with several workers it may follow readiness by a moment)."""
     end = time.monotonic() + 30
     while time.monotonic() < end:
-        match = re.search(r"(ck-[A-Za-z0-9_\-]{20,})", "".join(output))
+        match = re.search(r"(ck-[A-Za-z0-9_\-]{20,})", corral.text())
         if match:
             return match.group(1)
         time.sleep(0.1)
-    raise RuntimeError("corral up printed no bootstrap key:\n" + "".join(output[-20:]))
+    raise RuntimeError("corral up printed no bootstrap key:\n" + corral.text()[-2000:])
 
 
 def _ledger(db: Path) -> tuple[int, float]:
@@ -182,16 +147,6 @@ def _ledger(db: Path) -> tuple[int, float]:
     finally:
         ledger.close()
     return int(row[0]), float(row[1])
-
-
-def _forget(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def table(results: list[Result]) -> str:
@@ -225,22 +180,11 @@ def main() -> int:
     args = parser.parse_args()
     cases = [Case("in-process", 1, b) for b in args.bursts] if args.in_process else []
     cases += [Case("redis", w, b) for w in args.workers for b in args.bursts]
-    engine_port = free_port()
-    engine = subprocess.Popen(
-        [CORRAL, "fake-engine", "--port", str(engine_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{engine_port}/health")
-        upstream = f"http://127.0.0.1:{engine_port}/v1"
-        results = []
+    results = []
+    with fake_engine() as upstream:
         for case in cases:
             results.append(run_case(case, upstream))
             print(table(results[-1:]).splitlines()[-1], flush=True)
-    finally:
-        engine.terminate()
-        engine.wait(10)
     print()
     print(table(results))
     over = [r for r in results if r.ledger_spend > BUDGET_USD + 1e-12]

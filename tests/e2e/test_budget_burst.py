@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from support.processes import corral_up, fake_engine, free_port
+from support.redis_keys import forget
 
 pytestmark = pytest.mark.redis
 
@@ -38,13 +38,7 @@ def engine_url() -> Iterator[str]:
 def prefix() -> Iterator[str]:
     name = f"corral-test-{uuid.uuid4().hex[:8]}"
     yield name
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        keys = list(client.scan_iter(match=f"{{{name}}}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    forget(name)
 
 
 def config(tmp_path: Path, engine_url: str, prefix: str, workers: int) -> Path:

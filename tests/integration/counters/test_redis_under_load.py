@@ -18,11 +18,11 @@ from corral.counters.failopen import FailOpenCounters
 from corral.counters.outage import CountersState
 from corral.counters.port import CountersBusy, CountersUnreachable
 from corral.counters.redis import RedisCounters
+from support.redis_keys import REDIS_URL, forget
 from support.tcp_proxy import CuttableProxy
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 MONTH = BudgetPeriod(key="2023-11", starts_at=1_698_796_800.0, resets_at=1_701_388_800.0)
 BUDGET = 1000  # micro-dollars: $0.001
 COST = 37  # 27 requests' worth
@@ -66,13 +66,7 @@ async def fleet(proxy: CuttableProxy, prefix: str) -> AsyncIterator[Fleet]:
     yield make
     for counters in made:
         await counters.aclose()
-    admin = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in admin.scan_iter(match="{" + prefix + "}*", count=1000)]
-        if keys:
-            await admin.delete(*keys)
-    finally:
-        await admin.aclose()
+    forget(prefix)
 
 
 async def one_request(gateway: FailOpenCounters, now: float) -> int:
