@@ -155,6 +155,9 @@ class FailOpenCounters:
 
     async def reconcile(self, now: float) -> list[Reservation]:
         settled = await self._local.reconcile(now)
+        for reservation in settled:  # settled at their reserved size: Redis is owed that
+            self.shares.settle(reservation, reservation.cost_micros)
+            self._sync_later(reservation, reservation.cost_micros)
         shared = await self._shared_call(lambda: self._shared.reconcile(now), now)
         return settled + (shared or [])
 

@@ -56,7 +56,8 @@ class RedisCounters:
     Admission is one ``EVALSHA`` that reads every limit of every scope, and takes them all only
     if all pass; settlement is one ``EVALSHA`` that deletes the reservation record and gives
     back the difference, so a retried settlement finds nothing and counts nothing twice. Under
-    a burst these calls share round trips (``ScriptMultiplexer``): one per ``lanes`` busy.
+    a burst, calls that queue behind ``lanes`` busy round trips share the next one
+    (``ScriptMultiplexer``).
     A pool with no connection free in time raises ``CountersBusy``; any other Redis failure
     ``CountersUnreachable`` (``FailOpenCounters`` decides what either means for admission).
     """

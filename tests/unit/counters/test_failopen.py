@@ -230,3 +230,14 @@ async def test_a_full_deferred_queue_drops_and_counts_instead_of_growing() -> No
     await counters.settle(first, 1, 1, 1.0)
     await counters.settle(second, 1, 1, 2.0)
     assert counters.dropped_settlements == 1
+
+
+async def test_a_local_reservation_reconciled_at_expiry_is_owed_to_redis() -> None:
+    counters, shared = fleet_member()
+    await go_down(counters, shared, 100.0)
+    await reserve(counters, 102.0, BUDGETED)  # its request hangs; it expires after 900 s
+    assert len(await counters.reconcile(1100.0)) == 1 + 3  # with go_down's three
+    shared.down = False
+    await reserve(counters, 1103.0)
+    assert (await shared.spend("team:t1", MONTH.key)).spent_micros == 37
+    assert (await shared.spend("key:k1", MONTH.key)).spent_micros == 3 * 37
