@@ -232,12 +232,17 @@ async def test_a_full_deferred_queue_drops_and_counts_instead_of_growing() -> No
     assert counters.dropped_settlements == 1
 
 
-async def test_a_local_reservation_reconciled_at_expiry_is_owed_to_redis() -> None:
+async def test_local_reservations_reconciled_at_expiry_are_owed_to_redis_once() -> None:
     counters, shared = fleet_member()
     await go_down(counters, shared, 100.0)
-    await reserve(counters, 102.0, BUDGETED)  # its request hangs; it expires after 900 s
+    await reserve(counters, 102.0, BUDGETED)  # hangs; expires (900 s) before Redis is back
+    await reserve(counters, 1050.0, BUDGETED)  # hangs; expires after Redis is back
     assert len(await counters.reconcile(1100.0)) == 1 + 3  # with go_down's three
     shared.down = False
-    await reserve(counters, 1103.0)
-    assert (await shared.spend("team:t1", MONTH.key)).spent_micros == 37
+    await reserve(counters, 1103.0)  # Redis is owed one settled and one held request
+    assert (await shared.spend("team:t1", MONTH.key)).spent_micros == 2 * 37
+    await reserve(counters, 1105.0)
+    assert len(await counters.reconcile(2000.0)) == 1
+    await reserve(counters, 2001.0)
+    assert (await shared.spend("team:t1", MONTH.key)).spent_micros == 2 * 37
     assert (await shared.spend("key:k1", MONTH.key)).spent_micros == 3 * 37
