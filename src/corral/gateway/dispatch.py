@@ -119,8 +119,7 @@ class Dispatcher:
         try:
             await self._attempts(attempt, route, send, lambda n: queue.progress(lease, n))
         finally:
-            # The fair queue charges what was served; the engine's prompt count when it gave one.
-            queue.release(lease, Served(outcome.completion_tokens, outcome.prompt_tokens or None))
+            queue.release(lease, _served(outcome))
 
     async def _attempts(
         self,
@@ -178,3 +177,11 @@ class Dispatcher:
             route.succeeded(index, max(0.0, outcome.first_byte_at - started))
         else:
             route.succeeded(index, None)
+
+
+def _served(outcome: Outcome) -> Served | None:
+    """What the fair queue charges: nothing when no answer came (failed, refused); else the
+    tokens relayed, with the engine's prompt count when it gave one."""
+    if outcome.first_byte_at is None:
+        return None
+    return Served(outcome.completion_tokens, outcome.prompt_tokens or None)
