@@ -4,7 +4,8 @@ An upstream with fixed timing (Corral's FakeEngine: 0.2 s to the first token, th
 20 ms apart, one HTTP chunk per SSE event as vLLM sends them) behind a Corral gateway that lets
 4 requests in flight (one endpoint, ``max_in_flight_per_endpoint: 4``) and queues the rest
 fairly across teams. A heavy team keeps 64 streaming requests in flight with ``max_tokens: 20``;
-a light team sends one streaming request every 0.5 s with no ``max_tokens``, 20, or 200. Every
+a light team sends one streaming request every 0.5 s with no ``max_tokens``, 20, or 200; and the
+other way round, a flood with no ``max_tokens`` against a light team asking for 20. Every
 request is served 20 tokens. Reported per light variant: the light team's time to first byte
 (p50/p95) alone and under the flood, its refusals, and both teams' share of tokens served; then
 two teams flooding with weights 3:1. Loopback only; every phase is bounded in count and time.
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,13 @@ from pathlib import Path
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("gateway_bench", HERE.parent / "gateway" / "run.py")
+if _spec is None or _spec.loader is None:
+    raise ImportError("bench/gateway/run.py is missing")
+_gateway_bench = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_gateway_bench)
+free_port, wait_http = _gateway_bench.free_port, _gateway_bench.wait_http
+
 PY = sys.executable
 SLOTS = 4
 FLOOD = 64
@@ -40,10 +48,12 @@ TOKENS = 20
 TTFT_S = 0.2
 TOKEN_DELAY_S = 0.02
 LIGHT_EVERY_S = 0.5
-VARIANTS: dict[str, int | None] = {
-    "no max_tokens": None,
-    "max_tokens 20": 20,
-    "max_tokens 200": 200,
+# name: (light team's max_tokens, heavy team's max_tokens); None leaves it unset (4096 allowed)
+VARIANTS: dict[str, tuple[int | None, int | None]] = {
+    "none / 20": (None, 20),
+    "20 / 20": (20, 20),
+    "200 / 20": (200, 20),
+    "20 / none": (20, None),
 }
 
 
@@ -81,28 +91,6 @@ class Phase:
     def share(self, team: str) -> float:
         total = sum(self.tokens.values())
         return self.tokens.get(team, 0) / total if total else float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, deadline_s: float = 60) -> None:
-    import urllib.error
-    import urllib.request
-
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not come up within {deadline_s} s")
 
 
 @contextmanager
@@ -195,7 +183,7 @@ async def one_request(
 
 
 async def flood(
-    url: str, key: str, max_tokens: int, stop: asyncio.Event, tokens: dict[str, int]
+    url: str, key: str, max_tokens: int | None, stop: asyncio.Event, tokens: dict[str, int]
 ) -> None:
     """Keep FLOOD requests in flight until ``stop``."""
     timeout = aiohttp.ClientTimeout(total=120)
@@ -224,16 +212,21 @@ async def light_team(
 
 
 async def light_phase(
-    url: str, keys: dict[str, str], max_tokens: int | None, count: int, *, flooded: bool
+    url: str,
+    keys: dict[str, str],
+    max_tokens: tuple[int | None, int | None],
+    count: int,
+    *,
+    flooded: bool,
 ) -> Phase:
     phase, stop = Phase(), asyncio.Event()
     counts: dict[str, int] = {}
     flooder = None
     if flooded:
-        flooder = asyncio.create_task(flood(url, keys["heavy"], TOKENS, stop, counts))
+        flooder = asyncio.create_task(flood(url, keys["heavy"], max_tokens[1], stop, counts))
         await asyncio.sleep(3.0)  # the queue fills before the light team starts
         counts.clear()
-    phase.light = await light_team(url, keys["light"], max_tokens, count, counts)
+    phase.light = await light_team(url, keys["light"], max_tokens[0], count, counts)
     phase.tokens = {team: counts.get(key, 0) for team, key in keys.items()}
     stop.set()
     if flooder is not None:
@@ -294,12 +287,13 @@ def write_report(runs: list[dict[str, Phase]], args: argparse.Namespace) -> str:
         f"Medians of {len(runs)} runs. Upstream: FakeEngine, {TTFT_S:g} s to the first token, "
         f"{TOKENS} tokens {TOKEN_DELAY_S * 1000:g} ms apart, one chunk per SSE event; gateway: one "
         f"endpoint, {SLOTS} in flight, the rest fairly queued. Heavy team: {FLOOD} streams in "
-        f"flight, `max_tokens: {TOKENS}`. Light team: one stream every {LIGHT_EVERY_S:g} s "
+        f"flight. Light team: one stream every {LIGHT_EVERY_S:g} s "
         f"({args.light} under the flood). Every request is served {TOKENS} tokens. TTFT is the "
         "time to the first byte of the stream at the client.",
         "",
-        "| light team sends | TTFT alone p50 / p95 ms | service alone ms | TTFT flood p50 / p95 ms"
-        " | bound ms | light refused | heavy / light token share |",
+        "| `max_tokens` light / heavy | light TTFT alone p50 / p95 ms | service alone ms "
+        "| light TTFT flood p50 / p95 ms (p95 per run) | bound ms | light refused "
+        "| heavy / light token share |",
         "|---|---|---|---|---|---|---|",
     ]
     for variant in VARIANTS:
@@ -308,20 +302,26 @@ def write_report(runs: list[dict[str, Phase]], args: argparse.Namespace) -> str:
         ok = "ok" if med(flood, "p95") <= bound else "OVER"
         lines.append(
             f"| {variant} | {med(alone, 'p50'):.0f} / {med(alone, 'p95'):.0f} | "
-            f"{med(alone, 'service'):.0f} | {med(flood, 'p50'):.0f} / {med(flood, 'p95'):.0f} | "
+            f"{med(alone, 'service'):.0f} | {med(flood, 'p50'):.0f} / {med(flood, 'p95'):.0f} "
+            f"({', '.join(f'{run[flood].ttfb_ms(95):.0f}' for run in runs)}) | "
             f"{bound:.0f} ({ok}) | {med(flood, 'refused'):.0f} of {med(flood, 'sent'):.0f} | "
             f"{med(flood, 'heavy'):.3f} / {med(flood, 'light'):.3f} |"
         )
     heavy = med("weighted", "heavy")
     lines += [
         "",
-        "bound = TTFT alone p95 + one request's service time alone (the issue's target).",
+        "bound = TTFT alone p95 + one request's service time alone (the issue's target); "
+        "none = `max_tokens` unset, so the model default (4096) is allowed.",
         "",
         f"Weighted, heavy 3 : light 1, both teams keeping {FLOOD} streams in flight for "
         f"{args.weighted:g} s: heavy token share {heavy:.3f} (target 0.750, off by "
         f"{abs(heavy - 0.75) / 0.75:.1%}), light {1 - heavy:.3f} (target 0.250, off by "
         f"{abs(0.25 - (1 - heavy)) / 0.25:.1%}). Per run: "
-        + ", ".join(f"{run['weighted'].share('heavy'):.3f}" for run in runs)
+        + ", ".join(
+            f"{run['weighted'].share('heavy'):.3f} ({run['weighted'].tokens['heavy']} / "
+            f"{run['weighted'].tokens['light']} tokens)"
+            for run in runs
+        )
         + ".",
     ]
     text = "\n".join(lines) + "\n"
