@@ -103,8 +103,9 @@ class Dispatcher:
         self._metrics.queue_wait.labels(route.name).observe(admission.waited_s)
         if admission.outcome is AdmissionOutcome.QUEUE_FULL:
             raise RateLimited(
-                f"Model {route.name!r} is saturated and your team has the most requests "
-                f"waiting for it; retry in {admission.retry_after_s:g} s.",
+                f"Model {route.name!r} is saturated and its queue is full, your team's "
+                f"share the largest; send fewer at once, or retry in "
+                f"{admission.retry_after_s:g} s.",
                 code="queue_full",
                 retry_after=admission.retry_after_s,
             )
