@@ -98,6 +98,7 @@ class Fleet:
     def __init__(
         self,
         model: ReplicaModel,
+        *,
         startup: StartupModel,
         instance: InstanceType,
         prices: PriceTable,
@@ -113,6 +114,9 @@ class Fleet:
         self.slots_per_node = max(1, instance.count // model.devices)
         self.nodes: list[Node] = []
         self.replicas: list[Replica] = []
+        """Every replica ever started, in order (stopped ones included)."""
+        self.active: list[Replica] = []
+        """Replicas not stopped."""
 
     def live(self) -> list[Replica]:
         """Replicas that count toward the target: starting or ready."""
@@ -152,11 +156,12 @@ class Fleet:
         node.replicas.append(replica)
         node.empty_since = None
         self.replicas.append(replica)
+        self.active.append(replica)
         return replica
 
     def choose_to_stop(self, count: int) -> list[Replica]:
         """Starting replicas first (newest first), then the ready ones holding least work."""
-        starting = [r for r in self.replicas if r.state is ReplicaState.STARTING]
+        starting = [r for r in self.active if r.state is ReplicaState.STARTING]
         starting.sort(key=lambda r: -r.ready_s)
         ready = sorted(self.ready(), key=lambda r: (r.engine.ongoing, -r.index))
         return (starting + ready)[:count]
@@ -164,6 +169,7 @@ class Fleet:
     def detach(self, replica: Replica, now: float) -> Node:
         """The replica is gone; its node may now be empty."""
         replica.state = ReplicaState.STOPPED
+        self.active.remove(replica)
         node = replica.node
         node.replicas.remove(replica)
         if not node.replicas:

@@ -149,5 +149,7 @@ class RayServeAutoscaler:
         self._clock.now = now
         with _on_clock(self._ray.policy, self._clock):
             decision, self._state = self._wrapped(context)
-        wanted = math.ceil(decision) if isinstance(decision, float) else int(decision)
-        return max(self._config.min_replicas, min(self._config.max_replicas, wanted))
+        wanted = math.ceil(float(decision))
+        least: int = self._config.min_replicas
+        most: int = self._config.max_replicas
+        return max(least, min(most, wanted))

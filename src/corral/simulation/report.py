@@ -134,7 +134,8 @@ def _ttft(request: SimRequest) -> float:
 
 
 def _tpot(request: SimRequest) -> float:
-    assert request.first_token_s is not None and request.finished_s is not None
+    assert request.first_token_s is not None
+    assert request.finished_s is not None
     return (request.finished_s - request.first_token_s) / (request.output_tokens - 1)
 
 

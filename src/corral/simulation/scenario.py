@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from corral.control.planner.instances import InstanceType, PriceTable
 from corral.control.planner.trace import TraceRequest
@@ -17,7 +17,13 @@ from corral.simulation.hpa import HorizontalPodAutoscaler, behaviour_of
 from corral.simulation.references import References, ScheduleAutoscaler, references
 from corral.simulation.replica import ReplicaModel, replica_model
 from corral.simulation.report import Figures, SloTarget, figures
-from corral.simulation.simulator import LoopSettings, Simulation, TimelinePoint, horizon_of
+from corral.simulation.simulator import (
+    LoopOutcome,
+    LoopSettings,
+    Simulation,
+    TimelinePoint,
+    horizon_of,
+)
 from corral.simulation.startup import StartupModel, startup_model
 
 HPA = "hpa"
@@ -58,7 +64,6 @@ class SimulationReport:
     spot_share: float
     nodes_launched: int
     timeline: list[TimelinePoint]
-    arrivals_per_minute: list[int]
 
     @property
     def static_on_demand_cost_usd(self) -> float:
@@ -95,6 +100,26 @@ def _ratio(a: float, b: float) -> float:
     return round(a / b, 4) if b else float("nan")
 
 
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """What every run of one simulation shares."""
+
+    spec: DeploymentSpec
+    trace: Sequence[TraceRequest]
+    table: PriceTable
+    model: ReplicaModel
+    instance: InstanceType
+    scenario: Scenario
+
+    def rng(self) -> random.Random:
+        return random.Random(self.scenario.seed)  # noqa: S311 - a seeded simulation draw
+
+    def loop(self, initial_replicas: int) -> LoopSettings:
+        return LoopSettings(
+            self.spec.replicas.max_ongoing_requests, initial_replicas, seed=self.scenario.seed
+        )
+
+
 def simulate(
     spec: DeploymentSpec,
     trace: Sequence[TraceRequest],
@@ -104,59 +129,67 @@ def simulate(
     """Run the spec's autoscaler on the trace, and the oracle and static peak beside it."""
     scenario = scenario or Scenario()
     model = replica_model(spec)
-    instance = instance_for(spec, table, model)
+    setup = _Setup(spec, trace, table, model, instance_for(spec, table, model), scenario)
     refs = references(spec, trace, scenario.utilisation)
-    horizon = max(horizon_of(trace), len(refs.per_minute) * 60.0)
     policy = scenario.policy or default_policy(spec)
-    autoscaler = make_autoscaler(spec, policy)
+    run, outcome = _run(setup, policy, max(horizon_of(trace), len(refs.per_minute) * 60.0))
+    per_replica_usd = setup.instance.on_demand_usd_per_hour / slots_per_node(setup)
+    static_schedule = [refs.static_replicas] * len(refs.per_minute)
+    oracle = replace(
+        _reference(setup, "oracle", refs.per_minute),
+        gpu_hours=refs.oracle_gpu_hours,
+        cost_usd=refs.oracle_gpu_hours / model.devices * per_replica_usd,
+    )
+    static = replace(
+        _reference(setup, "static", static_schedule),
+        gpu_hours=refs.static_gpu_hours,
+        cost_usd=refs.static_gpu_hours / model.devices * per_replica_usd,
+    )
+    return SimulationReport(
+        spec_name=spec.name,
+        policy=policy,
+        instance=setup.instance.name,
+        devices_per_replica=model.devices,
+        run=run,
+        oracle=oracle,
+        static=static,
+        references=refs,
+        spot_share=outcome.spot_share,
+        nodes_launched=outcome.nodes_launched,
+        timeline=outcome.timeline,
+    )
+
+
+def _run(setup: _Setup, policy: str, horizon: float) -> tuple[Figures, LoopOutcome]:
+    spec, scenario = setup.spec, setup.scenario
     capacity = CapacitySettings(
         spot_first=spec.capacity.capacity_types == "spot-first",
         spot_interruptions_per_hour=scenario.spot_interruptions_per_hour,
         spot_notice_s=scenario.spot_notice_s,
         spot_unavailable_share=scenario.spot_unavailable_share,
-        node_idle_s=node_idle_s(spec, table, policy),
+        node_idle_s=node_idle_s(spec, setup.table, policy),
     )
-    startup = startup_model(spec, instance.family)
-    fleet = Fleet(model, startup, instance, table, capacity, random.Random(scenario.seed))
-    loop = LoopSettings(spec.replicas.max_ongoing_requests, spec.replicas.min, seed=scenario.seed)
-    outcome = Simulation(trace, fleet, autoscaler, loop, horizon).run()
+    fleet = Fleet(
+        setup.model,
+        startup=startup_model(spec, setup.instance.family),
+        instance=setup.instance,
+        prices=setup.table,
+        capacity=capacity,
+        rng=setup.rng(),
+    )
+    autoscaler = make_autoscaler(spec, policy)
+    outcome = Simulation(
+        setup.trace, fleet, autoscaler, setup.loop(spec.replicas.min), horizon
+    ).run()
     run = figures(
         policy, outcome, scenario.slo, gpu_hours=outcome.device_hours, cost_usd=outcome.cost_usd
     )
-    per_replica_usd = instance.on_demand_usd_per_hour / fleet.slots_per_node
-    oracle = _reference("oracle", refs.per_minute, spec, trace, table, model, instance, scenario)
-    static = _reference(
-        "static",
-        [refs.static_replicas] * len(refs.per_minute),
-        spec,
-        trace,
-        table,
-        model,
-        instance,
-        scenario,
-    )
-    devices = model.devices
-    oracle = _charged(
-        oracle, refs.oracle_gpu_hours, refs.oracle_gpu_hours / devices * per_replica_usd
-    )
-    static = _charged(
-        static, refs.static_gpu_hours, refs.static_gpu_hours / devices * per_replica_usd
-    )
-    arrivals = [m.arrivals for m in run.minutes]
-    return SimulationReport(
-        spec.name,
-        policy,
-        instance.name,
-        devices,
-        run,
-        oracle,
-        static,
-        refs,
-        outcome.spot_share,
-        outcome.nodes_launched,
-        outcome.timeline,
-        arrivals,
-    )
+    return run, outcome
+
+
+def slots_per_node(setup: _Setup) -> int:
+    """Replicas one instance holds."""
+    return max(1, setup.instance.count // setup.model.devices)
 
 
 def default_policy(spec: DeploymentSpec) -> str:
@@ -205,27 +238,18 @@ def _seconds(duration: str) -> float:
     return float(duration[:-1]) * unit
 
 
-def _reference(
-    name: str,
-    per_minute: list[int],
-    spec: DeploymentSpec,
-    trace: Sequence[TraceRequest],
-    table: PriceTable,
-    model: ReplicaModel,
-    instance: InstanceType,
-    scenario: Scenario,
-) -> Figures:
+def _reference(setup: _Setup, name: str, per_minute: list[int]) -> Figures:
     """Latency of a replica schedule with zero start-up and nodes that vanish when empty."""
-    capacity = CapacitySettings(spot_first=False, node_idle_s=0.0)
-    fleet = Fleet(model, _NO_STARTUP, instance, table, capacity, random.Random(scenario.seed))
+    fleet = Fleet(
+        setup.model,
+        startup=_NO_STARTUP,
+        instance=setup.instance,
+        prices=setup.table,
+        capacity=CapacitySettings(spot_first=False, node_idle_s=0.0),
+        rng=setup.rng(),
+    )
     first = per_minute[0] if per_minute else 0
-    loop = LoopSettings(spec.replicas.max_ongoing_requests, first, seed=scenario.seed)
+    autoscaler = ScheduleAutoscaler(name, per_minute)
     horizon = len(per_minute) * 60.0
-    outcome = Simulation(trace, fleet, ScheduleAutoscaler(name, per_minute), loop, horizon).run()
-    return figures(name, outcome, scenario.slo, gpu_hours=0.0, cost_usd=0.0)
-
-
-def _charged(result: Figures, gpu_hours: float, cost_usd: float) -> Figures:
-    from dataclasses import replace
-
-    return replace(result, gpu_hours=gpu_hours, cost_usd=cost_usd)
+    outcome = Simulation(setup.trace, fleet, autoscaler, setup.loop(first), horizon).run()
+    return figures(name, outcome, setup.scenario.slo, gpu_hours=0.0, cost_usd=0.0)

@@ -7,7 +7,7 @@ import itertools
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +82,7 @@ class Simulation:
         self.requests = [
             SimRequest(i, r.at_s, r.prompt_tokens, r.output_tokens) for i, r in enumerate(trace)
         ]
-        self.rng = random.Random(settings.seed)
+        self.rng = random.Random(settings.seed)  # noqa: S311 - seeded routing ties
         self.queue: deque[SimRequest] = deque()
         self.held = 0
         self.target = settings.initial_replicas
@@ -104,7 +104,7 @@ class Simulation:
             self._push(self.requests[0].arrival_s, _ARRIVAL, 0)
         for kind in (_CONTROL, _SAMPLE, _TIMELINE):
             self._push(0.0, kind, 0)
-        handlers = {
+        handlers: dict[int, Callable[[float, Any], None]] = {
             _ARRIVAL: self._arrival,
             _STEP_END: self._step_end,
             _READY: self._ready,
@@ -154,6 +154,8 @@ class Simulation:
             self._refuse(request)
 
     def _dispatch(self, now: float) -> None:
+        if not self.queue:
+            return
         ready = self.fleet.ready()
         limit = self.settings.max_ongoing_requests
         while self.queue and ready:
@@ -266,7 +268,7 @@ class Simulation:
     # --- observation -------------------------------------------------------------------
 
     def _load(self, now: float) -> LoadSample:
-        serving = [r for r in self.fleet.replicas if r.state is not ReplicaState.STOPPED]
+        serving = self.fleet.active
         return LoadSample(
             at_s=now,
             ongoing_at_replicas=sum(r.engine.ongoing for r in serving),
