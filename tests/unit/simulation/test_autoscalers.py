@@ -12,7 +12,7 @@ from corral.simulation.hpa import HorizontalPodAutoscaler, behaviour_of
 
 pytest.importorskip("ray.serve.autoscaling_policy")
 
-from corral.simulation.ray_serve import (  # noqa: E402 - needs ray, skipped above without it
+from corral.simulation.ray_serve import (
     CORRAL_LLM_AWARE,
     RayServeAutoscaler,
 )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from support.simulation import model
 
 from corral.simulation.engine import ReplicaEngine, SimRequest
+from support.simulation import model
 
 
 def _drain(engine: ReplicaEngine, start: float = 0.0) -> list[float]:

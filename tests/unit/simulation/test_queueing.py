@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
-from support.simulation import model, run
 
 from corral.control.planner.trace import TraceRequest
 from corral.simulation.references import ScheduleAutoscaler
+from support.simulation import model, run
 
 SERVICE_S = 1.0
 """A 1,000-token prompt with a one-token answer on a 1,000 tokens/s replica: exactly 1 s."""
@@ -43,7 +44,7 @@ def test_one_replica_serving_one_at_a_time_is_an_md1_queue(load: float) -> None:
 
 def _lindley(trace: list[TraceRequest]) -> list[float]:
     waits = [0.0]
-    for before, after in zip(trace, trace[1:], strict=False):
+    for before, after in itertools.pairwise(trace):
         waits.append(max(0.0, waits[-1] + SERVICE_S - (after.at_s - before.at_s)))
     return waits
 

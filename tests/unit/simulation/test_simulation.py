@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from support.simulation import model, run
 
 from corral.control.planner.trace import TraceRequest
 from corral.settings import ColdStartSettings
 from corral.simulation.fleet import CapacitySettings
 from corral.simulation.references import ScheduleAutoscaler
 from corral.simulation.startup import StartupModel
+from support.simulation import model, run
 
 STARTUP = StartupModel(node_provision_s=60.0, image_pull_s=20.0, weight_load_s=15.0, warmup_s=5.0)
 """A fresh node: 60 s to Ready, then 20 + 15 + 5 s; a warm node: 15 + 5 s."""
