@@ -46,6 +46,8 @@ class Scenario:
     spot_unavailable_share: float = 0.0
     utilisation: float | None = None
     """The references' planning utilisation; None: the planner's default."""
+    node_idle_s: float | None = None
+    """Override of an empty node's life (for tuning sweeps); None: as rendered."""
     seed: int = 0
 
 
@@ -160,6 +162,20 @@ def simulate(
     )
 
 
+def simulate_policy(
+    spec: DeploymentSpec,
+    trace: Sequence[TraceRequest],
+    table: PriceTable,
+    scenario: Scenario | None = None,
+) -> Figures:
+    """Only the spec's autoscaler, without the references (for sweeps over settings)."""
+    scenario = scenario or Scenario()
+    model = replica_model(spec)
+    setup = _Setup(spec, trace, table, model, instance_for(spec, table, model), scenario)
+    horizon = max(horizon_of(trace), len(references(spec, trace).per_minute) * 60.0)
+    return _run(setup, scenario.policy or default_policy(spec), horizon)[0]
+
+
 def _run(setup: _Setup, policy: str, horizon: float) -> tuple[Figures, LoopOutcome]:
     spec, scenario = setup.spec, setup.scenario
     capacity = CapacitySettings(
@@ -167,7 +183,11 @@ def _run(setup: _Setup, policy: str, horizon: float) -> tuple[Figures, LoopOutco
         spot_interruptions_per_hour=scenario.spot_interruptions_per_hour,
         spot_notice_s=scenario.spot_notice_s,
         spot_unavailable_share=scenario.spot_unavailable_share,
-        node_idle_s=node_idle_s(spec, setup.table, policy),
+        node_idle_s=(
+            scenario.node_idle_s
+            if scenario.node_idle_s is not None
+            else node_idle_s(spec, setup.table, policy)
+        ),
     )
     fleet = Fleet(
         setup.model,
