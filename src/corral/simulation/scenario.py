@@ -176,6 +176,23 @@ def simulate_policy(
     return _run(setup, scenario.policy or default_policy(spec), horizon)[0]
 
 
+def simulate_schedule(
+    spec: DeploymentSpec,
+    trace: Sequence[TraceRequest],
+    table: PriceTable,
+    per_minute: list[int],
+    scenario: Scenario | None = None,
+) -> Figures:
+    """Latency of a fixed replica schedule with zero start-up (the references' way), charged
+    its replica GPU-hours on demand."""
+    scenario = scenario or Scenario()
+    model = replica_model(spec)
+    setup = _Setup(spec, trace, table, model, instance_for(spec, table, model), scenario)
+    hours = sum(per_minute) / 60 * model.devices
+    usd = sum(per_minute) / 60 * setup.instance.on_demand_usd_per_hour / slots_per_node(setup)
+    return replace(_reference(setup, "schedule", per_minute), gpu_hours=hours, cost_usd=usd)
+
+
 def _run(setup: _Setup, policy: str, horizon: float) -> tuple[Figures, LoopOutcome]:
     spec, scenario = setup.spec, setup.scenario
     capacity = CapacitySettings(

@@ -109,3 +109,20 @@ def test_hpa_scale_up_waits_for_its_stabilization_window() -> None:
     recommendations are 3 from 120 s on, so the window is all 3s at 180 s."""
     hpa = HorizontalPodAutoscaler(behaviour_of(_spec("deployment", upscale_delay_s=60.0)))
     assert _first_change(hpa, lambda t: 48 if t >= 100 else 0, until=400) == pytest.approx(180.0)
+
+
+def test_the_simulated_ray_config_is_the_one_corral_deploy_renders() -> None:
+    """The simulator builds Ray's AutoscalingConfig from the RayService manifest's serve config,
+    so tuned defaults are simulated exactly as deployed."""
+    import yaml
+
+    from corral.control.planner.instances import load_price_table
+    from corral.control.render.rayservice import render_rayservice
+
+    spec = _spec()
+    manifest = render_rayservice(spec, load_price_table())
+    serve = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    rendered = serve["applications"][0]["args"]["llm_configs"][0]["deployment_config"]
+    config = RayServeAutoscaler(spec).config
+    for key, value in rendered["autoscaling_config"].items():
+        assert getattr(config, key) == value, key
