@@ -20,7 +20,6 @@ from corral.control.serve_config import (
 from corral.control.spec import DeploymentSpec
 from corral.kube.port import Manifest
 
-
 WORKER_IDLE_TIMEOUT_S = 60
 """Seconds the Ray autoscaler keeps a GPU worker pod with no replica; Karpenter then removes the
 empty node after ``capacity.consolidate_after``. Simulated on the Azure code trace and a
