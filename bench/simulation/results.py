@@ -18,6 +18,7 @@ from sweep import CODE_TRACE, slo_share, traces, with_replicas
 from corral.control.planner.instances import load_price_table
 from corral.control.planner.trace import TraceRequest
 from corral.control.spec import DeploymentSpec, load_spec
+from corral.simulation.references import references
 from corral.simulation.report import Figures, SloTarget
 from corral.simulation.scenario import (
     Scenario,
@@ -88,7 +89,7 @@ def static_curve(spec: DeploymentSpec, trace: list[TraceRequest], most: int) -> 
         "| static replicas | GPU-h | SLO min (p95 ≤ 2 s) | SLO min (p95 ≤ 5 s) |",
         "|---|---|---|---|",
     ]
-    minutes = len(simulate_schedule(spec, trace, prices, [1]).minutes)
+    minutes = len(references(spec, trace).per_minute)
     for count in range(1, most + 1):
         f = simulate_schedule(spec, trace, prices, [count] * minutes, Scenario(slo=SLO))
         lines.append(
@@ -99,12 +100,19 @@ def static_curve(spec: DeploymentSpec, trace: list[TraceRequest], most: int) -> 
 
 def main() -> None:
     loaded = traces(CODE_TRACE)
+    if sys.argv[1:] == ["--static-only"]:
+        _print_static(loaded)
+        return
     print(HEADER)
     print("|---" * 12 + "|")
     for name in SPECS:
         for line in table_for(load_spec(HERE / "specs" / f"{name}.yaml"), loaded):
             print(line, flush=True)
     print()
+    _print_static(loaded)
+
+
+def _print_static(loaded: dict[str, list[TraceRequest]]) -> None:
     print("Static provisioning on the code trace (llama-8b-l40s):")
     print()
     for line in static_curve(load_spec(HERE / "specs" / "llama-8b-l40s.yaml"), loaded["code"], 16):

@@ -51,6 +51,7 @@ def test_spec_references_use_the_planners_throughput_for_the_traces_mean_request
     demand = 30 * speed.replica_seconds(1000, 100)
     refs = references(spec, _trace(), utilisation=0.7)
     assert refs.per_minute[2] == -(-demand // (60 * 0.7))
+    assert refs.per_minute[1] == 0  # the oracle keeps no floor in an empty minute
 
 
 def test_schedule_autoscaler_follows_its_minutes_and_keeps_one_after() -> None:
