@@ -2,7 +2,9 @@
 
     PYTHONPATH=src python bench/simulation/sweep.py --spec bench/simulation/specs/llama-8b-l40s.yaml
 
-One simulation per setting and trace (about 1-4 s of CPU each); bounded to the grid below.
+One simulation per setting and trace (about 1-4 s of CPU for the code trace, 10 s for the
+synthetic one); bounded to the grid given. The second table of RESULTS.md is, for example,
+``--targets 16 --upscale 30 --downscale 600 --node-idle 120,600 --factors 1.0,0.5,0.3``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--upscale", default="0,30")
     parser.add_argument("--downscale", default="60,180,600")
     parser.add_argument("--node-idle", default="120,600")
+    parser.add_argument("--factors", default="1.0", help="Ray Serve upscaling_factor values.")
     args = parser.parse_args()
     spec = load_spec(args.spec)
     table = load_price_table()
@@ -60,17 +63,19 @@ def main() -> None:
         [float(v) for v in args.upscale.split(",")],
         [float(v) for v in args.downscale.split(",")],
         [float(v) for v in args.node_idle.split(",")],
+        [float(v) for v in args.factors.split(",")],
     )
     loaded = traces(args.trace)
     oracle = {name: references(spec, trace).oracle_gpu_hours for name, trace in loaded.items()}
     rows = []
-    for target, up, down, idle in grid:
+    for target, up, down, idle, factor in grid:
         varied = with_replicas(
             spec,
             target_ongoing_requests=target,
             max_ongoing_requests=max(target, spec.replicas.max_ongoing_requests),
             upscale_delay_s=up,
             downscale_delay_s=down,
+            upscaling_factor=factor,
         )
         for name, trace in loaded.items():
             started = time.process_time()
@@ -81,6 +86,7 @@ def main() -> None:
                 "upscale_s": up,
                 "downscale_s": down,
                 "node_idle_s": idle,
+                "upscaling_factor": factor,
                 "gpu_hours": round(result.gpu_hours, 3),
                 "x_oracle": round(result.gpu_hours / oracle[name], 2),
                 "cost_usd": round(result.cost_usd, 2),
