@@ -44,7 +44,8 @@ def diurnal_bursty(shape: DiurnalBursty, seed: int) -> list[TraceRequest]:
     rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not a secret
     bursts = _burst_starts(shape, rng)
     ceiling = shape.peak_per_s * shape.burst_factor
-    at, requests = 0.0, []
+    at = 0.0
+    requests: list[TraceRequest] = []
     while True:
         at += rng.expovariate(ceiling)
         if at >= shape.duration_s:
@@ -60,7 +61,8 @@ def diurnal_bursty(shape: DiurnalBursty, seed: int) -> list[TraceRequest]:
 
 
 def _burst_starts(shape: DiurnalBursty, rng: random.Random) -> list[float]:
-    starts, at = [], 0.0
+    starts: list[float] = []
+    at = 0.0
     rate = shape.bursts_per_hour / 3600
     while rate > 0:
         at += rng.expovariate(rate)
