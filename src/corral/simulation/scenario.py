@@ -129,32 +129,19 @@ def simulate(
     scenario: Scenario | None = None,
 ) -> SimulationReport:
     """Run the spec's autoscaler on the trace, and the oracle and static peak beside it."""
-    scenario = scenario or Scenario()
-    model = replica_model(spec)
-    setup = _Setup(spec, trace, table, model, instance_for(spec, table, model), scenario)
-    refs = references(spec, trace, scenario.utilisation)
-    policy = scenario.policy or default_policy(spec)
+    setup = _setup(spec, trace, table, scenario)
+    refs = references(spec, trace, setup.scenario.utilisation)
+    policy = setup.scenario.policy or default_policy(spec)
     run, outcome = _run(setup, policy, max(horizon_of(trace), len(refs.per_minute) * 60.0))
-    per_replica_usd = setup.instance.on_demand_usd_per_hour / slots_per_node(setup)
-    static_schedule = [refs.static_replicas] * len(refs.per_minute)
-    oracle = replace(
-        _reference(setup, "oracle", refs.per_minute),
-        gpu_hours=refs.oracle_gpu_hours,
-        cost_usd=refs.oracle_gpu_hours / model.devices * per_replica_usd,
-    )
-    static = replace(
-        _reference(setup, "static", static_schedule),
-        gpu_hours=refs.static_gpu_hours,
-        cost_usd=refs.static_gpu_hours / model.devices * per_replica_usd,
-    )
+    static = [refs.static_replicas] * len(refs.per_minute)
     return SimulationReport(
         spec_name=spec.name,
         policy=policy,
         instance=setup.instance.name,
-        devices_per_replica=model.devices,
+        devices_per_replica=setup.model.devices,
         run=run,
-        oracle=oracle,
-        static=static,
+        oracle=_schedule_figures(setup, "oracle", refs.per_minute),
+        static=_schedule_figures(setup, "static", static),
         references=refs,
         spot_share=outcome.spot_share,
         nodes_launched=outcome.nodes_launched,
@@ -169,11 +156,9 @@ def simulate_policy(
     scenario: Scenario | None = None,
 ) -> Figures:
     """Only the spec's autoscaler, without the references (for sweeps over settings)."""
-    scenario = scenario or Scenario()
-    model = replica_model(spec)
-    setup = _Setup(spec, trace, table, model, instance_for(spec, table, model), scenario)
+    setup = _setup(spec, trace, table, scenario)
     horizon = max(horizon_of(trace), len(references(spec, trace).per_minute) * 60.0)
-    return _run(setup, scenario.policy or default_policy(spec), horizon)[0]
+    return _run(setup, setup.scenario.policy or default_policy(spec), horizon)[0]
 
 
 def simulate_schedule(
@@ -185,12 +170,26 @@ def simulate_schedule(
 ) -> Figures:
     """Latency of a fixed replica schedule with zero start-up (the references' way), charged
     its replica GPU-hours on demand."""
-    scenario = scenario or Scenario()
+    return _schedule_figures(_setup(spec, trace, table, scenario), "schedule", per_minute)
+
+
+def _setup(
+    spec: DeploymentSpec,
+    trace: Sequence[TraceRequest],
+    table: PriceTable,
+    scenario: Scenario | None,
+) -> _Setup:
     model = replica_model(spec)
-    setup = _Setup(spec, trace, table, model, instance_for(spec, table, model), scenario)
-    hours = sum(per_minute) / 60 * model.devices
-    usd = sum(per_minute) / 60 * setup.instance.on_demand_usd_per_hour / slots_per_node(setup)
-    return replace(_reference(setup, "schedule", per_minute), gpu_hours=hours, cost_usd=usd)
+    instance = instance_for(spec, table, model)
+    return _Setup(spec, trace, table, model, instance, scenario or Scenario())
+
+
+def _schedule_figures(setup: _Setup, name: str, per_minute: list[int]) -> Figures:
+    """A schedule's latency, charged its replica-minutes at the on-demand price per replica."""
+    replica_hours = sum(per_minute) / 60
+    usd = replica_hours * setup.instance.on_demand_usd_per_hour / slots_per_node(setup)
+    figures = _reference(setup, name, per_minute)
+    return replace(figures, gpu_hours=replica_hours * setup.model.devices, cost_usd=usd)
 
 
 def _run(setup: _Setup, policy: str, horizon: float) -> tuple[Figures, LoopOutcome]:
