@@ -41,6 +41,8 @@ class Minute:
     meets_slo: bool
     ready_replicas: float
     """Mean ready replicas over the minute."""
+    tpot_p: float = math.nan
+    """The same percentile of time per output token for requests arriving this minute."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class Figures:
                     "minute": m.minute,
                     "arrivals": m.arrivals,
                     "ttft_p_s": _num(m.ttft_p),
+                    "tpot_p_s": _num(m.tpot_p),
                     "meets_slo": m.meets_slo,
                     "ready_replicas": round(m.ready_replicas, 2),
                 }
@@ -142,10 +145,13 @@ def _tpot(request: SimRequest) -> float:
 def _minutes(outcome: LoopOutcome, slo: SloTarget) -> list[Minute]:
     count = max(1, math.ceil(outcome.horizon_s / MINUTE_S))
     ttfts: list[list[float]] = [[] for _ in range(count)]
+    tpots: list[list[float]] = [[] for _ in range(count)]
     for request in outcome.requests:
         minute = min(count - 1, int(request.arrival_s // MINUTE_S))
         missing = request.refused or request.first_token_s is None
         ttfts[minute].append(math.inf if missing else _ttft(request))
+        if request.finished_s is not None and request.output_tokens > 1:
+            tpots[minute].append(_tpot(request))
     ready = [0.0] * count
     for point in outcome.timeline:
         minute = min(count - 1, int(point.at_s // MINUTE_S))
@@ -153,5 +159,7 @@ def _minutes(outcome: LoopOutcome, slo: SloTarget) -> list[Minute]:
     rows = []
     for minute, values in enumerate(ttfts):
         p = percentile(values, slo.percentile)
-        rows.append(Minute(minute, len(values), p, not values or p <= slo.ttft_s, ready[minute]))
+        meets = not values or p <= slo.ttft_s
+        tpot = percentile(tpots[minute], slo.percentile)
+        rows.append(Minute(minute, len(values), p, meets, ready[minute], tpot))
     return rows

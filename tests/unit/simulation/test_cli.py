@@ -51,6 +51,7 @@ def test_json_has_the_fields_scripts_read(tmp_path: Path) -> None:
     assert data["instance"] == "g6.xlarge"
     assert data["run"]["completed"] == 100
     assert 0.0 <= data["slo_minutes_share"] <= 1.0
+    assert "per_minute" not in data["run"]
     # Static peak on-demand: its replicas × 5 minutes × the g6.xlarge list price.
     hours = data["static_replicas"] * 5 / 60
     assert data["static_on_demand_cost_usd"] == pytest.approx(hours * 0.8048, rel=1e-3)
@@ -72,3 +73,14 @@ def test_unknown_policy_and_bad_format_are_refused_clearly(tmp_path: Path) -> No
     assert "unknown autoscaling policy 'magic'" in str(bad.exception)
     fmt = runner.invoke(app, ["simulate", str(spec), "--trace", str(trace), "--format", "xml"])
     assert "--format must be table or json" in str(fmt.exception)
+
+
+def test_per_minute_json_lists_every_minute_of_the_trace(tmp_path: Path) -> None:
+    spec, trace = _files(tmp_path)
+    args = ["simulate", str(spec), "--trace", str(trace), "--format", "json", "--per-minute"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    minutes = json.loads(result.stdout)["run"]["per_minute"]
+    assert [m["minute"] for m in minutes] == [0, 1, 2, 3, 4]
+    assert sum(m["arrivals"] for m in minutes) == 100
+    assert all(m["ttft_p_s"] > 0 and m["tpot_p_s"] > 0 for m in minutes)
