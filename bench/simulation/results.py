@@ -41,7 +41,7 @@ BEFORE_NODE_IDLE_S = {"rayservice": 600.0, "deployment": 300.0}
 """KubeRay's idle timeout (300 s, Ray runtimes only) plus Karpenter's consolidateAfter (300 s)."""
 HEADER = (
     "| spec | trace | policy | GPU-h | × oracle | × static | SLO min (p95 ≤ 2 s) | "
-    "SLO min (p95 ≤ 5 s) | cost $ | vs static on-demand | TTFT p50 / p99 s | refused |"
+    "SLO min (p95 ≤ 5 s) | cost $ | saving vs static on-demand | TTFT p50 / p99 s | refused |"
 )
 
 
