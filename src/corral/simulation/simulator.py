@@ -62,6 +62,8 @@ class LoopOutcome:
     replica_device_hours: float
     interrupted: int
     nodes_launched: int
+    unfinished: int
+    """Requests neither finished nor refused when the loop stopped (0 unless the fleet stuck)."""
 
 
 class Simulation:
@@ -183,11 +185,13 @@ class Simulation:
 
     def _step_end(self, now: float, payload: tuple[Replica, StepResult]) -> None:
         replica, result = payload
+        self.open -= len(result.finished)
         if replica.state is ReplicaState.STOPPED:
-            return  # reclaimed mid-step: its requests were retried elsewhere
+            # Stopped or reclaimed mid-step: what finished in the step is done; the rest was
+            # handed back to the queue when the replica went.
+            return
         engine = replica.engine
         engine.end_step(result.finished)
-        self.open -= len(result.finished)
         engine.stepping = False
         if engine.has_work:
             self._step(replica, now)
@@ -306,6 +310,7 @@ class Simulation:
             replica_device_hours=replica_hours * self.fleet.model.devices,
             interrupted=self.interrupted,
             nodes_launched=len(self.fleet.nodes),
+            unfinished=self.open,
         )
 
 

@@ -79,4 +79,5 @@ def test_a_spot_reclaim_retries_its_requests_and_replaces_the_node() -> None:
     assert outcome.interrupted > 0
     assert outcome.nodes_launched > 2
     assert all(r.finished_s is not None for r in outcome.requests)
+    assert outcome.unfinished == 0  # every finish counted, reclaimed mid-step or not
     assert outcome.spot_share == pytest.approx(1.0)
