@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from corral.control.planner.instances import InstanceType, PriceTable
 from corral.control.planner.trace import TraceRequest
+from corral.control.render.autoscaling import wants_hpa
 from corral.control.render.rayservice import render_rayservice
 from corral.control.spec import DeploymentSpec
 from corral.errors import ConfigError
@@ -236,6 +237,8 @@ def default_policy(spec: DeploymentSpec) -> str:
 def make_autoscaler(spec: DeploymentSpec, policy: str) -> Autoscaler:
     """The named autoscaler configured from the spec as ``corral deploy`` renders it."""
     if policy == HPA:
+        if not wants_hpa(spec):  # min == max: the Deployment keeps its size
+            return ScheduleAutoscaler("fixed", [spec.replicas.min])
         return HorizontalPodAutoscaler(behaviour_of(spec))
     if policy not in POLICIES:
         raise ConfigError(f"unknown autoscaling policy {policy!r}; allowed: {', '.join(POLICIES)}")

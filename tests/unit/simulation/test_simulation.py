@@ -81,3 +81,19 @@ def test_a_spot_reclaim_retries_its_requests_and_replaces_the_node() -> None:
     assert all(r.finished_s is not None for r in outcome.requests)
     assert outcome.unfinished == 0  # every finish counted, reclaimed mid-step or not
     assert outcome.spot_share == pytest.approx(1.0)
+
+
+def test_a_fixed_size_deployment_is_simulated_at_its_size() -> None:
+    from corral.control.spec import parse_spec
+    from corral.simulation.scenario import make_autoscaler
+
+    spec = parse_spec(
+        {
+            "name": "m",
+            "model": {"source": "meta-llama/Llama-3.2-3B-Instruct"},
+            "engine": {"runtime": "deployment"},
+            "replicas": {"min": 2, "max": 2},
+        }
+    )
+    fixed = make_autoscaler(spec, "hpa")
+    assert [fixed.decide(t, 0, 0) for t in (0.0, 600.0, 3600.0)] == [2, 2, 2]
