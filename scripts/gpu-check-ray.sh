@@ -23,8 +23,9 @@ accelerator: {type: l4, count: 1}
 engine: {max_model_len: 4096, max_num_seqs: 64, gpu_memory_utilization: 0.85}
 replicas: {min: 1, max: 1, max_ongoing_requests: 256, target_ongoing_requests: 64}
 YAML
-# The spec names an accelerator type (l4); a local head declares none, so the script drops it below.
-ray start --head --num-gpus=1 --disable-usage-stats >/dev/null
+# The spec names an accelerator type (l4): the local head advertises it the way the rendered
+# KubeRay worker group does (rayStartParams.resources), so the serve config runs unmodified.
+ray start --head --num-gpus=1 --resources='{"accelerator_type:L4": 1}' --disable-usage-stats >/dev/null
 "$PY" - "$WORK/spec.yaml" <<'PY'
 import sys
 from pathlib import Path
@@ -32,8 +33,6 @@ from corral.control.ray_target import ray_application
 from corral.control.spec import load_spec
 from corral.engines.ray.deployer import RayServeTarget
 app = ray_application(load_spec(Path(sys.argv[1])), data_dir=Path(".corral"))
-for llm in app.args["llm_configs"]:
-    llm.pop("accelerator_type", None)
 target = RayServeTarget(http_port=8000)
 target.connect("auto")
 print("deployed at", target.deploy(app))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from support.processes import corral_up, free_port
+from support.redis_keys import forget
 
 pytestmark = pytest.mark.redis
 
@@ -37,13 +37,7 @@ models:
 def prefix() -> Iterator[str]:
     name = f"corral-test-{uuid.uuid4().hex[:8]}"
     yield name
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        keys = list(client.scan_iter(match=f"{{{name}}}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    forget(name)
 
 
 def test_rate_limit_is_shared_by_two_gateways(tmp_path: Path, prefix: str) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from support.processes import CORRAL, corral_up, free_port
+from support.processes import CORRAL, corral_up, fake_engine, free_port
 
 pytestmark = pytest.mark.redis
 CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -23,26 +23,8 @@ CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "
 
 @pytest.fixture
 def engine_url() -> Iterator[str]:
-    """A FakeEngine in its own process, as an external engine the workers share."""
-    port = free_port()
-    process = subprocess.Popen(
-        [CORRAL, "fake-engine", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < end, "the FakeEngine did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with fake_engine() as url:
+        yield url
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from corral.cli import ray as ray_cli
 from corral.clock import Clock, SystemClock
 from corral.control.planner.instances import load_price_table
 from corral.control.planner.plan import Plan, Workload, plan
+from corral.control.preparation import prepare
 from corral.control.ray_target import ray_application
-from corral.control.render.manifests import dump_manifests, external_references, render
+from corral.control.render.manifests import dump_manifests, external_references
 from corral.control.rollout import Readiness, apply_all, cluster_status, undeploy, wait_ready
 from corral.control.spec import DeploymentSpec, deployment_schema, load_spec
 from corral.errors import ConfigError
@@ -69,10 +70,14 @@ def _client(context: str | None) -> LightkubeClient:
 def _rendered(spec: DeploymentSpec, prices: Path | None) -> list[dict[str, object]]:
     from corral.control.validation.manifests import ensure_valid
 
-    objs = render(spec, load_price_table(prices))
-    report = ensure_valid(objs, external=external_references(spec))
+    prepared = prepare(spec, load_price_table(prices))
+    objs = prepared.manifests
+    report = ensure_valid(objs, external=external_references(prepared.spec))
     # What was checked, CEL rules included, on stderr: stdout stays pure YAML for --dry-run.
-    Console(stderr=True).print(f"[dim]{escape(report.summary())}[/]")
+    console = Console(stderr=True)
+    for note in prepared.notes:
+        console.print(f"[yellow]note[/] {escape(note)}")
+    console.print(f"[dim]{escape(report.summary())}; {escape(prepared.feasibility.summary())}[/]")
     return objs
 
 
@@ -243,11 +248,17 @@ def plan_command(
     """Which instances fit the spec's model, their throughput and $ per 1M tokens."""
     spec = load_spec(spec_path)
     workload = Workload(prompt_tokens, output_tokens, utilisation, api_price_in, api_price_out)
-    result = plan(spec, workload, load_price_table(prices))
+    table = load_price_table(prices)
+    result = plan(spec, workload, table)
     console = Console()
     print_plan(console, spec, result)
     if trace is not None:
         print_replay(console, spec, result, trace)
+    # The same check deploy runs: the spec as written either deploys or is refused with fixes.
+    prepared = prepare(spec, table)
+    for note in prepared.notes:
+        console.print(f"[yellow]note[/] {escape(note)}")
+    console.print(escape(prepared.feasibility.summary()))
 
 
 def print_plan(console: Console, spec: DeploymentSpec, result: Plan) -> None:

@@ -55,18 +55,33 @@ RECONCILE_INTERVAL = 30.0
 
 @asynccontextmanager
 async def running_quotas(
-    settings: LimitSettings, usage: UsageLedger, clock: Clock, registry: CollectorRegistry
+    settings: LimitSettings,
+    usage: UsageLedger,
+    clock: Clock,
+    registry: CollectorRegistry,
+    *,
+    processes: int = 1,
 ) -> AsyncIterator[Quotas]:
-    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded."""
+    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
+
+    ``processes``: gateway processes sharing the Redis counters (budget shares in an outage).
+    """
     counters: Counters
     redis: RedisCounters | None = None
     if settings.redis_url:
         # Imported when configured: the redis client weighs ~10 MiB in every gateway process.
         from corral.counters.redis import RedisCounters
 
-        redis = RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
-        counters = FailOpenCounters(redis)
-        CountersMetrics(registry, counters)
+        redis = RedisCounters.from_url(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            pool_size=settings.redis_pool_size,
+            pool_wait=settings.redis_pool_wait,
+        )
+        counters = FailOpenCounters(
+            redis, budgets=settings.budgets_on_redis_outage, processes=processes
+        )
+        CountersMetrics(registry, counters, redis.pool)
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))

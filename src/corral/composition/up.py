@@ -84,7 +84,13 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
     registry = CollectorRegistry()
     async with (
         open_tenancy(settings, clock, console) as tenancy,
-        running_quotas(settings.limits, tenancy.usage, clock, registry) as quotas,
+        running_quotas(
+            settings.limits,
+            tenancy.usage,
+            clock,
+            registry,
+            processes=settings.limits.gateway_processes or settings.server.workers,
+        ) as quotas,
         portal_mount(settings, tenancy, clock),
     ):
 

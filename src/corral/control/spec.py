@@ -40,6 +40,9 @@ class ShapeSpec(_Strict):
     attention_heads: int = Field(gt=0, description="Query attention heads.")
     kv_heads: int = Field(gt=0, description="Key/value heads (GQA).")
     head_dim: int = Field(gt=0, description="Dimension of one attention head.")
+    active_params_b: float | None = Field(
+        None, gt=0, description="Mixture-of-experts: parameters active per token, in billions."
+    )
 
 
 class ModelSource(_Strict):
@@ -102,7 +105,11 @@ class EngineSpec(_Strict):
     gpu_memory_utilization: float = Field(
         0.9, gt=0.1, le=0.98, description="Fraction of device memory vLLM may use."
     )
-    dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="Weights.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="Weights and activations; auto: bfloat16 where the accelerator supports it "
+        "(NVIDIA compute capability 8.0+, Neuron, CPU), else float16 (T4).",
+    )
     quantization: Literal["none", "fp8", "awq", "gptq"] = Field("none", description="Weights.")
     kv_cache_dtype: Literal["auto", "fp8"] = Field("auto", description="KV cache element type.")
     max_num_seqs: int = Field(16, ge=1, le=1024, description="Sequences batched at once.")
@@ -112,7 +119,9 @@ class EngineSpec(_Strict):
 
     @property
     def weight_format(self) -> str:
-        return self.dtype if self.quantization == "none" else self.quantization
+        if self.quantization != "none":
+            return self.quantization
+        return "bfloat16" if self.dtype == "auto" else self.dtype
 
     @property
     def kv_dtype_bytes(self) -> float:
@@ -224,7 +233,13 @@ class NodeClassSpec(_Strict):
     ami_alias: str = Field(
         "al2023@latest", pattern=r"^(al2023|bottlerocket)@", description="AMI alias."
     )
-    root_volume_gib: int = Field(200, ge=20, le=16384, description="Root volume (images, cache).")
+    root_volume_gib: int | None = Field(
+        None,
+        ge=20,
+        le=16384,
+        description="EBS volume for images and the model cache (al2023: /dev/xvda; bottlerocket: "
+        "its data volume /dev/xvdb); default: sized from weights × replicas per node + images.",
+    )
 
 
 class CapacitySpec(_Strict):
@@ -323,6 +338,13 @@ class DeploymentSpec(_Strict):
     @property
     def served_name(self) -> str:
         return self.model.served_name or self.model.source.rsplit("/", 1)[-1]
+
+    @property
+    def dtype(self) -> str:
+        """The dtype vLLM gets: ``engine.dtype``, with ``auto`` resolved for the accelerator."""
+        if self.engine.dtype != "auto":
+            return self.engine.dtype
+        return accelerator(self.accelerator.type).default_dtype
 
 
 def deployment_schema() -> dict[str, Any]:

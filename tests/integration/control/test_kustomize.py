@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from corral.control.accelerators import ACCELERATORS
+from corral.control.planner.instances import load_price_table
 from corral.control.validation.manifests import find_problems
 
 KUSTOMIZE = Path(__file__).parents[3] / "deploy" / "kustomize"
@@ -92,3 +95,143 @@ def test_gpu_health_podmonitor_scrapes_the_agent_metrics_port() -> None:
         "PodMonitor/corral/corral-gpu-health: selector "
         "{'matchLabels': {'app.kubernetes.io/name': 'gpu-health'}} matches no pod template"
     ]
+
+
+# Issue 17: the platform on the cluster works.
+ROOT = Path(__file__).parents[3]
+
+
+def _of(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def _node_matches(pod_spec: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes required node affinity: terms ORed, expressions ANDed (In/Exists only)."""
+    terms = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    for term in terms["nodeSelectorTerms"]:
+        if all(
+            e["key"] in labels and (e["operator"] == "Exists" or labels[e["key"]] in e["values"])
+            for e in term["matchExpressions"]
+        ):
+            return True
+    return False
+
+
+def _node_labels(instance: Any, provisioner: str) -> dict[str, str]:
+    """Labels each provisioner sets: Karpenter's and Auto Mode's well-known labels; a managed
+    node group only the kubelet's node.kubernetes.io/instance-type (and its nodegroup)."""
+    vendor = ACCELERATORS[instance.accelerator].vendor
+    labels = {"node.kubernetes.io/instance-type": instance.name}
+    prefix = {"karpenter": "karpenter.k8s.aws", "auto-mode": "eks.amazonaws.com"}.get(provisioner)
+    if prefix is not None:
+        labels[f"{prefix}/instance-family"] = instance.family
+        if vendor == "nvidia":
+            labels[f"{prefix}/instance-gpu-manufacturer"] = "nvidia"
+    else:
+        labels["eks.amazonaws.com/nodegroup"] = "gpu"
+    return labels
+
+
+@pytest.mark.parametrize("provisioner", ["karpenter", "auto-mode", "managed-node-group"])
+def test_agents_and_dcgm_select_accelerator_nodes_on_every_provisioner(provisioner: str) -> None:
+    objs = build("eks")
+    nvidia = _of(objs, "DaemonSet", "corral-gpu-health")["spec"]["template"]["spec"]
+    neuron = _of(objs, "DaemonSet", "corral-neuron-health")["spec"]["template"]["spec"]
+    dcgm = _of(objs, "DaemonSet", "dcgm-exporter")["spec"]["template"]["spec"]
+    for instance in load_price_table().instances:
+        labels = _node_labels(instance, provisioner)
+        vendor = ACCELERATORS[instance.accelerator].vendor
+        assert _node_matches(nvidia, labels) == (vendor == "nvidia"), instance.name
+        assert _node_matches(dcgm, labels) == (vendor == "nvidia"), instance.name
+        assert _node_matches(neuron, labels) == (vendor == "neuron"), instance.name
+
+
+def test_one_health_agent_per_accelerator_kind_with_what_remediation_needs() -> None:
+    objs = build("eks")
+    for name, kind in (("corral-gpu-health", "nvidia"), ("corral-neuron-health", "neuron")):
+        ds = _of(objs, "DaemonSet", name)
+        pod = ds["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["args"][-2:] == ["--accelerator", kind]
+        env = {e["name"]: e for e in container["env"]}
+        # corral health agent reads POD_NAMESPACE (default corral-system, not where it runs).
+        assert env["POD_NAMESPACE"]["valueFrom"] == {
+            "fieldRef": {"fieldPath": "metadata.namespace"}
+        }
+        assert ("NVIDIA_VISIBLE_DEVICES" in env) == (kind == "nvidia")
+        assert pod["hostPID"] is True  # nsenter --target 1 for the reboot (health/reset.py)
+        assert container["securityContext"]["runAsUser"] == 0
+    selectors = [
+        _of(objs, "DaemonSet", n)["spec"]["selector"]["matchLabels"]
+        for n in ("corral-gpu-health", "corral-neuron-health")
+    ]
+    assert selectors[0] != selectors[1]  # DaemonSets must not adopt each other's pods
+
+
+def test_health_agent_may_keep_its_records_in_its_namespace() -> None:
+    objs = build("eks")
+    ds = _of(objs, "DaemonSet", "corral-gpu-health")
+    namespace = ds["metadata"]["namespace"]
+    account = ds["spec"]["template"]["spec"]["serviceAccountName"]
+    role = _of(objs, "Role", "corral-gpu-health")
+    binding = _of(objs, "RoleBinding", "corral-gpu-health")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    assert {"kind": "ServiceAccount", "name": account, "namespace": namespace} in binding[
+        "subjects"
+    ]
+    [rule] = role["rules"]
+    assert rule["resources"] == ["configmaps"]
+    assert {"get", "create", "update", "patch", "delete"} <= set(rule["verbs"])
+
+
+@pytest.mark.parametrize("overlay", ["dev", "eks"])
+def test_gateway_discovers_deployed_models_and_may_read_them(overlay: str) -> None:
+    from corral.control.spec import DeploymentSpec
+    from corral.settings import CorralSettings
+
+    objs = build(overlay)
+    config = next(
+        o for o in objs if o["kind"] == "ConfigMap" and "corral-config" in o["metadata"]["name"]
+    )
+    env = {k: v for k, v in config["data"].items() if k.startswith("CORRAL_DISCOVERY")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        discovery = CorralSettings().discovery.kubernetes
+    models_ns = DeploymentSpec.model_fields["namespace"].default
+    assert discovery is not None
+    assert discovery.namespaces == [models_ns]
+    role = _of(objs, "Role", "corral-gateway-discovery")
+    binding = _of(objs, "RoleBinding", "corral-gateway-discovery")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == models_ns
+    granted = {
+        (g, r)
+        for rule in role["rules"]
+        if "list" in rule["verbs"] and "watch" in rule["verbs"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert {("", "services"), ("discovery.k8s.io", "endpointslices")} <= granted
+    gateway = _of(objs, "Deployment", "corral-gateway")
+    account = gateway["spec"]["template"]["spec"]["serviceAccountName"]
+    assert {"kind": "ServiceAccount", "name": account, "namespace": "corral"} in binding["subjects"]
+
+
+def test_the_corral_image_is_defined_multi_stage_non_root_from_the_hash_pinned_lock() -> None:
+    text = (ROOT / "Containerfile").read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) >= 2
+    final = text[text.rindex("\nFROM ") :]
+    [user] = [line for line in final.splitlines() if line.startswith("USER ")]
+    assert not user.removeprefix("USER ").startswith(("0", "root"))
+    assert "--require-hashes" in text
+    assert "-r requirements/lock.txt" in text
+    images = {
+        c["image"]
+        for o in build("eks")
+        if o["kind"] in ("Deployment", "DaemonSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+        if "corral" in c["image"]
+    }
+    assert images == {"ghcr.io/corral-dev/corral:0.1.0"}
+    assert "ghcr.io/corral-dev/corral" in text

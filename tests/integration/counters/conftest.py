@@ -6,11 +6,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from redis.asyncio import Redis
 
 from corral.counters.redis import RedisCounters
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from support.redis_keys import REDIS_URL, forget
 
 GatewayFactory = Callable[[], RedisCounters]
 
@@ -33,10 +31,4 @@ async def gateways(prefix: str) -> AsyncIterator[GatewayFactory]:
     yield make
     for counters in made:
         await counters.aclose()
-    admin = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in admin.scan_iter(match="{" + prefix + "}*", count=1000)]
-        if keys:
-            await admin.delete(*keys)
-    finally:
-        await admin.aclose()
+    forget(prefix)

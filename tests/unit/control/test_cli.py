@@ -13,6 +13,7 @@ from corral.cli.deploy import app, run_deploy
 from corral.clock import FakeClock
 from corral.control.render.manifests import render
 from corral.control.spec import load_spec
+from corral.errors import ConfigError
 from corral.kube.fake import FakeKube
 from corral.kube.port import ObjectKey
 
@@ -89,3 +90,22 @@ async def test_run_deploy_applies_then_waits_for_ready() -> None:
     assert "applied RayService/corral-models/llama-8b" in text
     assert "waiting llama-8b: serviceStatus=unknown" in text
     assert "ready llama-8b: model 'llama-3.1-8b' at http://llama-8b.corral-models.svc" in text
+
+
+def test_dry_run_says_how_the_plan_sized_the_spec_and_that_it_is_feasible() -> None:
+    result = runner.invoke(app, ["deploy", str(SPEC), "--dry-run"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    stderr = " ".join(result.stderr.split())
+    assert "note sized to the plan: 2× l4 with tensor_parallel 2" in stderr
+    assert "feasible: checked engine arguments, Ray autoscaler placement" in stderr
+
+
+def test_plan_and_dry_run_refuse_a_replica_that_needs_two_nodes() -> None:
+    refused = FIXTURES / "refused" / "llama-405b-fp8-h100-2-nodes.yaml"
+    for command in (["deploy", str(refused), "--dry-run"], ["plan", str(refused)]):
+        result = runner.invoke(app, command, env={"COLUMNS": "300"})
+        assert result.exit_code != 0
+        assert isinstance(result.exception, ConfigError)
+        assert "needs 16 h100 GPUs on 2 nodes" in result.exception.message
+        assert "or accelerator h200 with count 8" in result.exception.message
+        assert "apiVersion" not in result.stdout  # nothing rendered for a cluster

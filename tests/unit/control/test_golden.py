@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corral.control.render.manifests import dump_manifests, external_references, render
+from corral.control.planner.instances import load_price_table
+from corral.control.preparation import prepare
+from corral.control.render.manifests import dump_manifests, external_references
 from corral.control.spec import load_spec
 from corral.control.validation.manifests import find_problems
 
@@ -20,13 +22,14 @@ UPDATE = os.environ.get("CORRAL_UPDATE_GOLDENS") == "1"
 @pytest.mark.parametrize("spec_path", SPECS, ids=[p.stem for p in SPECS])
 def test_render_matches_golden_and_validates(spec_path: Path) -> None:
     spec = load_spec(spec_path)
-    objs = render(spec)
+    prepared = prepare(spec, load_price_table())
+    objs = prepared.manifests
     text = dump_manifests(objs)
     golden = FIXTURES / "golden" / spec_path.name
     if UPDATE:
         golden.write_text(text)
     assert text == golden.read_text(), f"re-run with CORRAL_UPDATE_GOLDENS=1 if {golden} is stale"
-    assert find_problems(objs, external=external_references(spec)) == []
+    assert find_problems(objs, external=external_references(prepared.spec)) == []
 
 
 def test_goldens_are_one_per_spec() -> None:

@@ -162,3 +162,42 @@ def test_trace_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("when,prompt\n1,2\n")
     with pytest.raises(ConfigError, match="is not an Azure LLM trace"):
         read_azure_trace(bad)
+
+
+# Issue 17, defect 11: vLLM (and Neuron) replicate KV heads when tensor parallelism exceeds
+# them: each shard keeps max(1, kv_heads // tp) heads (vllm/config/model.py get_num_kv_heads).
+def test_neuron_tp16_70b_counts_replicated_kv_heads_and_does_not_fit() -> None:
+    need = memory_need(
+        LLAMA_70B,
+        weight_format="bfloat16",
+        context_tokens=8192,
+        sequences=16,
+        devices=8,
+        tensor_parallel=16,
+    )
+    assert need.per_device_gb == pytest.approx(30.4, abs=0.05)  # 8 KV heads over 16 cores
+    assert need.per_device_gb > ACCELERATORS["inf2"].memory_gb * 0.9  # 28.8 GB usable
+    options = fitting_options(
+        LLAMA_70B, weight_format="bfloat16", context_tokens=8192, sequences=16, utilisation=0.9
+    )
+    assert all(not (o.accelerator == "inf2" and o.tensor_parallel == 16) for o in options)
+
+
+def test_mixtral_prefill_uses_active_parameters() -> None:
+    mixtral = KNOWN_SHAPES["mixtral-8x7b"]
+    dense = type(mixtral)(46.7, 32, 32, 8, 128)
+    args = {"devices": 4, "weight_format": "bfloat16", "batch": 16, "context_tokens": 2048}
+    moe_speed = estimate_throughput(mixtral, ACCELERATORS["l40s"], **args)  # type: ignore[arg-type]
+    dense_speed = estimate_throughput(dense, ACCELERATORS["l40s"], **args)  # type: ignore[arg-type]
+    ratio = moe_speed.prefill_tokens_per_s / dense_speed.prefill_tokens_per_s
+    assert ratio == pytest.approx(46.7 / 12.9)
+    assert moe_speed.decode_tokens_per_s == dense_speed.decode_tokens_per_s
+
+
+def test_bfloat16_specs_are_not_planned_onto_t4() -> None:
+    shape = KNOWN_SHAPES["qwen2.5-7b"]
+    kwargs = {"weight_format": "bfloat16", "context_tokens": 4096, "sequences": 4}
+    with_t4 = fitting_options(shape, utilisation=0.9, **kwargs)  # type: ignore[arg-type]
+    without = fitting_options(shape, utilisation=0.9, needs_bfloat16=True, **kwargs)  # type: ignore[arg-type]
+    assert "t4" in {o.accelerator for o in with_t4}
+    assert "t4" not in {o.accelerator for o in without}

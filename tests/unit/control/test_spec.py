@@ -62,12 +62,27 @@ def test_wrong_type_is_reported() -> None:
 
 def test_seventy_b_on_one_24gb_gpu_does_not_fit_and_suggests_alternatives() -> None:
     message = refusal(
-        spec(model={"source": "meta-llama/Llama-3.1-70B-Instruct"}, accelerator={"type": "a10g"})
+        spec(
+            model={"source": "meta-llama/Llama-3.1-70B-Instruct"},
+            accelerator={"type": "a10g", "count": 1},
+        )
     )
     assert "does not fit on 1× a10g" in message
     assert "needs ≥ 146 GB" in message
     assert "try accelerator" in message
     assert "engine.quantization awq or fp8" in message
+
+
+def test_seventy_b_with_parallelism_left_to_the_planner_is_not_refused_at_parse() -> None:
+    # planner.sizing gives it the devices (8× a10g on g5.48xlarge) before rendering.
+    parsed = parse_spec(
+        {
+            "name": "m",
+            "model": {"source": "meta-llama/Llama-3.1-70B-Instruct"},
+            "accelerator": {"type": "a10g"},
+        }
+    )
+    assert parsed.accelerator.devices == 1
 
 
 def test_parallelism_must_match_device_count() -> None:

@@ -46,18 +46,39 @@ def fitting_options(
     utilisation: float,
     kv_dtype_bytes: float = 2.0,
     table: PriceTable | None = None,
+    needs_bfloat16: bool = False,
 ) -> list[FitOption]:
-    """For each accelerator, the fewest devices that hold the need; cheapest per replica first."""
+    """For each accelerator, the fewest devices that hold the need; cheapest per replica first.
+
+    ``needs_bfloat16`` leaves out accelerators vLLM refuses bf16 on (T4)."""
     table = table or load_price_table()
     options = []
     for device in ACCELERATORS.values():
-        if device.vendor == "cpu":
+        if device.vendor == "cpu" or (needs_bfloat16 and not device.supports_bfloat16):
             continue
         want = _Need(weight_format, context_tokens, sequences, utilisation, kv_dtype_bytes)
         option = _smallest_fit(device, shape, want, table)
         if option is not None:
             options.append(option)
     return sorted(options, key=lambda o: (o.usd_per_replica_hour, o.accelerator))
+
+
+def spec_options(
+    spec: DeploymentSpec, shape: ModelShape, *, sequences: int, table: PriceTable | None = None
+) -> list[FitOption]:
+    """``fitting_options`` for the spec's engine settings holding ``sequences`` full contexts
+    (T4 left out when the spec asks for bfloat16 explicitly)."""
+    engine = spec.engine
+    return fitting_options(
+        shape,
+        weight_format=engine.weight_format,
+        context_tokens=engine.max_model_len,
+        sequences=sequences,
+        utilisation=engine.gpu_memory_utilization,
+        kv_dtype_bytes=engine.kv_dtype_bytes,
+        table=table,
+        needs_bfloat16=engine.dtype == "bfloat16",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +105,7 @@ def _smallest_fit(
             sequences=want.sequences,
             devices=devices,
             kv_dtype_bytes=want.kv_dtype_bytes,
+            tensor_parallel=tp,
         )
         instances = table.for_accelerator(device.name, devices)
         if not fits(need, device, want.utilisation) or not instances:
@@ -114,12 +136,14 @@ def check_fit(spec: DeploymentSpec) -> None:
         sequences=1,
         devices=spec.accelerator.devices,
         kv_dtype_bytes=engine.kv_dtype_bytes,
+        tensor_parallel=tp,
     )
-    if fits(need, device, engine.gpu_memory_utilization):
+    if fits(need, device, engine.gpu_memory_utilization) or _plan_sizes(spec, shape):
         return
     have = device.memory_gb * engine.gpu_memory_utilization
+    weights = spec.dtype if engine.quantization == "none" else engine.quantization
     raise ConfigError(
-        f"accelerator: {spec.model.source} ({engine.weight_format}, max_model_len "
+        f"accelerator: {spec.model.source} ({weights}, max_model_len "
         f"{engine.max_model_len}) does not fit on {spec.accelerator.devices}× {device.name}: "
         f"needs ≥ {need.total_gb:.0f} GB ({need.per_device_gb:.1f} GB per device; weights "
         f"{need.weights_gb:.0f} GB), have {have:.1f} GB per device at gpu_memory_utilization "
@@ -127,16 +151,18 @@ def check_fit(spec: DeploymentSpec) -> None:
     )
 
 
+def _plan_sizes(spec: DeploymentSpec, shape: ModelShape) -> bool:
+    """True when the spec leaves parallelism to the planner and one node of its accelerator
+    holds a full-length sequence (``planner.sizing`` then picks the devices)."""
+    if spec.accelerator.model_fields_set & {"count", "tensor_parallel", "pipeline_parallel"}:
+        return False
+    options = spec_options(spec, shape, sequences=1)
+    return any(o.accelerator == spec.accelerator.type for o in options)
+
+
 def _suggest(shape: ModelShape, spec: DeploymentSpec) -> str:
     engine = spec.engine
-    options = fitting_options(
-        shape,
-        weight_format=engine.weight_format,
-        context_tokens=engine.max_model_len,
-        sequences=engine.max_num_seqs,
-        utilisation=engine.gpu_memory_utilization,
-        kv_dtype_bytes=engine.kv_dtype_bytes,
-    )
+    options = spec_options(spec, shape, sequences=engine.max_num_seqs)
     tips = [
         f"accelerator {o.accelerator} with count {o.devices} (tensor_parallel {o.tensor_parallel}, "
         f"{o.instance.name})"

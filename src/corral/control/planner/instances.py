@@ -24,6 +24,8 @@ class InstanceType(BaseModel):
     memory_gib: float = Field(gt=0, description="Host memory in GiB.")
     on_demand_usd_per_hour: float = Field(gt=0, description="On-demand list price per hour.")
     spot_usd_per_hour: float | None = Field(None, gt=0, description="Typical spot price per hour.")
+    instance_store_gb: int = Field(0, ge=0, description="Local NVMe instance storage, GB.")
+    efa: int = Field(0, ge=0, description="EFA network interfaces (vpc.amazonaws.com/efa).")
 
     @field_validator("accelerator")
     @classmethod
@@ -36,6 +38,27 @@ class InstanceType(BaseModel):
     def family(self) -> str:
         """The instance family, e.g. ``g5`` for ``g5.xlarge``."""
         return self.name.split(".", 1)[0]
+
+
+DAEMONSET_CPU = 0.5
+"""CPU the node's DaemonSets request (VPC CNI, kube-proxy, CSI, device plugin, DCGM, health)."""
+DAEMONSET_MEMORY_GIB = 1.0
+MAX_PODS = 110
+"""Kubelet max pods used for the memory reservation (the EKS upper bound; smaller is less)."""
+
+
+def allocatable_cpu_memory(instance: InstanceType) -> tuple[float, float]:
+    """CPU cores and memory GiB pods get on ``instance`` after EKS's reservations and DaemonSets.
+
+    kube-reserved as the EKS AMIs compute it (amazon-eks-ami ``get_cpu_millicores_to_reserve``
+    and ``get_memory_mebibytes_to_reserve``: 6% of the first core, 1% of the second, 0.5% of the
+    next two, 0.25% of the rest; 11 MiB per pod + 255 MiB) plus the 100Mi eviction threshold.
+    """
+    cores = instance.vcpu
+    reserved_m: float = 60 + (10 if cores > 1 else 0) + 5 * min(2, max(0, cores - 2))
+    reserved_m += 2.5 * max(0, cores - 4)
+    memory_mib = instance.memory_gib * 1024 - (11 * MAX_PODS + 255) - 100
+    return cores - reserved_m / 1000 - DAEMONSET_CPU, memory_mib / 1024 - DAEMONSET_MEMORY_GIB
 
 
 class PriceTable(BaseModel):

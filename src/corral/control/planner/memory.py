@@ -34,10 +34,21 @@ class ModelShape:
     attention_heads: int
     kv_heads: int
     head_dim: int
+    active_params_b: float | None = None
+    """Parameters one token passes through, for mixture-of-experts models (None: all of them)."""
 
-    def kv_bytes_per_token(self, kv_dtype_bytes: float = 2.0) -> float:
-        """Bytes of KV cache one token occupies: K and V, every layer, every KV head."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * kv_dtype_bytes
+    @property
+    def compute_params_b(self) -> float:
+        """Parameters that cost FLOPs per token: the active ones of an MoE model."""
+        return self.active_params_b or self.params_b
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: float = 2.0, tensor_parallel: int = 1) -> float:
+        """Bytes of KV cache one token occupies over all shards: K and V, every layer, every
+        KV head, counting the copies tensor parallelism makes when it has more shards than KV
+        heads (vLLM gives each shard ``max(1, kv_heads // tp)`` heads: ``get_num_kv_heads`` in
+        vllm/config/model.py; transformers-neuronx/NxD replicate KV heads the same way)."""
+        heads = max(self.kv_heads, tensor_parallel)
+        return 2 * self.layers * heads * self.head_dim * kv_dtype_bytes
 
 
 KNOWN_SHAPES: dict[str, ModelShape] = {
@@ -49,9 +60,14 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     "llama-3.3-70b": ModelShape(70.55, 80, 64, 8, 128),
     "meta-llama-3-70b": ModelShape(70.55, 80, 64, 8, 128),
     "mistral-7b": ModelShape(7.25, 32, 32, 8, 128),
-    "mixtral-8x7b": ModelShape(46.7, 32, 32, 8, 128),
+    "llama-3.1-405b": ModelShape(405.9, 126, 128, 8, 128),
+    # Mixtral routes each token through 2 of 8 experts: ~12.9B of 46.7B parameters are active.
+    "mixtral-8x7b": ModelShape(46.7, 32, 32, 8, 128, active_params_b=12.9),
     "qwen2.5-0.5b": ModelShape(0.49, 24, 14, 2, 64),
+    "qwen2.5-3b": ModelShape(3.09, 36, 16, 2, 128),
     "qwen2.5-7b": ModelShape(7.62, 28, 28, 4, 128),
+    "qwen2.5-14b": ModelShape(14.77, 48, 40, 8, 128),
+    "qwen2.5-32b": ModelShape(32.76, 64, 40, 8, 128),
     "qwen2.5-72b": ModelShape(72.7, 80, 64, 8, 128),
 }
 
@@ -91,10 +107,12 @@ def memory_need(
     sequences: int,
     devices: int,
     kv_dtype_bytes: float = 2.0,
+    tensor_parallel: int = 1,
 ) -> MemoryNeed:
     """Weights + KV cache for ``sequences`` full contexts + overhead on each of ``devices``."""
     weights = shape.params_b * 1e9 * WEIGHT_BYTES[weight_format] / GB
-    kv = shape.kv_bytes_per_token(kv_dtype_bytes) * context_tokens * sequences / GB
+    per_token = shape.kv_bytes_per_token(kv_dtype_bytes, tensor_parallel)
+    kv = per_token * context_tokens * sequences / GB
     return MemoryNeed(weights, kv, OVERHEAD_GB_PER_DEVICE * devices, devices)
 
 
@@ -123,6 +141,7 @@ def max_sequences(
     devices: int,
     utilisation: float,
     kv_dtype_bytes: float = 2.0,
+    tensor_parallel: int = 1,
 ) -> int:
     """How many full-context sequences fit in the KV cache left after weights and overhead."""
     base = memory_need(
@@ -134,5 +153,5 @@ def max_sequences(
         kv_dtype_bytes=kv_dtype_bytes,
     )
     free = usable_gb(device, devices, utilisation) - base.total_gb
-    per_sequence = shape.kv_bytes_per_token(kv_dtype_bytes) * context_tokens / GB
+    per_sequence = shape.kv_bytes_per_token(kv_dtype_bytes, tensor_parallel) * context_tokens / GB
     return max(0, math.floor(free / per_sequence))

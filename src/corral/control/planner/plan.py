@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.control.accelerators import ACCELERATORS
-from corral.control.planner.fit import FitOption, fitting_options
+from corral.control.planner.fit import FitOption, spec_options
 from corral.control.planner.instances import PriceTable, load_price_table
 from corral.control.planner.memory import MemoryNeed, memory_need
 from corral.control.planner.throughput import Throughput, estimate_throughput
@@ -119,16 +119,9 @@ def plan(
         sequences=engine.max_num_seqs,
         devices=devices,
         kv_dtype_bytes=engine.kv_dtype_bytes,
+        tensor_parallel=spec.accelerator.tensor_parallel,
     )
-    options = fitting_options(
-        shape,
-        weight_format=engine.weight_format,
-        context_tokens=engine.max_model_len,
-        sequences=engine.max_num_seqs,
-        utilisation=engine.gpu_memory_utilization,
-        kv_dtype_bytes=engine.kv_dtype_bytes,
-        table=table,
-    )
+    options = spec_options(spec, shape, sequences=engine.max_num_seqs, table=table)
     priced = [price_option(o, spec, workload, table) for o in options]
     priced.sort(key=lambda p: p.usd_per_million_on_demand)
     return Plan(need, priced, workload, table.as_of)

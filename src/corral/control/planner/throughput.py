@@ -47,4 +47,6 @@ def estimate_throughput(
     bandwidth = devices * device.bandwidth_gbs * GB * BANDWIDTH_EFFICIENCY
     step_s = (weights + kv) / bandwidth
     flops = devices * device.tflops_bf16 * 1e12 * COMPUTE_EFFICIENCY
-    return Throughput(flops / (2 * shape.params_b * 1e9), batch / step_s)
+    # Prefill costs 2 FLOPs per *active* parameter per token (an MoE token skips most experts);
+    # decode still reads every expert's weights, as a batch routes tokens to all of them.
+    return Throughput(flops / (2 * shape.compute_params_b * 1e9), batch / step_s)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from corral.control.accelerators import ACCELERATORS, Accelerator
-from corral.control.planner.instances import PriceTable
+from corral.control.planner import disk
+from corral.control.planner.instances import PriceTable, allocatable_cpu_memory
 from corral.control.spec import DeploymentSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -18,19 +19,40 @@ PORT_ANNOTATION = "corral.dev/port"
 MIN_REPLICAS_ANNOTATION = "corral.dev/min-replicas"
 """On the model's Service: the fewest replicas; 0 means requests may wait for a cold start."""
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+SERVING_POD_ANNOTATIONS = {DO_NOT_DISRUPT: "true"}
+"""On pods that hold a replica: Karpenter never consolidates or drifts their node away (a replica
+takes many minutes to load its weights). Forced disruption (expiry, interruption) still happens,
+bounded by the NodePool's ``terminationGracePeriod``. Karpenter v1 docs, "Disruption":
+``karpenter.sh/do-not-disrupt: "true"`` blocks voluntary disruption of the pod's node."""
 MODEL_DIR = "/models"
+HF_HOME = "/cache/huggingface"
+MODEL_CACHE_HOST_DIR = "/mnt/k8s-disks/0/corral-models"
+"""Where the shared per-node model cache lives: on the NVMe RAID0 array where Karpenter builds
+one (nodeadm mounts it at /mnt/k8s-disks/0), else created on the node's data volume."""
 SERVE_PORT = 8000
 METRICS_PORT = 8080
 
 RAY_VERSION = "2.52.0"
+NEURON_VLLM_IMAGE = (
+    # AWS Neuron DLC tags end in the OS (aws-neuron/deep-learning-containers release notes).
+    "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0-ubuntu22.04"
+)
 RAY_IMAGES = {
     "nvidia": f"rayproject/ray-llm:{RAY_VERSION}-py311-cu128",
-    "neuron": "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0",
+    # The Neuron DLC has vLLM but no Ray: workers run Corral's image built on it
+    # (deploy/images/ray-neuronx/Containerfile), with the Ray version and Python of the head.
+    "neuron": f"ghcr.io/corral-dev/ray-neuronx:{RAY_VERSION}-py310-sdk2.25.0",
     "cpu": f"rayproject/ray-llm:{RAY_VERSION}-py311-cpu",
+}
+RAY_HEAD_IMAGES = {
+    **RAY_IMAGES,
+    # The head runs no replica, so it needs Ray only: same Ray version and Python as the workers.
+    "neuron": f"rayproject/ray:{RAY_VERSION}-py310-cpu",
 }
 VLLM_IMAGES = {
     "nvidia": "vllm/vllm-openai:v0.11.0",
-    "neuron": "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.9.1-neuronx-py310-sdk2.25.0",
+    "neuron": NEURON_VLLM_IMAGE,
     "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
 }
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.0"
@@ -92,6 +114,8 @@ def weights_claim(spec: DeploymentSpec) -> str | None:
 
 def env(spec: DeploymentSpec) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    if spec.model.kind == "huggingface" and device_of(spec).vendor != "cpu":
+        out.append({"name": "HF_HOME", "value": HF_HOME})
     if spec.model.hf_token_secret:
         ref = {"name": spec.model.hf_token_secret, "key": "hf-token"}
         out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
@@ -114,9 +138,22 @@ def volumes(
         )
         mounts.append({"name": "weights", "mountPath": MODEL_DIR, "readOnly": True})
     elif spec.model.kind == "s3":
-        vols.append({"name": "weights", "emptyDir": {}})
+        size = f"{disk.pod_ephemeral_gib(spec)}Gi"
+        vols.append({"name": "weights", "emptyDir": {"sizeLimit": size}})
         mounts.append({"name": "weights", "mountPath": MODEL_DIR})
+    elif spec.model.kind == "huggingface" and device_of(spec).vendor != "cpu":
+        vols.append(model_cache_volume(spec))
+        mounts.append({"name": "model-cache", "mountPath": HF_HOME})
     return vols, mounts
+
+
+def model_cache_volume(spec: DeploymentSpec) -> dict[str, Any]:
+    """One Hugging Face cache per node, shared by the deployment's replicas on it, so two
+    replicas on a node download and store the weights once (huggingface_hub locks the files it
+    downloads, so concurrent replicas do not clash). On NVMe RAID0 nodes the path is on the
+    array; elsewhere on the node's volume, which ``planner.disk`` sizes for it."""
+    path = f"{MODEL_CACHE_HOST_DIR}/{spec.namespace}-{spec.name}"
+    return {"name": "model-cache", "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
 
 
 def init_containers(spec: DeploymentSpec) -> dict[str, Any]:
@@ -158,9 +195,15 @@ def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]
     else:
         host = min(hosts, key=lambda i: i.count)
         share = devices / host.count
-        cpu = max(1, int((host.vcpu - 1) * share))
-        mem = max(4, int(host.memory_gib * share * 0.8))
+        # A share of what the kubelet offers (after EKS reservations and DaemonSets), so the
+        # pod fits the smallest instance that carries its devices.
+        alloc_cpu, alloc_gib = allocatable_cpu_memory(host)
+        cpu = max(1, int(alloc_cpu * share))
+        mem = max(4, int(alloc_gib * share * 0.9))
     amounts: dict[str, Any] = {"cpu": str(cpu), "memory": f"{mem}Gi"}
     if device.resource is not None:
         amounts[device.resource] = str(devices)
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+    # Ephemeral storage is requested (the scheduler then counts it) but not limited: a limit
+    # would evict a replica whose compile caches grow, and it does not affect the QoS class.
+    requests = {**amounts, "ephemeral-storage": f"{disk.pod_ephemeral_gib(spec)}Gi"}
+    return {"requests": requests, "limits": dict(amounts)}

@@ -72,7 +72,7 @@ def render_deployment(spec: DeploymentSpec, table: PriceTable) -> Manifest:
             },
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": dict(common.SERVING_POD_ANNOTATIONS)},
                 "spec": {
                     "serviceAccountName": spec.name,
                     **common.placement(spec),

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.control.planner import disk
+from corral.control.planner.instances import PriceTable
 from corral.control.render import common
 from corral.control.spec import DeploymentSpec
 from corral.kube.port import Manifest
 
 WEIGHTS = {"low": 10, "normal": 50, "high": 100}
+OS_ONLY_GIB = 100
+"""The EBS root volume where NVMe RAID0 holds images and data (OS, logs, headroom)."""
+BOTTLEROCKET_OS_GIB = 4
+"""Bottlerocket's OS volume; everything else lives on the data volume."""
 
 
-def render_nodes(spec: DeploymentSpec) -> list[Manifest]:
+def render_nodes(spec: DeploymentSpec, table: PriceTable) -> list[Manifest]:
     """The node objects for the spec's provisioner (none for CPU or provisioner none)."""
     if spec.capacity.provisioner == "none" or common.device_of(spec).vendor == "cpu":
         return []
     if spec.capacity.provisioner == "auto-mode":
         return [_nodepool(spec, auto_mode=True)]
-    return [_ec2nodeclass(spec), _nodepool(spec, auto_mode=False)]
+    return [_ec2nodeclass(spec, table), _nodepool(spec, auto_mode=False)]
 
 
 def _requirements(spec: DeploymentSpec, prefix: str) -> list[dict[str, Any]]:
@@ -64,7 +70,11 @@ def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
             "weight": WEIGHTS[spec.priority],
             "limits": {device.resource: str(limit)},
             "disruption": {
-                "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                # Accelerator nodes go only when empty: consolidating an underutilised node
+                # would move a replica that takes minutes to reload (AI on EKS inference pools,
+                # awslabs/ai-on-eks infra/base/terraform/karpenter*: consolidationPolicy
+                # WhenEmpty); replica pods also carry karpenter.sh/do-not-disrupt.
+                "consolidationPolicy": "WhenEmpty",
                 "consolidateAfter": capacity.consolidate_after,
                 # Never take more than one accelerator node at a time, and none for drift
                 # or consolidation while replicas are loading weights at the top of the hour.
@@ -86,7 +96,7 @@ def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
     }
 
 
-def _ec2nodeclass(spec: DeploymentSpec) -> Manifest:
+def _ec2nodeclass(spec: DeploymentSpec, table: PriceTable) -> Manifest:
     node_class = spec.capacity.node_class
     assert node_class is not None  # the spec requires it for karpenter
     discovery = {"karpenter.sh/discovery": node_class.cluster_name}
@@ -100,17 +110,51 @@ def _ec2nodeclass(spec: DeploymentSpec) -> Manifest:
             "subnetSelectorTerms": [{"tags": discovery}],
             "securityGroupSelectorTerms": [{"tags": discovery}],
             "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
-            "blockDeviceMappings": [
-                {
-                    "deviceName": "/dev/xvda",
-                    "ebs": {
-                        "volumeSize": f"{node_class.root_volume_gib}Gi",
-                        "volumeType": "gp3",
-                        "encrypted": True,
-                        "deleteOnTermination": True,
-                    },
-                }
-            ],
+            **storage(spec, table),
             "tags": {common.DEPLOYMENT_LABEL: spec.name, common.MANAGED_BY: "corral"},
         },
     }
+
+
+def _ebs(device: str, gib: int) -> dict[str, Any]:
+    return {
+        "deviceName": device,
+        "ebs": {
+            "volumeSize": f"{gib}Gi",
+            "volumeType": "gp3",
+            "encrypted": True,
+            "deleteOnTermination": True,
+        },
+    }
+
+
+def storage(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]:
+    """Block devices and instance-store policy sized for the node's images, cache and replicas.
+
+    Where the instance has local NVMe, ``instanceStorePolicy: RAID0`` puts kubelet and containerd
+    (images, emptyDirs, the model cache under /mnt/k8s-disks/0) on it (Karpenter v1 EC2NodeClass
+    docs; amazon-eks-ami nodeadm ``setup-local-disks raid0``); the EBS volume then needs only room
+    for the OS. Bottlerocket boots from a small OS volume ``/dev/xvda`` and keeps containers and
+    data on ``/dev/xvdb`` (Karpenter's Bottlerocket default block devices: 4Gi xvda, 20Gi xvdb).
+    """
+    node_class = spec.capacity.node_class
+    assert node_class is not None  # the spec requires it for karpenter
+    hosts = disk.allowed_instances(spec, table)
+    needs = {i.name: disk.disk_need(spec, i).total_gib for i in hosts}
+    need = max(needs.values(), default=disk.IMAGE_GIB + disk.SYSTEM_GIB)
+    bottlerocket = node_class.ami_alias.startswith("bottlerocket@")
+    nvme = (
+        not bottlerocket and bool(hosts) and all(disk.nvme_holds(i, needs[i.name]) for i in hosts)
+    )
+    size = node_class.root_volume_gib or (OS_ONLY_GIB if nvme else need)
+    out: dict[str, Any] = {}
+    if nvme:
+        out["instanceStorePolicy"] = "RAID0"
+    if bottlerocket:
+        out["blockDeviceMappings"] = [
+            _ebs("/dev/xvda", BOTTLEROCKET_OS_GIB),
+            _ebs("/dev/xvdb", size),
+        ]
+    else:
+        out["blockDeviceMappings"] = [_ebs("/dev/xvda", size)]
+    return out

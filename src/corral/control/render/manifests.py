@@ -33,7 +33,7 @@ def render(spec: DeploymentSpec, table: PriceTable | None = None) -> Manifests:
     return [
         render_namespace(spec),
         render_service_account(spec),
-        *render_nodes(spec),
+        *render_nodes(spec, table),
         *render_weights_volume(spec),
         workload,
         *render_hpa(spec),

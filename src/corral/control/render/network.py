@@ -105,15 +105,32 @@ def render_service(spec: DeploymentSpec) -> Manifest:
     }
 
 
+def disruption_budget(spec: DeploymentSpec) -> dict[str, int]:
+    """A budget that never lets a drain evict the last ready replica pod.
+
+    The eviction API allows an eviction while ``currentHealthy - 1 >= desiredHealthy``
+    (kubernetes pkg/controller/disruption/disruption.go, ``updatePdbStatus``; pkg/registry/core/
+    pod/storage/eviction.go). ``maxUnavailable: 1`` over one pod gives desiredHealthy 0, so the
+    only replica can go; ``minAvailable: 1`` keeps it. With at least two replicas always wanted,
+    ``maxUnavailable: 1`` keeps one pod up and still lets drains proceed one at a time.
+    Ray worker pods belong to a RayCluster, which has no ``/scale`` subresource
+    (ray.io_rayclusters.yaml ``subresources: {status: {}}``); for such pods Kubernetes honours
+    only an integer ``minAvailable`` (docs: "Specifying a Disruption Budget", arbitrary workloads).
+    """
+    if spec.engine.runtime == "deployment" and spec.replicas.min >= 2:
+        return {"maxUnavailable": 1}
+    return {"minAvailable": 1}
+
+
 def render_pdb(spec: DeploymentSpec) -> Manifest:
-    """At most one replica pod down at a time through voluntary disruption (drains)."""
+    """Voluntary disruption (drains) takes one replica pod at a time and never the last one."""
     role = "server" if spec.engine.runtime == "deployment" else "worker"
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": common.metadata(spec, spec.name),
         "spec": {
-            "maxUnavailable": 1,
+            **disruption_budget(spec),
             "selector": {
                 "matchLabels": {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: role}
             },

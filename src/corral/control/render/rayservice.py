@@ -48,7 +48,7 @@ def serve_config(spec: DeploymentSpec) -> ServeConfig:
             ),
             max_ongoing_requests=replicas.max_ongoing_requests,
         ),
-        placement_group_config=_neuron_bundles(spec),
+        placement_group_config=_bundles(spec),
     )
     app = ServeApplication(name=spec.name, args=OpenAIAppArgs(llm_configs=[llm]))
     return ServeConfig(applications=[app])
@@ -58,7 +58,7 @@ def engine_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
     """vLLM engine arguments from the spec (snake_case, as vLLM's EngineArgs names them)."""
     engine = spec.engine
     kwargs: dict[str, Any] = {
-        "dtype": engine.dtype,
+        "dtype": spec.dtype,
         "max_model_len": engine.max_model_len,
         "max_num_seqs": engine.max_num_seqs,
         "tensor_parallel_size": spec.accelerator.tensor_parallel,
@@ -77,8 +77,17 @@ def engine_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
     return kwargs
 
 
-def _neuron_bundles(spec: DeploymentSpec) -> PlacementGroupConfig | None:
+def _bundles(spec: DeploymentSpec) -> PlacementGroupConfig | None:
+    """Explicit bundles where Ray Serve LLM's default (one GPU per TP×PP device) is wrong.
+
+    Without a placement config Ray Serve LLM resolves to ``GPUConfig`` and asks for GPUs
+    (ray/llm/_internal/serve/core/configs/llm_config.py ``_resolve_accelerator_config``); bundles
+    without GPUs resolve to ``CPUConfig`` (``infer_hardware_kind_from_bundles``), which Neuron
+    and CPU replicas need.
+    """
     device = common.device_of(spec)
+    if device.vendor == "cpu":
+        return PlacementGroupConfig(bundles=[{"CPU": 1.0}])
     if device.vendor != "neuron":
         return None
     cores = spec.accelerator.devices * device.cores_per_device
@@ -87,7 +96,9 @@ def _neuron_bundles(spec: DeploymentSpec) -> PlacementGroupConfig | None:
 
 def render_rayservice(spec: DeploymentSpec, table: PriceTable) -> Manifest:
     """The RayService: serve config, a head with no accelerators, one accelerator worker group."""
-    image = spec.engine.image or common.RAY_IMAGES[common.device_of(spec).vendor]
+    vendor = common.device_of(spec).vendor
+    image = spec.engine.image or common.RAY_IMAGES[vendor]
+    head_image = spec.engine.image or common.RAY_HEAD_IMAGES[vendor]
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -101,7 +112,7 @@ def render_rayservice(spec: DeploymentSpec, table: PriceTable) -> Manifest:
                     "idleTimeoutSeconds": WORKER_IDLE_TIMEOUT_S,
                     "upscalingMode": "Default",
                 },
-                "headGroupSpec": _head(spec, image),
+                "headGroupSpec": _head(spec, head_image),
                 "workerGroupSpecs": [_workers(spec, image, table)],
             },
         },
@@ -146,13 +157,34 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
     }
 
 
+def advertised_resources(spec: DeploymentSpec) -> dict[str, int]:
+    """Custom Ray resources a worker group must declare for the autoscaler to launch it.
+
+    Ray's KubeRay autoscaler derives a group's resources only from its CPU/GPU/memory and
+    ``rayStartParams.resources`` (ray/autoscaler/_private/kuberay/autoscaling_config.py,
+    ``_get_ray_resources_from_group_spec`` and ``_get_custom_resources``), while Ray Serve LLM adds
+    ``accelerator_type:<type>: 0.001`` to every bundle when ``accelerator_type`` is set
+    (ray/llm/_internal/serve/core/configs/accelerators.py, ``GPUAccelerator.default_bundles``).
+    Without declaring it here, demand looks infeasible and no worker is ever added. Ray sets the
+    same resource to 1 on a node it detects the accelerator on, so the value agrees at runtime.
+    Neuron cores are an extended resource Ray's derivation does not read from pod limits.
+    """
+    device = common.device_of(spec)
+    out: dict[str, int] = {}
+    if device.ray_accelerator_type is not None:
+        out[f"accelerator_type:{device.ray_accelerator_type}"] = 1
+    if device.vendor == "neuron":
+        out["neuron_cores"] = spec.accelerator.devices * device.cores_per_device
+    return out
+
+
 def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, Any]:
     device = common.device_of(spec)
     vols, mounts = common.volumes(spec)
     start: dict[str, str] = {}
-    if device.vendor == "neuron":
-        cores = spec.accelerator.devices * device.cores_per_device
-        start["resources"] = json.dumps(json.dumps({"neuron_cores": cores}))
+    advertised = advertised_resources(spec)
+    if advertised:
+        start["resources"] = json.dumps(json.dumps(advertised))
     container = {
         "name": "ray-worker",
         "image": image,
@@ -169,7 +201,10 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
         "numOfHosts": 1,
         "rayStartParams": start,
         "template": {
-            "metadata": {"labels": common.pod_labels(spec, "worker")},
+            "metadata": {
+                "labels": common.pod_labels(spec, "worker"),
+                "annotations": dict(common.SERVING_POD_ANNOTATIONS),
+            },
             "spec": {
                 "serviceAccountName": spec.name,
                 **common.placement(spec),
