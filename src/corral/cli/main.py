@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corral.cli import admin, deploy, endpoints, engine, health, money, ray, top
+from corral.cli import admin, deploy, endpoints, engine, health, money, ray, simulate, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -30,6 +30,7 @@ admin.register(app)
 money.register(app)
 app.add_typer(top.app, name="top")
 app.command("endpoints")(endpoints.endpoints)
+app.command("simulate")(simulate.simulate_command)
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
 

@@ -204,6 +204,15 @@ class ReplicaSpec(_Strict):
     downscale_delay_s: float = Field(
         600.0, ge=0, description="Wait before removing replicas (HPA scale-down window)."
     )
+    upscaling_factor: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of the gap to the wanted replicas added per scale-up decision "
+        "(Ray Serve's upscaling_factor; rayservice runtime). Below 1 it stops a burst shorter "
+        "than a replica's start-up from launching nodes that arrive after it; see "
+        "bench/simulation/RESULTS.md.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReplicaSpec:
@@ -245,7 +254,9 @@ class CapacitySpec(_Strict):
     instance_types: list[str] | None = Field(None, description="Restrict to these instance types.")
     node_class: NodeClassSpec | None = Field(None, description="Required for karpenter.")
     device_limit: int | None = Field(None, ge=1, description="NodePool cap on devices.")
-    consolidate_after: str = Field("300s", pattern=_DURATION, description="Idle before removal.")
+    consolidate_after: str = Field(
+        "60s", pattern=_DURATION, description="Idle before removal (simulated: RESULTS.md)."
+    )
     expire_after: str = Field("720h", pattern=_DURATION, description="Node lifetime.")
 
     @model_validator(mode="after")
