@@ -7,6 +7,7 @@ from typing import Any
 from corral.control.accelerators import ACCELERATORS, Accelerator
 from corral.control.planner import disk
 from corral.control.planner.instances import PriceTable, allocatable_cpu_memory
+from corral.control.render import multi_node
 from corral.control.spec import DeploymentSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -113,7 +114,7 @@ def weights_claim(spec: DeploymentSpec) -> str | None:
 
 
 def env(spec: DeploymentSpec) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = multi_node.efa_env() if multi_node.is_multi_node(spec) else []
     if spec.model.kind == "huggingface" and device_of(spec).vendor != "cpu":
         out.append({"name": "HF_HOME", "value": HF_HOME})
     if spec.model.hf_token_secret:
@@ -188,8 +189,10 @@ def placement(spec: DeploymentSpec) -> dict[str, Any]:
 def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]:
     """Requests and limits for one replica: its devices, and a fair share of the host."""
     device = device_of(spec)
-    devices = spec.accelerator.devices
+    devices = spec.accelerator.devices_per_node
     hosts = table.for_accelerator(device.name, max(1, devices))
+    if multi_node.is_multi_node(spec):
+        hosts = [i for i in hosts if multi_node.efa_capable(i)]
     if device.vendor == "cpu" or not hosts:
         cpu, mem = 4, 16
     else:
@@ -203,6 +206,8 @@ def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]
     amounts: dict[str, Any] = {"cpu": str(cpu), "memory": f"{mem}Gi"}
     if device.resource is not None:
         amounts[device.resource] = str(devices)
+    if multi_node.is_multi_node(spec):
+        amounts[multi_node.EFA_RESOURCE] = str(multi_node.efa_interfaces(hosts))
     # Ephemeral storage is requested (the scheduler then counts it) but not limited: a limit
     # would evict a replica whose compile caches grow, and it does not affect the QoS class.
     requests = {**amounts, "ephemeral-storage": f"{disk.pod_ephemeral_gib(spec)}Gi"}

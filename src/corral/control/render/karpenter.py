@@ -22,11 +22,19 @@ def render_nodes(spec: DeploymentSpec, table: PriceTable) -> list[Manifest]:
     if spec.capacity.provisioner == "none" or common.device_of(spec).vendor == "cpu":
         return []
     if spec.capacity.provisioner == "auto-mode":
-        return [_nodepool(spec, auto_mode=True)]
-    return [_ec2nodeclass(spec, table), _nodepool(spec, auto_mode=False)]
+        return [_nodepool(spec, table, auto_mode=True)]
+    return [_ec2nodeclass(spec, table), _nodepool(spec, table, auto_mode=False)]
 
 
-def _requirements(spec: DeploymentSpec, prefix: str) -> list[dict[str, Any]]:
+def _instance_types(spec: DeploymentSpec, table: PriceTable) -> list[str]:
+    """The instance types the spec restricts to; for a multi-node replica, the EFA-capable ones
+    (with the spec's restriction applied), so every node of a replica can talk over EFA."""
+    if spec.accelerator.nodes > 1:
+        return sorted(i.name for i in disk.allowed_instances(spec, table))
+    return sorted(spec.capacity.instance_types or [])
+
+
+def _requirements(spec: DeploymentSpec, table: PriceTable, prefix: str) -> list[dict[str, Any]]:
     device = common.device_of(spec)
     capacity = (
         ["spot", "on-demand"] if spec.capacity.capacity_types == "spot-first" else ["on-demand"]
@@ -36,8 +44,11 @@ def _requirements(spec: DeploymentSpec, prefix: str) -> list[dict[str, Any]]:
         reqs.append(_req(f"{prefix}/instance-gpu-name", [device.karpenter_gpu_name]))
     else:
         reqs.append(_req(f"{prefix}/instance-family", [device.name]))
-    if spec.capacity.instance_types:
-        reqs.append(_req("node.kubernetes.io/instance-type", sorted(spec.capacity.instance_types)))
+    types = _instance_types(spec, table)
+    if types:
+        reqs.append(_req("node.kubernetes.io/instance-type", types))
+    if spec.capacity.zone:
+        reqs.append(_req("topology.kubernetes.io/zone", [spec.capacity.zone]))
     reqs.append(_req("karpenter.sh/capacity-type", capacity))
     reqs.append(_req("kubernetes.io/arch", ["amd64"]))
     return reqs
@@ -47,7 +58,7 @@ def _req(key: str, values: list[str]) -> dict[str, Any]:
     return {"key": key, "operator": "In", "values": values}
 
 
-def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
+def _nodepool(spec: DeploymentSpec, table: PriceTable, *, auto_mode: bool) -> Manifest:
     device = common.device_of(spec)
     assert device.resource is not None  # CPU was excluded by render_nodes
     capacity = spec.capacity
@@ -88,7 +99,7 @@ def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
                     "nodeClassRef": ref,
                     "expireAfter": capacity.expire_after,
                     "terminationGracePeriod": "1h",
-                    "requirements": _requirements(spec, prefix),
+                    "requirements": _requirements(spec, table, prefix),
                     "taints": [{"key": device.resource, "effect": "NoSchedule"}],
                 },
             },

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from corral.control.planner.instances import PriceTable
-from corral.control.render import common
+from corral.control.render import common, multi_node
 from corral.control.serve_config import (
     AutoscalingConfig,
     DeploymentConfig,
@@ -140,11 +140,17 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             "spec": {
                 "serviceAccountName": spec.name,
                 "priorityClassName": f"corral-{spec.priority}",
+                **multi_node.multi_node_pod(spec, _cluster_pods(spec)),
                 "containers": [container],
                 "volumes": vols,
             },
         },
     }
+
+
+def _cluster_pods(spec: DeploymentSpec) -> dict[str, str]:
+    """The Ray cluster's pods (head and workers), kept in one zone for a multi-node replica."""
+    return {common.DEPLOYMENT_LABEL: spec.name}
 
 
 def advertised_resources(spec: DeploymentSpec) -> dict[str, int]:
@@ -182,13 +188,17 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
         "env": common.env(spec),
         "resources": common.replica_resources(spec, table),
         "volumeMounts": mounts,
+        **multi_node.multi_node_container(spec),
     }
+    # A group replica is numOfHosts pods, which KubeRay creates and deletes together, so one
+    # replica spanning nodes is one group replica; Ray's autoscaler counts numOfHosts workers per
+    # group replica (autoscaling_config.py: min_workers = minReplicas * numOfHosts).
     return {
         "groupName": f"{device.name}-workers",
         "replicas": spec.replicas.min,
         "minReplicas": spec.replicas.min,
         "maxReplicas": spec.replicas.max,
-        "numOfHosts": 1,
+        "numOfHosts": spec.accelerator.nodes,
         "rayStartParams": start,
         "template": {
             "metadata": {
@@ -198,6 +208,7 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
             "spec": {
                 "serviceAccountName": spec.name,
                 **common.placement(spec),
+                **multi_node.multi_node_pod(spec, _cluster_pods(spec)),
                 **common.init_containers(spec),
                 "containers": [container],
                 "volumes": vols,

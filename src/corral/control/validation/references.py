@@ -8,7 +8,13 @@ from typing import Any
 
 from corral.kube.port import Manifest
 
-RUNTIME_POD_LABELS = {"RayService": {"ray.io/serve": "true", "ray.io/node-type": "*"}}
+RUNTIME_POD_LABELS = {
+    "RayService": {"ray.io/serve": "true", "ray.io/node-type": "*"},
+    "LeaderWorkerSet": {
+        "leaderworkerset.sigs.k8s.io/name": "*",
+        "leaderworkerset.sigs.k8s.io/worker-index": "*",
+    },
+}
 """Labels controllers add to pods at run time (KubeRay marks serving pods), by owner kind."""
 
 WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job"}
@@ -71,6 +77,9 @@ def pod_templates(objs: Iterable[Manifest]) -> list[PodTemplate]:
             templates = [obj.get("spec", {}).get("template", {})]
         elif kind == "Pod":
             templates = [obj]
+        elif kind == "LeaderWorkerSet":
+            lws = obj.get("spec", {}).get("leaderWorkerTemplate", {})
+            templates = [lws[k] for k in ("leaderTemplate", "workerTemplate") if k in lws]
         elif kind == "RayService":
             cluster = obj.get("spec", {}).get("rayClusterConfig", {})
             groups = [cluster.get("headGroupSpec", {}), *cluster.get("workerGroupSpecs", [])]
