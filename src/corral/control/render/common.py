@@ -31,6 +31,11 @@ HF_HOME = "/cache/huggingface"
 MODEL_CACHE_HOST_DIR = "/mnt/k8s-disks/0/corral-models"
 """Where the shared per-node model cache lives: on the NVMe RAID0 array where Karpenter builds
 one (nodeadm mounts it at /mnt/k8s-disks/0), else created on the node's data volume."""
+NEURON_SCHEDULER = "neuron-scheduler"
+"""The second kube-scheduler the accelerators component runs with the Neuron scheduler extension
+(deploy/kustomize/components/accelerators/neuron-scheduler.yaml), which allocates a pod's
+NeuronCores contiguously. EKS Auto Mode runs its own Neuron device plugin and no extension, so
+Auto Mode pods keep the default scheduler."""
 SERVE_PORT = 8000
 METRICS_PORT = 8080
 
@@ -183,6 +188,8 @@ def placement(spec: DeploymentSpec) -> dict[str, Any]:
         out["tolerations"] = [
             {"key": device.resource, "operator": "Exists", "effect": "NoSchedule"}
         ]
+    if device.vendor == "neuron" and spec.capacity.provisioner != "auto-mode":
+        out["schedulerName"] = NEURON_SCHEDULER
     return out
 
 

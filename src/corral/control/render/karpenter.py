@@ -92,9 +92,7 @@ def _nodepool(spec: DeploymentSpec, table: PriceTable, *, auto_mode: bool) -> Ma
                 "budgets": [{"nodes": "1"}],
             },
             "template": {
-                "metadata": {
-                    "labels": {**common.owned_labels(spec), "corral.dev/accelerator": device.name}
-                },
+                "metadata": {"labels": _node_labels(spec, auto_mode=auto_mode)},
                 "spec": {
                     "nodeClassRef": ref,
                     "expireAfter": capacity.expire_after,
@@ -105,6 +103,18 @@ def _nodepool(spec: DeploymentSpec, table: PriceTable, *, auto_mode: bool) -> Ma
             },
         },
     }
+
+
+AMI_FAMILY_LABEL = "corral.dev/ami-family"
+"""On Karpenter nodes: the AMI family, so node add-ons can skip what the AMI brings itself
+(Bottlerocket's NVIDIA variants run the NVIDIA device plugin as a host service)."""
+
+
+def _node_labels(spec: DeploymentSpec, *, auto_mode: bool) -> dict[str, str]:
+    labels = {**common.owned_labels(spec), "corral.dev/accelerator": common.device_of(spec).name}
+    if not auto_mode and spec.capacity.node_class is not None:
+        labels[AMI_FAMILY_LABEL] = spec.capacity.node_class.ami_alias.split("@", 1)[0]
+    return labels
 
 
 def _ec2nodeclass(spec: DeploymentSpec, table: PriceTable) -> Manifest:

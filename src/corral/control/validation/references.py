@@ -17,6 +17,11 @@ RUNTIME_POD_LABELS = {
 }
 """Labels controllers add to pods at run time (KubeRay marks serving pods), by owner kind."""
 
+BUILT_IN_OBJECTS = frozenset(
+    {"PriorityClass/system-node-critical", "PriorityClass/system-cluster-critical"}
+)
+"""Objects every Kubernetes cluster has (the API server creates both PriorityClasses)."""
+
 WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job"}
 
 
@@ -94,7 +99,7 @@ def pod_templates(objs: Iterable[Manifest]) -> list[PodTemplate]:
 def check_references(objs: list[Manifest], external: Iterable[str] = ()) -> list[str]:
     """Problems, each naming the object; ``external`` lists objects that exist outside the set,
     as ``Kind/namespace/name`` or ``Kind/name`` for cluster-scoped ones."""
-    known = {_name(o) for o in objs} | set(external)
+    known = {_name(o) for o in objs} | set(external) | BUILT_IN_OBJECTS
     pods = pod_templates(objs)
     problems: list[str] = []
     for obj in objs:
