@@ -160,10 +160,9 @@ def test_the_whole_layout_is_feasible_and_the_single_node_spec_points_to_nodes()
         spec = load_spec(FIXTURES / "specs" / name)
         assert check_feasibility(spec, golden(name), TABLE).problems == []
     refused = load_spec(FIXTURES / "refused" / "llama-405b-fp8-h100-2-nodes.yaml")
-    with pytest.raises(
-        ConfigError, match="accelerator.nodes 2 \\(a multi-node replica over EFA\\)"
-    ):
+    with pytest.raises(ConfigError) as err:
         prepare(refused, TABLE)
+    assert "accelerator.nodes 2 (a multi-node replica over EFA)" in str(err.value)
 
 
 @pytest.mark.parametrize(
