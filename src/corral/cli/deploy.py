@@ -217,9 +217,14 @@ def status(
         for d in deployments:
             ready = "[green]yes[/]" if d.readiness.ready else "[red]no[/]"
             table.add_row(f"{d.namespace}/{d.name}", d.kind, ready, escape(d.readiness.detail))
-        nodes_table = Table("node", "accelerator", "ready", "schedulable")
+        nodes_table = Table("node", "accelerator", "ready", "schedulable", "devices", "problem")
         for n in nodes:
-            nodes_table.add_row(n.name, n.accelerator, str(n.ready), str(n.schedulable))
+            dev = n.devices
+            count = f"{dev.allocatable}/{dev.expected} {dev.resource}" if dev else "?"
+            problem = f"[red]{escape(dev.problem)}[/]" if dev and dev.problem else ""
+            nodes_table.add_row(
+                n.name, n.accelerator, str(n.ready), str(n.schedulable), count, problem
+            )
         console = Console()
         console.print(table)
         console.print(nodes_table)

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.clock import Clock
+from corral.control.accelerators import ACCELERATORS
+from corral.control.node_devices import (
+    ACCELERATOR_LABEL,
+    DEVICE_PLUGINS,
+    NodeDevices,
+    expected_device,
+    node_devices,
+)
+from corral.control.planner.instances import PriceTable, load_price_table
 from corral.errors import TemporaryError
 from corral.kube.port import KubeClient, Manifest, ObjectKey
 
@@ -173,10 +182,12 @@ class NodeStatus:
     accelerator: str
     ready: bool
     schedulable: bool
+    devices: NodeDevices | None = None
+    """Its devices against its instance type (None when the type is not in the table)."""
 
 
 async def cluster_status(
-    kube: KubeClient, namespace: str | None = None
+    kube: KubeClient, namespace: str | None = None, table: PriceTable | None = None
 ) -> tuple[list[DeploymentStatus], list[NodeStatus]]:
     """Corral's deployments (RayServices and Deployments it manages) and accelerator nodes."""
     managed = {"app.kubernetes.io/managed-by": "corral"}
@@ -187,17 +198,37 @@ async def cluster_status(
             found.append(
                 DeploymentStatus(meta["name"], meta.get("namespace", ""), kind, readiness(obj))
             )
+    return found, await accelerator_nodes(kube, table or load_price_table())
+
+
+async def accelerator_nodes(kube: KubeClient, table: PriceTable) -> list[NodeStatus]:
+    """Nodes Corral's NodePools made or whose instance type carries accelerators, with whether
+    their devices are allocatable (and why not)."""
+    plugins = await _plugin_nodes(kube)
     nodes = []
     for node in await kube.list("v1", "Node"):
         labels = node["metadata"].get("labels", {})
-        if "corral.dev/accelerator" not in labels:
+        instance = expected_device(node, table)
+        if instance is None and ACCELERATOR_LABEL not in labels:
             continue
         conditions = node.get("status", {}).get("conditions", [])
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         schedulable = not node.get("spec", {}).get("unschedulable", False)
-        nodes.append(
-            NodeStatus(
-                node["metadata"]["name"], labels["corral.dev/accelerator"], ready, schedulable
-            )
-        )
-    return found, nodes
+        name = node["metadata"]["name"]
+        devices = None
+        if instance is not None:
+            vendor = ACCELERATORS[instance.accelerator].vendor
+            devices = node_devices(node, instance, (name, vendor) in plugins)
+        accel = labels.get(ACCELERATOR_LABEL) or (instance.accelerator if instance else "")
+        nodes.append(NodeStatus(name, accel, ready, schedulable, devices))
+    return nodes
+
+
+async def _plugin_nodes(kube: KubeClient) -> set[tuple[str, str]]:
+    """(node, vendor) pairs where that vendor's device-plugin pod is running."""
+    out = set()
+    for vendor, app in DEVICE_PLUGINS.items():
+        for pod in await kube.list("v1", "Pod", None, {"app.kubernetes.io/name": app}):
+            if pod.get("status", {}).get("phase", "Running") == "Running":
+                out.add((pod.get("spec", {}).get("nodeName", ""), vendor))
+    return out

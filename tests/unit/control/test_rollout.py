@@ -129,3 +129,44 @@ async def test_status_lists_deployments_and_accelerator_nodes(
 def test_apply_order_keeps_unknown_kinds_last() -> None:
     objs = [{"kind": "Widget"}, {"kind": "Service"}, {"kind": "Namespace"}]
     assert [o["kind"] for o in apply_order(objs)] == ["Namespace", "Service", "Widget"]
+
+
+# Issue 18: corral status says which accelerator nodes cannot give pods their devices, and why.
+def _gpu_node(kube: FakeKube, name: str, labels: dict[str, str], status: dict[str, object]) -> None:
+    kube.add_node(name, {"node.kubernetes.io/instance-type": "g6.12xlarge", **labels})
+    kube.set_status(ObjectKey("v1", "Node", name), status)
+
+
+def _gpus(capacity: int, allocatable: int) -> dict[str, object]:
+    return {
+        "capacity": {"nvidia.com/gpu": str(capacity)},
+        "allocatable": {"nvidia.com/gpu": str(allocatable)},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+
+
+async def test_status_explains_nodes_whose_gpus_are_not_allocatable() -> None:
+    kube = FakeKube()
+    _gpu_node(kube, "healthy", {}, _gpus(4, 4))
+    _gpu_node(kube, "no-plugin", {}, {"conditions": []})
+    _gpu_node(kube, "no-driver", {}, {"conditions": []})
+    _gpu_node(kube, "auto", {"eks.amazonaws.com/compute-type": "auto"}, {})
+    _gpu_node(kube, "one-bad", {}, _gpus(4, 3))
+    _gpu_node(kube, "missing-one", {}, _gpus(3, 3))
+    kube.add_pod(
+        "plugin-x", "kube-system", "no-driver", {"app.kubernetes.io/name": "nvidia-device-plugin"}
+    )
+    kube.add_node("cpu-1", {"node.kubernetes.io/instance-type": "m7i.2xlarge"})
+    _, nodes = await cluster_status(kube)
+    found = {n.name: n.devices for n in nodes}
+    assert set(found) == {"healthy", "no-plugin", "no-driver", "auto", "one-bad", "missing-one"}
+    assert found["healthy"] is not None
+    assert (found["healthy"].allocatable, found["healthy"].problem) == (4, "")
+    problems = {name: d.problem for name, d in found.items() if d is not None}
+    assert "no device plugin advertises nvidia.com/gpu" in problems["no-plugin"]
+    assert (
+        "runs but advertises no nvidia.com/gpu: the driver is not loaded" in problems["no-driver"]
+    )
+    assert "EKS Auto Mode has not advertised" in problems["auto"]
+    assert "1 of 4 nvidia.com/gpu unhealthy" in problems["one-bad"]
+    assert "only 3 of 4 nvidia.com/gpu advertised" in problems["missing-one"]
