@@ -299,17 +299,22 @@ class CapacitySpec(_Strict):
         description="Availability zone for the NodePool (e.g. us-east-1a). Multi-node replicas "
         "stay in one zone anyway (pod affinity); setting it pins where (EFA capacity blocks).",
     )
-    node_class: NodeClassSpec | None = Field(None, description="Required for karpenter.")
+    node_class: NodeClassSpec | None = Field(
+        None,
+        description="Required for karpenter and auto-mode (auto-mode uses cluster_name, role and "
+        "root_volume_gib, which sizes the NodeClass's ephemeral storage).",
+    )
     device_limit: int | None = Field(None, ge=1, description="NodePool cap on devices.")
     consolidate_after: str = Field("300s", pattern=_DURATION, description="Idle before removal.")
     expire_after: str = Field("720h", pattern=_DURATION, description="Node lifetime.")
 
     @model_validator(mode="after")
     def _node_class_for_karpenter(self) -> CapacitySpec:
-        if self.provisioner == "karpenter" and self.node_class is None:
+        if self.provisioner != "none" and self.node_class is None:
             raise ValueError(
-                "provisioner karpenter needs node_class (at least cluster_name); "
-                "or use provisioner auto-mode or none"
+                f"provisioner {self.provisioner} needs node_class (at least cluster_name, whose "
+                "karpenter.sh/discovery tag selects subnets and security groups); or use "
+                "provisioner none"
             )
         return self
 

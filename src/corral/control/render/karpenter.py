@@ -1,4 +1,5 @@
-"""Karpenter v1 NodePool + EC2NodeClass for the spec's accelerator, or an EKS Auto Mode NodePool."""
+"""Karpenter v1 NodePool + EC2NodeClass for the spec's accelerator, or EKS Auto Mode's NodePool
+and NodeClass."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from corral.control.planner import disk
 from corral.control.planner.instances import PriceTable
 from corral.control.render import common
+from corral.control.render.auto_mode import auto_mode_requirements, render_node_class
 from corral.control.spec import DeploymentSpec
 from corral.kube.port import Manifest
 
@@ -22,7 +24,7 @@ def render_nodes(spec: DeploymentSpec, table: PriceTable) -> list[Manifest]:
     if spec.capacity.provisioner == "none" or common.device_of(spec).vendor == "cpu":
         return []
     if spec.capacity.provisioner == "auto-mode":
-        return [_nodepool(spec, table, auto_mode=True)]
+        return [render_node_class(spec, table), _nodepool(spec, table, auto_mode=True)]
     return [_ec2nodeclass(spec, table), _nodepool(spec, table, auto_mode=False)]
 
 
@@ -40,7 +42,9 @@ def _requirements(spec: DeploymentSpec, table: PriceTable, prefix: str) -> list[
         ["spot", "on-demand"] if spec.capacity.capacity_types == "spot-first" else ["on-demand"]
     )
     reqs: list[dict[str, Any]] = []
-    if device.karpenter_gpu_name is not None:
+    if prefix == "eks.amazonaws.com":
+        reqs += auto_mode_requirements(spec)
+    elif device.karpenter_gpu_name is not None:
         reqs.append(_req(f"{prefix}/instance-gpu-name", [device.karpenter_gpu_name]))
     else:
         reqs.append(_req(f"{prefix}/instance-family", [device.name]))
@@ -64,7 +68,11 @@ def _nodepool(spec: DeploymentSpec, table: PriceTable, *, auto_mode: bool) -> Ma
     capacity = spec.capacity
     limit = capacity.device_limit or spec.replicas.max * spec.accelerator.devices
     if auto_mode:
-        ref = {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+        ref = {
+            "group": "eks.amazonaws.com",
+            "kind": "NodeClass",
+            "name": common.nodepool_name(spec),
+        }
         prefix = "eks.amazonaws.com"
     else:
         ref = {

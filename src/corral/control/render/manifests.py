@@ -53,7 +53,7 @@ def external_references(spec: DeploymentSpec) -> list[str]:
     """Objects the manifests use but Corral does not render for this deployment.
 
     The PriorityClasses ship with the platform's Kustomize base; the Hugging Face token Secret
-    and a ``pvc://`` claim belong to the user; EKS Auto Mode provides the ``default`` NodeClass.
+    and a ``pvc://`` claim belong to the user.
     """
     refs = [f"PriorityClass/corral-{spec.priority}"]
     if spec.model.hf_token_secret:
@@ -61,8 +61,6 @@ def external_references(spec: DeploymentSpec) -> list[str]:
     if spec.model.kind == "pvc":
         claim = spec.model.source.removeprefix("pvc://").split("/", 1)[0]
         refs.append(f"PersistentVolumeClaim/{spec.namespace}/{claim}")
-    if spec.capacity.provisioner == "auto-mode":
-        refs.append("NodeClass/default")
     return refs
 
 
