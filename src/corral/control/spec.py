@@ -386,6 +386,16 @@ class DeploymentSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _streamable(self) -> DeploymentSpec:
+        streams = self.model.kind == "s3" and self.model.s3_mode == "stream"
+        if streams and accelerator(self.accelerator.type).vendor == "neuron":
+            raise ValueError(
+                "model.s3_mode stream uses vLLM's Run:ai model streamer, which the Neuron "
+                "vLLM (neuronx) does not offer; use s3_mode mountpoint or init-container"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _multi_node_supported(self) -> DeploymentSpec:
         if self.accelerator.nodes == 1:
             return self

@@ -61,6 +61,10 @@ VLLM_IMAGES = {
     "neuron": NEURON_VLLM_IMAGE,
     "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
 }
+STREAMER_ENV = {"RUNAI_STREAMER_CONCURRENCY": "16"}
+"""Concurrent S3 reads of vLLM's Run:ai model streamer (its documented default, written out so
+the cold-start estimate in ``planner.cold_start`` and the pod agree; vLLM docs, "Loading models
+with Run:ai Model Streamer")."""
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.0"
 
 
@@ -104,6 +108,8 @@ def model_source(spec: DeploymentSpec) -> str:
         return source.source
     if source.kind == "s3" and source.s3_mode == "init-container":
         return MODEL_DIR
+    if source.kind == "s3" and source.s3_mode == "stream":
+        return source.source  # vLLM's Run:ai streamer reads s3:// URIs itself
     rest = source.source.split("://", 1)[1]
     path = rest.split("/", 1)[1] if source.kind == "pvc" and "/" in rest else ""
     return f"{MODEL_DIR}/{path}".rstrip("/")
@@ -125,6 +131,12 @@ def env(spec: DeploymentSpec) -> list[dict[str, Any]]:
     if spec.model.hf_token_secret:
         ref = {"name": spec.model.hf_token_secret, "key": "hf-token"}
         out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    if spec.model.kind == "s3" and spec.model.s3_mode == "stream":
+        # The streamer's S3 client (AWS SDK) takes credentials from the pod's identity (EKS Pod
+        # Identity or IRSA) and the bucket's region from the environment.
+        if spec.model.s3_region:
+            out.append({"name": "AWS_REGION", "value": spec.model.s3_region})
+        out += [{"name": k, "value": v} for k, v in STREAMER_ENV.items()]
     return out
 
 
@@ -143,7 +155,7 @@ def volumes(
             {"name": "weights", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
         mounts.append({"name": "weights", "mountPath": MODEL_DIR, "readOnly": True})
-    elif spec.model.kind == "s3":
+    elif spec.model.kind == "s3" and spec.model.s3_mode == "init-container":
         size = f"{disk.pod_ephemeral_gib(spec)}Gi"
         vols.append({"name": "weights", "emptyDir": {"sizeLimit": size}})
         mounts.append({"name": "weights", "mountPath": MODEL_DIR})

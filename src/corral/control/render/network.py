@@ -21,12 +21,17 @@ def render_namespace(spec: DeploymentSpec) -> Manifest:
     }
 
 
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+"""IAM roles for service accounts: the pod identity webhook gives the pods this role."""
+
+
 def render_service_account(spec: DeploymentSpec) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": common.metadata(spec, spec.name),
-    }
+    """The pods' identity; with ``model.iam_role_arn`` annotated for IRSA (EKS Pod Identity
+    instead binds the ServiceAccount by name, outside the manifests: docs/eks.md)."""
+    meta = common.metadata(spec, spec.name)
+    if spec.model.iam_role_arn:
+        meta["annotations"] = {IRSA_ANNOTATION: spec.model.iam_role_arn}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
 
 
 def render_weights_volume(spec: DeploymentSpec) -> list[Manifest]:

@@ -20,6 +20,8 @@ from corral.control.serve_config import (
 from corral.control.spec import DeploymentSpec
 from corral.kube.port import Manifest
 
+STREAM_LOAD_FORMAT = "runai_streamer"
+
 
 def serve_config(spec: DeploymentSpec) -> ServeConfig:
     """The Ray Serve LLM application for the spec."""
@@ -66,6 +68,11 @@ def engine_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
         kwargs["quantization"] = engine.quantization
     if engine.kv_cache_dtype != "auto":
         kwargs["kv_cache_dtype"] = engine.kv_cache_dtype
+    if spec.model.kind == "s3" and spec.model.s3_mode == "stream":
+        # Weights go from S3 straight into device memory, no local copy (vLLM: load_format
+        # runai_streamer; Ray Serve LLM then skips its own download: STREAMING_LOAD_FORMATS in
+        # ray/llm/_internal/common/utils/download_utils.py).
+        kwargs["load_format"] = STREAM_LOAD_FORMAT
     kwargs.update(engine.extra_args)
     return kwargs
 
