@@ -147,7 +147,6 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             "spec": {
                 "serviceAccountName": spec.name,
                 "priorityClassName": f"corral-{spec.priority}",
-                **multi_node.multi_node_pod(spec, _cluster_pods(spec)),
                 "containers": [container],
                 "volumes": vols,
             },
@@ -156,8 +155,9 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
 
 
 def _cluster_pods(spec: DeploymentSpec) -> dict[str, str]:
-    """The Ray cluster's pods (head and workers), kept in one zone for a multi-node replica."""
-    return {common.DEPLOYMENT_LABEL: spec.name}
+    """The Ray workers, kept in one zone for a multi-node replica. Not the head: it carries no
+    replica and lands on any node, and tying workers to its zone would fight capacity.zone."""
+    return {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: "worker"}
 
 
 def advertised_resources(spec: DeploymentSpec) -> dict[str, int]:
