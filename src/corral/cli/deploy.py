@@ -83,6 +83,10 @@ def _rendered(spec: DeploymentSpec, prices: Path | None) -> list[dict[str, objec
 
 def workload_key(spec: DeploymentSpec) -> ObjectKey:
     """The object whose readiness says the deployment serves."""
+    if spec.engine.runtime == "deployment" and spec.accelerator.nodes > 1:
+        return ObjectKey(
+            "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", spec.name, spec.namespace
+        )
     if spec.engine.runtime == "deployment":
         return ObjectKey("apps/v1", "Deployment", spec.name, spec.namespace)
     return ObjectKey("ray.io/v1", "RayService", spec.name, spec.namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from corral.control.rollout import (
     wait_ready,
 )
 from corral.control.spec import load_spec
-from corral.errors import TemporaryError
+from corral.errors import PermanentError, TemporaryError
 from corral.kube.fake import FakeKube
 from corral.kube.port import ObjectKey
 
@@ -170,3 +171,42 @@ async def test_status_explains_nodes_whose_gpus_are_not_allocatable() -> None:
     assert "EKS Auto Mode has not advertised" in problems["auto"]
     assert "1 of 4 nvidia.com/gpu unhealthy" in problems["one-bad"]
     assert "only 3 of 4 nvidia.com/gpu advertised" in problems["missing-one"]
+
+
+class NoLeaderWorkerSetCrd(FakeKube):
+    """A cluster without the LeaderWorkerSet CRD: listing that kind fails as the API would."""
+
+    async def list(self, api_version: str, kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "LeaderWorkerSet":
+            raise PermanentError("list LeaderWorkerSet: the server could not find the resource")
+        return await super().list(api_version, kind, *args, **kwargs)
+
+
+async def test_multi_node_and_auto_mode_objects_apply_in_order_and_undeploy() -> None:
+    lws = render(load_spec(SPECS / "llama-405b-lws-efa.yaml"))
+    auto = render(load_spec(SPECS / "auto-mode.yaml"))
+    kinds = [o["kind"] for o in apply_order(list(reversed(lws)))]
+    assert kinds.index("LeaderWorkerSet") < kinds.index("Service")
+    auto_kinds = [o["kind"] for o in apply_order(list(reversed(auto)))]
+    assert auto_kinds.index("NodeClass") < auto_kinds.index("NodePool")
+    kube = FakeKube()
+    await apply_all(kube, lws + auto)
+    deleted = {k.kind for k in await undeploy(kube, "llama-405b-lws", "corral-models")}
+    assert "LeaderWorkerSet" in deleted
+    deleted = {k.kind for k in await undeploy(kube, "qwen-7b", "corral-models")}
+    assert "NodeClass" in deleted
+
+
+async def test_undeploy_and_status_work_without_the_leaderworkerset_crd(
+    objs: list[dict[str, object]],
+) -> None:
+    kube = NoLeaderWorkerSetCrd()
+    await apply_all(kube, objs)
+    deployments, _ = await cluster_status(kube)
+    assert [d.kind for d in deployments] == ["RayService"]
+    assert await undeploy(kube, "llama-8b", "corral-models")
+
+
+def test_leaderworkerset_readiness_counts_ready_groups() -> None:
+    obj = {"kind": "LeaderWorkerSet", "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
+    assert readiness(obj) == Readiness(False, "1/2 groups ready")
