@@ -4,11 +4,9 @@ schema written from AWS's documentation, and GPU pools selected by Auto Mode's i
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from corral.control.feasibility.check import check_feasibility
 from corral.control.planner.disk import allowed_instances, disk_need
@@ -18,26 +16,21 @@ from corral.control.render.manifests import render
 from corral.control.spec import parse_spec
 from corral.control.validation.crds import schema_file_for, validate_custom
 from corral.errors import ConfigError
+from support.goldens import golden, of_kind, spec_data
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "control"
 TABLE = load_price_table()
 
 
-def spec_data() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((FIXTURES / "specs" / "auto-mode.yaml").read_text())
-    return data
+def auto_spec() -> dict[str, Any]:
+    return spec_data("auto-mode.yaml")
 
 
-def golden() -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all((FIXTURES / "golden" / "auto-mode.yaml").read_text()))
-
-
-def of_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    return next(o for o in objs if o["kind"] == kind)
+def auto_golden() -> list[dict[str, Any]]:
+    return golden("auto-mode.yaml")
 
 
 def test_the_nodepool_uses_corrals_nodeclass_and_auto_modes_labels() -> None:
-    objs = golden()
+    objs = auto_golden()
     node_class, pool = of_kind(objs, "NodeClass"), of_kind(objs, "NodePool")
     ref = pool["spec"]["template"]["spec"]["nodeClassRef"]
     assert ref == {
@@ -52,15 +45,15 @@ def test_the_nodepool_uses_corrals_nodeclass_and_auto_modes_labels() -> None:
 
 
 def test_ephemeral_storage_holds_images_cache_and_replicas_on_the_largest_node() -> None:
-    spec = size_to_plan(parse_spec(spec_data()), TABLE).spec  # what deploy renders
-    size = of_kind(golden(), "NodeClass")["spec"]["ephemeralStorage"]["size"]
+    spec = size_to_plan(parse_spec(auto_spec()), TABLE).spec  # what deploy renders
+    size = of_kind(auto_golden(), "NodeClass")["spec"]["ephemeralStorage"]["size"]
     need = max(disk_need(spec, i).total_gib for i in allowed_instances(spec, TABLE))
     assert size == f"{need}Gi"
     assert need > 80  # more than the built-in default NodeClass gives
 
 
 def test_a_neuron_pool_selects_the_instance_family_and_keeps_the_default_scheduler() -> None:
-    data = spec_data()
+    data = auto_spec()
     data["accelerator"] = {"type": "inf2", "count": 1, "tensor_parallel": 2}
     data["model"] = {"source": "meta-llama/Llama-3.1-8B-Instruct"}
     data["engine"] = {"runtime": "rayservice", "max_model_len": 4096, "max_num_seqs": 4}
@@ -85,7 +78,7 @@ def test_a_neuron_pool_selects_the_instance_family_and_keeps_the_default_schedul
 def test_the_nodeclass_schema_refuses_what_aws_documents_as_invalid(
     path: tuple[str, ...], value: object, message: str
 ) -> None:
-    node_class = copy.deepcopy(of_kind(golden(), "NodeClass"))
+    node_class = copy.deepcopy(of_kind(auto_golden(), "NodeClass"))
     assert schema_file_for(node_class) == "eks.amazonaws.com_nodeclasses.json"
     assert validate_custom(node_class) == []
     target = node_class["spec"]
@@ -97,7 +90,7 @@ def test_the_nodeclass_schema_refuses_what_aws_documents_as_invalid(
 
 
 def test_too_small_ephemeral_storage_is_refused_with_the_fix() -> None:
-    data = spec_data()
+    data = auto_spec()
     data["capacity"]["node_class"]["root_volume_gib"] = 100
     spec = parse_spec(data)
     report = check_feasibility(spec, render(spec, TABLE), TABLE)
@@ -107,7 +100,17 @@ def test_too_small_ephemeral_storage_is_refused_with_the_fix() -> None:
 
 
 def test_auto_mode_without_a_node_class_names_what_to_set() -> None:
-    data = spec_data()
+    data = auto_spec()
     del data["capacity"]["node_class"]
     with pytest.raises(ConfigError, match="provisioner auto-mode needs node_class"):
         parse_spec(data)
+
+
+def test_karpenter_neuron_workers_use_the_neuron_scheduler() -> None:
+    from corral.control.render.common import NEURON_SCHEDULER
+
+    objs = golden("neuron-inf2.yaml")
+    worker = of_kind(objs, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert worker["template"]["spec"]["schedulerName"] == NEURON_SCHEDULER
+    head = of_kind(objs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]
+    assert "schedulerName" not in head["template"]["spec"]  # the CPU head needs no Neuron cores

@@ -4,11 +4,9 @@ KubeRay multi-host worker group and as a LeaderWorkerSet, over EFA in one zone."
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from corral.control.feasibility.binpack import place
 from corral.control.feasibility.check import check_feasibility, ray_problems
@@ -19,24 +17,11 @@ from corral.control.preparation import prepare
 from corral.control.render.multi_node import EFA_ENV
 from corral.control.spec import load_spec, parse_spec
 from corral.errors import ConfigError
+from support.goldens import FIXTURES, golden, of_kind, spec_data
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "control"
 TABLE = load_price_table()
 RAY = "llama-405b-ray-efa.yaml"
 LWS = "llama-405b-lws-efa.yaml"
-
-
-def golden(name: str) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all((FIXTURES / "golden" / name).read_text()))
-
-
-def of_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    return next(o for o in objs if o["kind"] == kind)
-
-
-def spec_data(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((FIXTURES / "specs" / name).read_text())
-    return data
 
 
 def test_rays_own_derivation_sees_two_hosts_per_replica() -> None:

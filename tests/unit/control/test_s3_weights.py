@@ -20,23 +20,14 @@ from corral.control.render.deployment import vllm_args
 from corral.control.render.rayservice import STREAM_LOAD_FORMAT
 from corral.control.spec import load_spec, parse_spec
 from corral.errors import ConfigError
+from support.goldens import FIXTURES, golden, of_kind, spec_data
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "control"
 TABLE = load_price_table()
 STREAM = "qwen-72b-s3-stream.yaml"
 
 
-def golden(name: str) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all((FIXTURES / "golden" / name).read_text()))
-
-
-def of_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    return next(o for o in objs if o["kind"] == kind)
-
-
-def spec_data() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((FIXTURES / "specs" / STREAM).read_text())
-    return data
+def stream_spec() -> dict[str, Any]:
+    return spec_data(STREAM)
 
 
 def test_streaming_passes_the_s3_uri_to_ray_serve_llm_with_the_streamer_load_format() -> None:
@@ -84,7 +75,7 @@ def test_the_service_account_carries_the_irsa_role() -> None:
 
 
 def test_the_plain_vllm_runtime_streams_with_the_same_flags() -> None:
-    data = spec_data()
+    data = stream_spec()
     data["engine"]["runtime"] = "deployment"
     data["replicas"] = {"min": 1, "max": 1}
     args = vllm_args(parse_spec(data))
@@ -93,11 +84,11 @@ def test_the_plain_vllm_runtime_streams_with_the_same_flags() -> None:
 
 
 def test_neuron_cannot_stream_and_a_bad_role_arn_is_refused() -> None:
-    data = spec_data()
+    data = stream_spec()
     data["accelerator"] = {"type": "inf2", "count": 1, "tensor_parallel": 2}
     with pytest.raises(ConfigError, match="use s3_mode mountpoint or init-container"):
         parse_spec(data)
-    data = spec_data()
+    data = stream_spec()
     data["model"]["iam_role_arn"] = "corral-model-reader"
     with pytest.raises(ConfigError, match=r"model\.iam_role_arn"):
         parse_spec(data)

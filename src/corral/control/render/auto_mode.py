@@ -37,17 +37,15 @@ def ephemeral_gib(spec: DeploymentSpec, table: PriceTable) -> int:
 def render_node_class(spec: DeploymentSpec, table: PriceTable) -> Manifest:
     node_class = spec.capacity.node_class
     assert node_class is not None  # the spec requires it for auto-mode
-    discovery = {"karpenter.sh/discovery": node_class.cluster_name}
     return {
         "apiVersion": "eks.amazonaws.com/v1",
         "kind": "NodeClass",
         "metadata": common.metadata(spec, common.nodepool_name(spec), namespaced=False),
         "spec": {
             "role": node_class.role or AUTO_MODE_NODE_ROLE,
-            "subnetSelectorTerms": [{"tags": discovery}],
-            "securityGroupSelectorTerms": [{"tags": discovery}],
+            **common.discovery_selectors(node_class.cluster_name),
             "ephemeralStorage": {"size": f"{ephemeral_gib(spec, table)}Gi"},
-            "tags": {common.DEPLOYMENT_LABEL: spec.name, common.MANAGED_BY: "corral"},
+            "tags": common.node_class_tags(spec),
         },
     }
 

@@ -76,6 +76,22 @@ def nodepool_name(spec: DeploymentSpec) -> str:
     return f"corral-{spec.name}"
 
 
+def discovery_selectors(cluster_name: str) -> dict[str, Any]:
+    """Subnets and security groups a node class selects: those tagged
+    ``karpenter.sh/discovery: <cluster>`` (Karpenter's getting-started convention, kept for Auto
+    Mode's NodeClass so one set of tags serves both)."""
+    tags = {"karpenter.sh/discovery": cluster_name}
+    return {
+        "subnetSelectorTerms": [{"tags": dict(tags)}],
+        "securityGroupSelectorTerms": [{"tags": dict(tags)}],
+    }
+
+
+def node_class_tags(spec: DeploymentSpec) -> dict[str, str]:
+    """EC2 tags on the deployment's instances, for cost allocation and cleanup."""
+    return {DEPLOYMENT_LABEL: spec.name, MANAGED_BY: "corral"}
+
+
 def owned_labels(spec: DeploymentSpec) -> dict[str, str]:
     """Labels on every object Corral renders for this deployment (undeploy selects on them)."""
     return {**spec.labels, MANAGED_BY: "corral", DEPLOYMENT_LABEL: spec.name}

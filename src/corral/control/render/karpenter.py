@@ -128,7 +128,6 @@ def _node_labels(spec: DeploymentSpec, *, auto_mode: bool) -> dict[str, str]:
 def _ec2nodeclass(spec: DeploymentSpec, table: PriceTable) -> Manifest:
     node_class = spec.capacity.node_class
     assert node_class is not None  # the spec requires it for karpenter
-    discovery = {"karpenter.sh/discovery": node_class.cluster_name}
     return {
         "apiVersion": "karpenter.k8s.aws/v1",
         "kind": "EC2NodeClass",
@@ -136,11 +135,10 @@ def _ec2nodeclass(spec: DeploymentSpec, table: PriceTable) -> Manifest:
         "spec": {
             "role": node_class.role or f"KarpenterNodeRole-{node_class.cluster_name}",
             "amiSelectorTerms": [{"alias": node_class.ami_alias}],
-            "subnetSelectorTerms": [{"tags": discovery}],
-            "securityGroupSelectorTerms": [{"tags": discovery}],
+            **common.discovery_selectors(node_class.cluster_name),
             "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
             **storage(spec, table),
-            "tags": {common.DEPLOYMENT_LABEL: spec.name, common.MANAGED_BY: "corral"},
+            "tags": common.node_class_tags(spec),
         },
     }
 
