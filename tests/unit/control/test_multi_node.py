@@ -176,3 +176,13 @@ def test_unsupported_multi_node_specs_name_the_fix(change: dict[str, Any], messa
         data[key] = {**data.get(key, {}), **value}
     with pytest.raises(ConfigError, match=message):
         parse_spec(data)
+
+
+def test_too_few_nodes_for_the_devices_names_the_fix() -> None:
+    data = spec_data(RAY)
+    data["accelerator"] = {**data["accelerator"], "pipeline_parallel": 4}  # 32 GPUs on 2 nodes
+    spec = parse_spec(data)
+    with pytest.raises(ConfigError) as err:
+        prepare(spec, TABLE)
+    assert "2 nodes × 16 h100 GPUs per replica" in str(err.value)
+    assert "or more nodes" in str(err.value)

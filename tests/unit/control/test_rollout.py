@@ -210,3 +210,20 @@ async def test_undeploy_and_status_work_without_the_leaderworkerset_crd(
 def test_leaderworkerset_readiness_counts_ready_groups() -> None:
     obj = {"kind": "LeaderWorkerSet", "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
     assert readiness(obj) == Readiness(False, "1/2 groups ready")
+
+
+async def test_status_names_the_neuron_plugin_and_bottlerocket_cases() -> None:
+    kube = FakeKube()
+    kube.add_node("inf", {"node.kubernetes.io/instance-type": "inf2.48xlarge"})
+    kube.add_node(
+        "br",
+        {"node.kubernetes.io/instance-type": "g6.xlarge", "corral.dev/ami-family": "bottlerocket"},
+    )
+    _, nodes = await cluster_status(kube)
+    found = {n.name: n.devices for n in nodes}
+    assert found["inf"] is not None
+    assert found["inf"].resource == "aws.amazon.com/neuron"
+    assert found["inf"].expected == 12
+    assert "neuron-device-plugin" in found["inf"].problem
+    assert found["br"] is not None
+    assert "Bottlerocket's built-in NVIDIA device plugin" in found["br"].problem
