@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral.control.accelerators import ACCELERATORS, Accelerator, accelerator
+from corral.control.accelerators import ACCELERATORS, Accelerator
 from corral.control.feasibility.report import Problem
 from corral.control.planner.disk import allowed_instances
 from corral.control.planner.fit import spec_options
@@ -142,10 +142,6 @@ def _single_node_fix(spec: DeploymentSpec, table: PriceTable, nodes: int) -> str
     if spec.engine.quantization == "none":
         tips.append("engine.quantization fp8 or awq to need fewer devices")
     acc = spec.accelerator
-    if device_vendor(spec) == "nvidia" and acc.pipeline_parallel % nodes == 0:
+    if ACCELERATORS[acc.type].vendor == "nvidia" and acc.pipeline_parallel % nodes == 0:
         tips.insert(0, f"accelerator.nodes {nodes} (a multi-node replica over EFA)")
     return "choose " + "; or ".join(tips)
-
-
-def device_vendor(spec: DeploymentSpec) -> str:
-    return accelerator(spec.accelerator.type).vendor
