@@ -166,11 +166,31 @@ def agent(
     interval: Annotated[float, typer.Option(help="Seconds between rounds.")] = 30.0,
     dry_run: Annotated[bool, typer.Option(help="Only report what would be done.")] = False,
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port; 0: none.")] = 9400,
+    eks_node_conditions: Annotated[
+        bool,
+        typer.Option(
+            envvar="CORRAL_HEALTH_EKS_NODE_CONDITIONS",
+            help="Also read the EKS node monitoring agent's node conditions each round.",
+        ),
+    ] = False,
+    repair_owner: Annotated[
+        str,
+        typer.Option(
+            envvar="CORRAL_HEALTH_REPAIR_OWNER",
+            help="Who repairs a faulty node: corral (reset, reboot, replace) or eks (EKS node "
+            "auto repair is on; Corral only stops routing and drains).",
+        ),
+    ] = "corral",
 ) -> None:
     """Run the health loop for this node (the DaemonSet's command)."""
     from corral.health.wiring import run_agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if repair_owner not in ("corral", "eks"):
+        Console(stderr=True).print(
+            f"[red]✗[/] --repair-owner must be corral or eks, not {escape(repair_owner)!r}"
+        )
+        raise typer.Exit(2)
     try:
         probe = build_probe(accelerator, expected, kernel_log, dcgm)
         asyncio.run(
@@ -182,6 +202,8 @@ def agent(
                 dry_run=dry_run,
                 metrics_port=metrics_port,
                 stop_signals=(signal.SIGTERM, signal.SIGINT),
+                eks_node_conditions=eks_node_conditions,
+                repair_owner="eks" if repair_owner == "eks" else "corral",
             )
         )
     except CorralError as exc:

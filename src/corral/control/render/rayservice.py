@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from corral.control.planner.instances import PriceTable
-from corral.control.render import common
+from corral.control.render import common, multi_node
 from corral.control.serve_config import (
     AutoscalingConfig,
     DeploymentConfig,
@@ -25,6 +25,8 @@ WORKER_IDLE_TIMEOUT_S = 60
 empty node after ``capacity.consolidate_after``. Simulated on the Azure code trace and a
 diurnal/bursty trace (bench/simulation/RESULTS.md), 60 s + 60 s of node idle uses 10-23% fewer
 GPU-hours than 300 s + 300 s at the default upscaling factor, with as many SLO minutes."""
+
+STREAM_LOAD_FORMAT = "runai_streamer"
 
 
 def serve_config(spec: DeploymentSpec) -> ServeConfig:
@@ -73,6 +75,11 @@ def engine_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
         kwargs["quantization"] = engine.quantization
     if engine.kv_cache_dtype != "auto":
         kwargs["kv_cache_dtype"] = engine.kv_cache_dtype
+    if spec.model.kind == "s3" and spec.model.s3_mode == "stream":
+        # Weights go from S3 straight into device memory, no local copy (vLLM: load_format
+        # runai_streamer; Ray Serve LLM then skips its own download: STREAMING_LOAD_FORMATS in
+        # ray/llm/_internal/common/utils/download_utils.py).
+        kwargs["load_format"] = STREAM_LOAD_FORMAT
     kwargs.update(engine.extra_args)
     return kwargs
 
@@ -157,6 +164,12 @@ def _head(spec: DeploymentSpec, image: str) -> dict[str, Any]:
     }
 
 
+def _cluster_pods(spec: DeploymentSpec) -> dict[str, str]:
+    """The Ray workers, kept in one zone for a multi-node replica. Not the head: it carries no
+    replica and lands on any node, and tying workers to its zone would fight capacity.zone."""
+    return {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: "worker"}
+
+
 def advertised_resources(spec: DeploymentSpec) -> dict[str, int]:
     """Custom Ray resources a worker group must declare for the autoscaler to launch it.
 
@@ -192,13 +205,17 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
         "env": common.env(spec),
         "resources": common.replica_resources(spec, table),
         "volumeMounts": mounts,
+        **multi_node.multi_node_container(spec),
     }
+    # A group replica is numOfHosts pods, which KubeRay creates and deletes together, so one
+    # replica spanning nodes is one group replica; Ray's autoscaler counts numOfHosts workers per
+    # group replica (autoscaling_config.py: min_workers = minReplicas * numOfHosts).
     return {
         "groupName": f"{device.name}-workers",
         "replicas": spec.replicas.min,
         "minReplicas": spec.replicas.min,
         "maxReplicas": spec.replicas.max,
-        "numOfHosts": 1,
+        "numOfHosts": spec.accelerator.nodes,
         "rayStartParams": start,
         "template": {
             "metadata": {
@@ -208,6 +225,7 @@ def _workers(spec: DeploymentSpec, image: str, table: PriceTable) -> dict[str, A
             "spec": {
                 "serviceAccountName": spec.name,
                 **common.placement(spec),
+                **multi_node.multi_node_pod(spec, _cluster_pods(spec)),
                 **common.init_containers(spec),
                 "containers": [container],
                 "volumes": vols,
