@@ -19,11 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from corral.admin.client import AdminClient
+from corral.admin.schemas import MAX_GRACE, MAX_LIFETIME, MIN_LIFETIME
+from corral.cli.address import DEFAULT_URL, base_url
 from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
 from corral.principals import Role
 from corral.settings import read_yaml
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 _FLEXIBLE = {"Name", "Description", "Email", "Models", "Changes"}
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 CONFIG_ENV = "CORRAL_CLI_CONFIG"
@@ -87,7 +88,7 @@ def _client(url: str | None, api_key: str | None) -> Iterator[AdminClient]:
         raise AuthenticationFailed(
             f"no API key: pass --api-key, set CORRAL_API_KEY, or put api_key: in {path}"
         )
-    with AdminClient(str(url or stored.get("url") or DEFAULT_URL), str(key)) as client:
+    with AdminClient(base_url(url or stored.get("url")), str(key)) as client:
         yield client
 
 
@@ -161,19 +162,37 @@ AUDIT_COLUMNS = [
 ]
 
 
-def seconds(text: str, option: str) -> int:
-    """``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` in seconds."""
+def seconds(text: str, option: str, *, at_least: int = 0, at_most: int | None = None) -> int:
+    """``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` in seconds, within the bounds given."""
     match = re.fullmatch(r"(\d{1,6})([smhdw])", text.strip())
     if match is None:
         raise typer.BadParameter(
             f"expected a duration like 30m, 12h or 7d, got {text!r}", param_hint=option
         )
-    return int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+    value = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+    if value < at_least:
+        raise typer.BadParameter(
+            f"{text} is too short: at least {at_least // 60}m, e.g. 1h or 30d", param_hint=option
+        )
+    if at_most is not None and value > at_most:
+        days = at_most // 86400
+        raise typer.BadParameter(f"{text} is too long: at most {days}d", param_hint=option)
+    return value
 
 
 def _part(ref: str) -> str:
     """``ref`` as one URL path segment, whatever characters it holds."""
     return urllib.parse.quote(ref, safe="@")
+
+
+def named(positional: str | None, option: str | None, example: str) -> str:
+    """The name given either way (``add Ada`` or ``add --name Ada``); a clear error otherwise."""
+    if positional and option and positional != option:
+        raise typer.BadParameter(f"two names given: {positional!r} and {option!r}; give one")
+    chosen = option or positional
+    if not chosen:
+        raise typer.BadParameter(f"a name is needed, e.g. {example}", param_hint="--name")
+    return chosen
 
 
 def confirm(yes: bool, question: str) -> None:
@@ -241,8 +260,13 @@ def team_delete(
 
 @user_app.command("add")
 def user_add(
-    name: Annotated[str, typer.Argument(help="The person's name.")],
+    name: Annotated[
+        str | None, typer.Argument(help="The person's name (or --name).", show_default=False)
+    ] = None,
     *,
+    name_option: Annotated[
+        str | None, typer.Option("--name", help="The person's name.", show_default=False)
+    ] = None,
     email: Annotated[str | None, typer.Option(help="E-mail (unique).")] = None,
     team: Annotated[str | None, typer.Option(help="Team name or id (default: yours).")] = None,
     role: Annotated[Role, typer.Option(help="What their keys may do.")] = Role.DEVELOPER,
@@ -251,7 +275,8 @@ def user_add(
     output: OutOpt = Output.table,
 ) -> None:
     """Add a user to a team."""
-    body = {"name": name, "email": email, "team": team, "role": role.value}
+    who = named(name, name_option, "--name Ada")
+    body = {"name": who, "email": email, "team": team, "role": role.value}
     with reporting(), _client(url, api_key) as api:
         _render(output, api.post("/users", body), USER_COLUMNS)
 
@@ -300,8 +325,16 @@ def user_remove(
 
 @key_app.command("create")
 def key_create(
-    name: Annotated[str, typer.Argument(help="What the key is for, e.g. laptop or ci.")],
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="What the key is for, e.g. laptop or ci (or --name).", show_default=False
+        ),
+    ] = None,
     *,
+    name_option: Annotated[
+        str | None, typer.Option("--name", help="What the key is for.", show_default=False)
+    ] = None,
     user: Annotated[str | None, typer.Option(help="Owner, id or e-mail (default: you).")] = None,
     team: Annotated[str | None, typer.Option(help="Team of a --service key.")] = None,
     service: Annotated[bool, typer.Option(help="A team key with no owner.")] = False,
@@ -314,9 +347,14 @@ def key_create(
     output: OutOpt = Output.table,
 ) -> None:
     """Create an API key; the key is printed once — store it now."""
-    body: dict[str, Any] = {"name": name, "user": user, "team": team, "service": service}
+    label = named(name, name_option, "--name laptop")
+    body: dict[str, Any] = {"name": label, "user": user, "team": team, "service": service}
     body["allowed_models"] = model or None
-    body["expires_in"] = None if expires is None else seconds(expires, "--expires")
+    body["expires_in"] = (
+        None
+        if expires is None
+        else seconds(expires, "--expires", at_least=MIN_LIFETIME, at_most=MAX_LIFETIME)
+    )
     with reporting(), _client(url, api_key) as api:
         created = api.post("/keys", body)
     _show_secret(output, created)
@@ -359,12 +397,20 @@ def key_rotate(
     output: OutOpt = Output.table,
 ) -> None:
     """Replace a key by a new one with the same owner, models and expiry."""
-    body = {"grace_seconds": 0 if grace is None else seconds(grace, "--grace")}
+    body = {"grace_seconds": 0 if grace is None else seconds(grace, "--grace", at_most=MAX_GRACE)}
     with reporting(), _client(url, api_key) as api:
         rotated = api.post(f"/keys/{_part(key_id)}/rotate", body)
     if output is Output.table:
-        _err.print(f"old key {rotated['old']['id']} is now {rotated['old']['state']}")
+        _err.print(_retired(rotated["old"], rotated["new"]))
     _show_secret(output, rotated if output is Output.json else rotated["new"])
+
+
+def _retired(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What happened to the old key, in words: kept for a grace period, or revoked now."""
+    if old["state"] == "active":
+        until = _cell(old.get("expires_at"))
+        return f"new key {new['id']} is active; old key {old['id']} keeps working until {until}"
+    return f"new key {new['id']} is active; old key {old['id']} is {old['state']} now"
 
 
 def _show_secret(output: Output, data: dict[str, Any]) -> None:

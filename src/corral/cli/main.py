@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,29 @@ app.add_typer(top.app, name="top")
 app.command("endpoints")(endpoints.endpoints)
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        try:
+            shown = version("corral")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            shown = "unknown (not installed)"
+        print(f"corral {shown}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Corral: one OpenAI-compatible endpoint for many models, with self-service and GPU ops."""
+
 
 ConfigOption = Annotated[
     Path | None,

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 from corral.admin import PREFIX
 from corral.admin.app import build_admin_app
 from corral.clock import Clock
+from corral.composition.quotas import LimitReload
 from corral.principals import KeyDirectory
 from corral.settings import CorralSettings
 from corral.store.bootstrap import bootstrap_admin_key
@@ -36,6 +37,8 @@ class Tenancy:
     bootstrap_key: str | None = None
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     learned_models: Callable[[], Iterable[str]] = lambda: ()
+    limits_reload: LimitReload = field(default_factory=LimitReload)
+    """Hand it to running_quotas: the admin API's limit changes then apply here at once."""
     """Models the gateway learned after start (set once it runs): keys may be limited to them."""
 
 
@@ -70,6 +73,7 @@ async def open_tenancy(
                 for spec in settings.models
                 if spec.pricing.deployment is not None
             },
+            limits_changed=tenancy.limits_reload,
         )
         try:
             yield tenancy

@@ -84,7 +84,9 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
     registry = CollectorRegistry()
     async with (
         open_tenancy(settings, clock, console) as tenancy,
-        running_quotas(settings.limits, tenancy.usage, clock, registry) as quotas,
+        running_quotas(
+            settings.limits, tenancy.usage, clock, registry, tenancy.limits_reload
+        ) as quotas,
         portal_mount(settings, tenancy, clock),
     ):
 
