@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corral.cli import admin, deploy, endpoints, engine, health, money, ray, top
+from corral.cli import admin, deploy, endpoints, engine, health, money, ray, recovery, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -30,6 +30,7 @@ app.add_typer(ray.app, name="ray")
 admin.register(app)
 money.register(app)
 app.add_typer(top.app, name="top")
+app.add_typer(recovery.admin_app, name="admin")
 app.command("endpoints")(endpoints.endpoints)
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
