@@ -30,6 +30,8 @@ models:
     aliases: [chat]
     engine: {{kind: fake, tokens: 2}}
     pricing: {{input_per_1m: 0.5, output_per_1m: 1.5}}
+  - name: fake-other
+    engine: {{kind: fake, tokens: 2}}
 """
     )
     with corral_up(path) as running:
@@ -101,7 +103,7 @@ def test_corral_url_may_be_the_api_base_the_welcome_prints(corral: CorralProcess
     listed = ok(corral, "team", "list", "-o", "json", url=corral.url + "/v1/")
     assert "platform" in [t["name"] for t in json.loads(listed.stdout)["data"]]
     endpoints = ok(corral, "endpoints", "-o", "json", url=corral.url + "/v1")
-    assert {row["model"] for row in json.loads(endpoints.stdout)} == {"fake-chat"}
+    assert {row["model"] for row in json.loads(endpoints.stdout)} == {"fake-chat", "fake-other"}
 
 
 def test_top_prints_one_snapshot_when_not_on_a_terminal(corral: CorralProcess) -> None:
@@ -129,3 +131,21 @@ def test_key_rotation_with_grace_says_the_old_key_keeps_working(corral: CorralPr
     assert short.returncode == 2
     assert "20s is too short: at least 1m" in " ".join(short.stderr.split())
     assert "expires_in" not in short.stderr
+
+
+def test_an_allow_list_may_name_an_alias_and_other_models_are_403(corral: CorralProcess) -> None:
+    made = ok(corral, "key", "create", "--name", "alias", "--model", "chat", "-o", "json")
+    headers = {"Authorization": f"Bearer {json.loads(made.stdout)['key']}"}
+    with httpx.Client(base_url=corral.url, headers=headers, timeout=10) as http:
+        for name in ("chat", "fake-chat"):
+            answered = http.post("/v1/chat/completions", json={**CHAT, "model": name})
+            assert answered.status_code == 200, answered.text
+        assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["fake-chat"]
+        assert http.get("/v1/models/chat").status_code == 200
+        refused = http.post("/v1/chat/completions", json={**CHAT, "model": "fake-other"})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "model_not_allowed"
+        assert "fake-chat" in refused.json()["error"]["message"]
+        assert http.get("/v1/models/fake-other").status_code == 403
+        missing = http.post("/v1/chat/completions", json={**CHAT, "model": "no-such"})
+        assert missing.status_code == 404
