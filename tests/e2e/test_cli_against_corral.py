@@ -97,6 +97,7 @@ def test_a_new_limit_applies_at_once_in_the_process_that_took_it(corral: CorralP
         refused = http.post("/v1/chat/completions", json=CHAT)
     assert refused.status_code == 429  # the reload interval is 600 s: applied by the change
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "team 'quick' (team_" in refused.json()["error"]["message"]  # name and id
 
 
 def test_corral_url_may_be_the_api_base_the_welcome_prints(corral: CorralProcess) -> None:

@@ -109,7 +109,7 @@ class Quotas:
         decision = await self._counters.reserve(request, now)
         headers += [(k.encode(), v.encode()) for k, v in ratelimit_headers(decision)]
         if isinstance(decision, Refused):
-            raise refusal_error(decision, now)
+            raise refusal_error(decision, now, principal.team_name)
         return decision.reservation
 
     async def settle(
