@@ -94,6 +94,26 @@ class LocalEngineConfig(_Strict):
         description="auto: int4 ONNX Runtime where the model converts, else transformers (any).",
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads for inference; 0: all cores.")
+    max_tokens: int = Field(
+        512,
+        ge=1,
+        description="Chat: the answer length for requests that set no max_tokens (at most what "
+        "the context leaves).",
+    )
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="Chat: temperature for requests that set none; unset: the model's "
+        "generation_config.json (greedy when it does not sample), else 0.7.",
+    )
+    top_p: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Chat: top_p for requests that set none; unset: the model's "
+        "generation_config.json, else 0.9.",
+    )
 
 
 EngineConfig = Annotated[
