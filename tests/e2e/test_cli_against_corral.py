@@ -150,3 +150,31 @@ def test_an_allow_list_may_name_an_alias_and_other_models_are_403(corral: Corral
         assert http.get("/v1/models/fake-other").status_code == 403
         missing = http.post("/v1/chat/completions", json={**CHAT, "model": "no-such"})
         assert missing.status_code == 404
+
+
+def test_lists_show_names_beside_ids(corral: CorralProcess) -> None:
+    ok(corral, "team", "create", "named")
+    ok(corral, "user", "add", "--name", "Nia", "--email", "nia@example.com", "--team", "named")
+    made = json.loads(
+        ok(
+            corral,
+            "key",
+            "create",
+            "--name",
+            "nia-laptop",
+            "--user",
+            "nia@example.com",
+            "-o",
+            "json",
+        ).stdout
+    )
+    team_id = made["team_id"]
+    users = ok(corral, "user", "list", "--team", "named").stdout
+    assert f"named ({team_id})" in users
+    keys = ok(corral, "key", "list", "--team", "named").stdout
+    assert f"Nia ({made['user_id']})" in keys
+    audit = ok(corral, "audit", "list", "--since", "1h").stdout
+    assert f"nia-laptop ({made['id']})" in audit  # the key's creation, its target by name
+    assert "bootstrap (key_" in audit  # the actor: the admin's key, by name
+    limits = ok(corral, "budget", "set", "--team", "named", "--rpm", "100").stdout
+    assert f"named ({team_id})" in limits

@@ -21,6 +21,7 @@ from rich.table import Table
 from corral.admin.client import AdminClient
 from corral.admin.schemas import MAX_GRACE, MAX_LIFETIME, MIN_LIFETIME
 from corral.cli.address import DEFAULT_URL, base_url
+from corral.cli.names import Names
 from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
 from corral.principals import Role
 from corral.settings import read_yaml
@@ -141,25 +142,45 @@ def _col(name: str, field: str | None = None) -> Column:
 
 
 TEAM_COLUMNS = [_col("ID"), _col("Name"), _col("Description"), _col("Created", "created_at")]
-USER_COLUMNS = [_col("ID"), _col("Name"), _col("Email"), _col("Role"), _col("Team", "team_id")]
-KEY_COLUMNS = [
-    _col("ID"),
-    _col("Name"),
-    _col("Key", "display"),
-    _col("State"),
-    _col("User", "user_id"),
-    ("Models", lambda r: "all" if r["allowed_models"] is None else ", ".join(r["allowed_models"])),
-    _col("Expires", "expires_at"),
-    _col("Last used", "last_used_at"),
-]
-AUDIT_COLUMNS = [
-    _col("At", "at"),
-    _col("Actor", "actor_key_id"),
-    _col("Action"),
-    _col("Target", "target_id"),
-    _col("From", "address"),
-    ("Changes", lambda r: ", ".join(sorted(r["changes"]))),
-]
+
+
+def user_columns(names: Names | None = None) -> list[Column]:
+    team = names.column("Team", "team_id") if names else _col("Team", "team_id")
+    return [_col("ID"), _col("Name"), _col("Email"), _col("Role"), team]
+
+
+def key_columns(names: Names | None = None) -> list[Column]:
+    user = names.column("User", "user_id") if names else _col("User", "user_id")
+    team = names.column("Team", "team_id") if names else _col("Team", "team_id")
+    return [
+        _col("ID"),
+        _col("Name"),
+        _col("Key", "display"),
+        _col("State"),
+        user,
+        team,
+        (
+            "Models",
+            lambda r: "all" if r["allowed_models"] is None else ", ".join(r["allowed_models"]),
+        ),
+        _col("Expires", "expires_at"),
+        _col("Last used", "last_used_at"),
+    ]
+
+
+def audit_columns(names: Names) -> list[Column]:
+    return [
+        _col("At", "at"),
+        names.column("Actor", "actor_key_id"),
+        _col("Action"),
+        names.column("Target", "target_id"),
+        _col("From", "address"),
+        ("Changes", lambda r: ", ".join(sorted(r["changes"]))),
+    ]
+
+
+USER_COLUMNS = user_columns()
+KEY_COLUMNS = key_columns()
 
 
 def seconds(text: str, option: str, *, at_least: int = 0, at_most: int | None = None) -> int:
@@ -236,7 +257,7 @@ def team_show(
     with reporting(), _client(url, api_key) as api:
         _render(output, api.get(f"/teams/{_part(team)}"), TEAM_COLUMNS)
         if output is Output.table:
-            _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
+            _render(output, api.get("/users", {"team": team}), user_columns(Names(api)))
 
 
 @team_app.command("delete")
@@ -290,7 +311,7 @@ def user_list(
 ) -> None:
     """List users."""
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
+        _render(output, api.get("/users", {"team": team}), user_columns(Names(api)))
 
 
 @user_app.command("set-role")
@@ -373,7 +394,7 @@ def key_list(
     """List API keys (shown by prefix and last four characters only)."""
     params = {"team": team, "user": user, "include_inactive": all_}
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/keys", params), KEY_COLUMNS)
+        _render(output, api.get("/keys", params), key_columns(Names(api)))
 
 
 @key_app.command("revoke")
@@ -443,7 +464,7 @@ def audit_list(
     """List recent admin changes, newest first."""
     params = {"since": since, "action": action, "actor": actor, "team": team, "limit": limit}
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/audit", params), AUDIT_COLUMNS)
+        _render(output, api.get("/audit", params), audit_columns(Names(api)))
 
 
 @audit_app.command("export")

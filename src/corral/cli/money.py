@@ -8,8 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.admin import KeyOpt, OutOpt, Output, UrlOpt, _client, _col, _render, reporting
+from corral.cli.names import Names
 
 budget_app = typer.Typer(help="Show and set team budgets and limits.", no_args_is_help=True)
+
+
+def limit_columns(names: Names) -> list[Any]:
+    return [names.column("Team", "team"), *LIMIT_COLUMNS[1:]]
+
 
 LIMIT_COLUMNS = [
     _col("Team", "team"),
@@ -63,7 +69,7 @@ def budget_set(
             "nothing to change: give e.g. --monthly-usd 500, --rpm 600 or --clear-rpm"
         )
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.patch(f"/teams/{team}/limits", body), LIMIT_COLUMNS)
+        _render(output, api.patch(f"/teams/{team}/limits", body), limit_columns(Names(api)))
 
 
 @budget_app.command("show")
@@ -76,7 +82,7 @@ def budget_show(
     """Show a team's budget, spend this month, and limits."""
     path = f"/teams/{team}/limits" if team else "/limits/me"
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get(path), LIMIT_COLUMNS)
+        _render(output, api.get(path), limit_columns(Names(api)))
 
 
 class UsageFormat(StrEnum):
@@ -113,7 +119,11 @@ def usage(
                 print(line)
             return
         groups = [g.strip() for g in by.split(",") if g.strip()]
-        columns = [_col(g.title(), g) for g in groups]
+        names = Names(api)
+        columns = [
+            names.column(g.title(), g) if g in ("team", "key", "user") else _col(g.title(), g)
+            for g in groups
+        ]
         columns += [_col("Requests", "requests"), _col("Prompt", "prompt_tokens")]
         columns += [_col("Completion", "completion_tokens"), _col("Cost $", "cost_usd")]
         columns += [_col("Cost basis", "cost_basis")]
