@@ -58,6 +58,30 @@ def test_a_busy_port_is_one_clear_line_and_costs_no_admin_key(tmp_path: Path) ->
         assert chat(corral.url, corral.key) == 200
 
 
+def test_an_engine_that_fails_to_start_costs_no_admin_key(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        f"""data_dir: {tmp_path / "data"}
+server: {{port: {free_port()}}}
+models:
+  - name: broken
+    engine: {{kind: local, model: {tmp_path / "no-such-model"}}}
+"""
+    )
+    failed = subprocess.run(
+        [CORRAL, "up", "--config", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode == 2
+    assert "Could not find the model" in failed.stdout + failed.stderr
+    with corral_up(config(tmp_path, free_port())) as corral:  # the same store, now working
+        assert corral.key is not None
+        assert chat(corral.url, corral.key) == 200
+
+
 def test_a_lost_admin_key_is_reset_locally_and_audited(tmp_path: Path) -> None:
     path = config(tmp_path, free_port())
     with corral_up(path) as first:
