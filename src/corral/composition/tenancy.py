@@ -37,6 +37,7 @@ class Tenancy:
     bootstrap_key: str | None = None
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     learned_models: Callable[[], Iterable[str]] = lambda: ()
+    """Models the gateway learned after start (set once it runs): keys may be limited to them."""
     limits_reload: LimitReload = field(default_factory=LimitReload)
     """Hand it to running_quotas: the admin API's limit changes then apply here at once."""
 
@@ -47,8 +48,6 @@ class Tenancy:
         if first is not None:
             self.bootstrap_key = first.secret
             await self.key_sync.refresh()
-
-    """Models the gateway learned after start (set once it runs): keys may be limited to them."""
 
 
 @asynccontextmanager
