@@ -29,6 +29,10 @@ models:
     return path
 
 
+def corral_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CORRAL, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
 def chat(url: str, key: str) -> int:
     headers = {"Authorization": f"Bearer {key}"}
     return httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers).status_code
@@ -40,13 +44,7 @@ def test_a_busy_port_is_one_clear_line_and_costs_no_admin_key(tmp_path: Path) ->
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        refused = subprocess.run(
-            [CORRAL, "up", "--config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        refused = corral_command("up", "--config", str(path))
     said = " ".join((refused.stdout + refused.stderr).split())
     assert refused.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use" in said
@@ -68,13 +66,7 @@ models:
     engine: {{kind: local, model: {tmp_path / "no-such-model"}}}
 """
     )
-    failed = subprocess.run(
-        [CORRAL, "up", "--config", str(broken)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    failed = corral_command("up", "--config", str(broken))
     assert failed.returncode == 2
     assert "Could not find the model" in failed.stdout + failed.stderr
     with corral_up(config(tmp_path, free_port())) as corral:  # the same store, now working
@@ -94,13 +86,7 @@ def test_a_lost_admin_key_is_reset_locally_and_audited(tmp_path: Path) -> None:
         assert '"Authorization: Bearer $CORRAL_API_KEY"' in welcome
         assert 'os.environ["CORRAL_API_KEY"]' in welcome
         assert "corral admin key --reset" in welcome
-        reset = subprocess.run(
-            [CORRAL, "admin", "key", "--reset", "--config", str(path), "--yes"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        reset = corral_command("admin", "key", "--reset", "--config", str(path), "--yes")
         assert reset.returncode == 0, reset.stderr
         new = reset.stdout.strip().splitlines()[-1]
         assert new.startswith("ck-")

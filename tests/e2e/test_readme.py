@@ -57,6 +57,12 @@ def commands(shell: str) -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.strip()]
 
 
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=60, env=env, cwd=REPO, check=False
+    )
+
+
 def no_gpu_here(result: subprocess.CompletedProcess[str]) -> bool:
     """`corral health check` on a machine without a readable GPU: a clear refusal, non-zero."""
     said = " ".join((result.stdout + result.stderr).split())
@@ -95,15 +101,7 @@ def test_every_readme_command_works(tmp_path: Path) -> None:
         failures, ran, exports = [], 0, []
         for block in blocks(readme):
             if block.language == "python":
-                result = subprocess.run(
-                    [sys.executable, "-c", pasted(block.text)],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    env=env,
-                    cwd=REPO,
-                    check=False,
-                )
+                result = run([sys.executable, "-c", pasted(block.text)], env)
                 ran += 1
                 if result.returncode != 0:
                     failures.append(f"python block:\n{result.stderr[-1500:]}")
@@ -119,15 +117,8 @@ def test_every_readme_command_works(tmp_path: Path) -> None:
                     continue
                 if line.startswith("curl "):
                     line = line.replace("curl ", "curl --silent --show-error --fail-with-body ", 1)
-                result = subprocess.run(
-                    ["bash", "-c", "\n".join([*exports, line])],  # lines: comments end
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    env=env,
-                    cwd=REPO,
-                    check=False,
-                )
+                # One command a line, after the exports: a comment ends with its line.
+                result = run(["bash", "-c", "\n".join([*exports, line])], env)
                 ran += 1
                 if command.startswith("corral health check") and no_gpu_here(result):
                     continue
