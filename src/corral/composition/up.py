@@ -24,6 +24,7 @@ from corral.engines.fake import FakeEngine, FakeScript
 from corral.errors import ConfigError
 from corral.gateway.logs import configure_logging
 from corral.settings import CorralSettings, ServerSettings, workers_problem
+from corral.store.keysync import DEFAULT_INTERVAL as KEY_SYNC_INTERVAL
 
 
 def run_up(
@@ -48,7 +49,9 @@ def run_up(
         settings,
         console,
         prepare=lambda s: uvloop.run(_prepare(s, console)),
-        welcome=lambda s, key: _welcome(console, s, [m.name for m in s.models], key),
+        welcome=lambda s, _: _welcome(
+            console, s, [m.name for m in s.models], uvloop.run(_first_key_once_serving(s, console))
+        ),
         serve_worker=serve_worker,
     )
 
@@ -60,9 +63,20 @@ def serve_worker(settings: CorralSettings, index: int) -> None:
 
 
 async def _prepare(settings: CorralSettings, console: Console) -> str | None:
-    """Migrate the store and make the first admin key once, before the workers start."""
-    async with open_tenancy(settings, SystemClock(), console) as tenancy:
-        return tenancy.bootstrap_key
+    """Migrate the store once, before the workers start (the first key waits for them)."""
+    async with open_tenancy(settings, SystemClock(), console, first_key=False):
+        return None
+
+
+async def _first_key_once_serving(settings: CorralSettings, console: Console) -> str | None:
+    """Workers: the first admin key, made once they all answer (a failed start keeps none),
+    and shown only after their key sync has loaded it."""
+    clock = SystemClock()
+    async with open_tenancy(settings, clock, console, first_key=False) as tenancy:
+        await tenancy.create_first_key(clock.now())
+    if tenancy.bootstrap_key is not None:
+        await asyncio.sleep(KEY_SYNC_INTERVAL + 0.5)
+    return tenancy.bootstrap_key
 
 
 def _with_overrides(
