@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -278,7 +278,10 @@ class ModelSpec(_Strict):
     pricing: Pricing = Field(default_factory=Pricing)
     context_length: int | None = Field(None, ge=1, description="Longest context, for the catalog.")
     max_tokens_default: int = Field(
-        4096, ge=1, description="Assumed completion length when a request sets no max_tokens."
+        4096,
+        ge=1,
+        description="Assumed completion length when a request sets no max_tokens (a local "
+        "engine's default: its engine.max_tokens).",
     )
     routing: RoutingName = Field(
         "least-outstanding", description="How requests spread over the endpoints."
@@ -312,6 +315,21 @@ class ModelSpec(_Strict):
         for value in values:
             cls._valid_name(value)
         return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_answer_length(cls, data: Any) -> Any:
+        # The local engine stops unbounded answers at engine.max_tokens: reserve (and bill
+        # ahead) that much, not the generic 4096, unless the operator set it.
+        if not isinstance(data, dict) or "max_tokens_default" in data:
+            return data
+        engine = data.get("engine")
+        if isinstance(engine, LocalEngineConfig):
+            return {**data, "max_tokens_default": engine.max_tokens}
+        if isinstance(engine, dict) and engine.get("kind") == "local":
+            default = LocalEngineConfig.model_fields["max_tokens"].default
+            return {**data, "max_tokens_default": engine.get("max_tokens", default)}
+        return data
 
     def upstream_name(self) -> str:
         """The model name sent to the engine."""

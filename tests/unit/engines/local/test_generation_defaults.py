@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.catalog import LocalEngineConfig
+from corral.catalog import LocalEngineConfig, ModelSpec
 from corral.engines.local.chat_service import ChatService
 from corral.engines.local.chat_template import ChatTemplate
 from corral.engines.local.parsing import parse_generation
@@ -85,3 +85,10 @@ def test_the_settings_are_documented_and_bounded() -> None:
         assert fields[name].description
     with pytest.raises(ValueError, match="temperature"):
         LocalEngineConfig(model="x", temperature=3)
+
+
+def test_the_gateway_reserves_a_local_models_default_answer_length_not_4096() -> None:
+    local = ModelSpec(name="m", engine=LocalEngineConfig(model="x", max_tokens=256))
+    assert local.max_tokens_default == 256
+    chosen = ModelSpec(name="m", engine=LocalEngineConfig(model="x"), max_tokens_default=99)
+    assert chosen.max_tokens_default == 99
