@@ -105,14 +105,14 @@ class LocalEngineConfig(_Strict):
         ge=0,
         le=2,
         description="Chat: temperature for requests that set none; unset: the model's "
-        "generation_config.json (greedy when it does not sample), else 0.7.",
+        "generation_config.json (greedy when it does not sample), else greedy (0).",
     )
     top_p: float | None = Field(
         None,
         gt=0,
         le=1,
         description="Chat: top_p for requests that set none; unset: the model's "
-        "generation_config.json, else 0.9.",
+        "generation_config.json, else 1.",
     )
 
 
