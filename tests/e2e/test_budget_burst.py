@@ -19,6 +19,7 @@ import pytest
 
 from support.processes import corral_up, fake_engine, free_port
 from support.redis_keys import forget
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 
@@ -48,7 +49,7 @@ def config(tmp_path: Path, engine_url: str, prefix: str, workers: int) -> Path:
 server: {{port: {free_port()}, workers: {workers}, drain_grace: 0}}
 logging: {{access_log: false}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url()}
   redis_prefix: {prefix}
   team_defaults: {{monthly_budget_usd: {BUDGET_USD}}}
 models:

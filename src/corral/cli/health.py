@@ -83,7 +83,7 @@ def check(
 ) -> None:
     """Read this machine's accelerators once and print each device with a verdict.
 
-    Exits 0 when healthy or degraded, 1 when a device is faulty, 2 when nothing could be read.
+    Exits 0 when healthy or degraded, 1 when a device is faulty, 2 when no device could be read.
     """
     console = Console()
     use_dcgm = dcgm if dcgm is not None else shutil.which("dcgmi") is not None
@@ -96,7 +96,7 @@ def check(
 
 
 def run_check(console: Console, probe: GpuProbe) -> int:
-    """One probe round printed as a report; the exit status (0 ok, 1 faulty, 2 unreadable)."""
+    """One probe round printed as a report; the exit status (0 ok, 1 faulty, 2 no device read)."""
     try:
         seen = probe.observe()
     except PermanentError as exc:
@@ -104,7 +104,15 @@ def run_check(console: Console, probe: GpuProbe) -> int:
         return 2
     decision, _ = decide(socket.gethostname(), seen, History(), SystemClock().now())
     print_report(console, seen, decision)
-    return 1 if decision.verdict is Verdict.FAULTY else 0
+    if decision.verdict is Verdict.FAULTY:
+        return 1
+    if not seen.devices:  # nothing read is no evidence of health: never a success
+        console.print(
+            f"[red]✗ no {seen.accelerator} device could be read on this machine[/] "
+            "(run it where the GPUs and their driver are visible)"
+        )
+        return 2
+    return 0
 
 
 def print_report(console: Console, seen: Observation, decision: Decision) -> None:
