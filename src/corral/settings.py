@@ -91,10 +91,36 @@ class LimitSettings(_Group):
     redis_url: str | None = Field(
         None,
         description="Redis for counters shared by several gateways (redis://host:6379/0); "
-        "unset keeps counters in this process. If Redis fails, Corral serves on local counters.",
+        "unset keeps counters in this process. If Redis is down, rate limits apply per process "
+        "and budgets as budgets_on_redis_outage says.",
     )
     redis_prefix: str = Field(
         "corral", min_length=1, max_length=64, description="Prefix of Corral's keys in Redis."
+    )
+    redis_pool_size: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="Connections to Redis per gateway process; a burst beyond them waits.",
+    )
+    redis_pool_wait: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds a request waits for a free Redis connection before a 503 "
+        "(back-pressure: a busy pool never counts as Redis being down).",
+    )
+    budgets_on_redis_outage: Literal["share", "refuse", "open"] = Field(
+        "share",
+        description="Budgets while Redis is down (rate limits then apply per process): share: "
+        "each process admits only its share of what was left, then 503; refuse: 503 for "
+        "every request with a budget; open: each process counts budgets alone (availability "
+        "over the budget: may overspend). See docs/money.md.",
+    )
+    gateway_processes: int | None = Field(
+        None,
+        ge=1,
+        description="Gateway processes sharing these counters, all replicas together (a "
+        "budget's share while Redis is down is 1/this); unset: server.workers.",
     )
     refresh_interval: float = Field(
         2.0, gt=0, description="Seconds between reloads of keys' and teams' limits."

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from support.processes import corral_up, free_port
+from support.redis_keys import forget
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 
@@ -22,7 +23,7 @@ def config(tmp_path: Path, name: str, prefix: str) -> Path:
 server: {{port: {free_port()}, drain_grace: 0}}
 logging: {{access_log: false}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url()}
   redis_prefix: {prefix}
   key_defaults: {{rpm: 10}}
 models:
@@ -37,13 +38,7 @@ models:
 def prefix() -> Iterator[str]:
     name = f"corral-test-{uuid.uuid4().hex[:8]}"
     yield name
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        keys = list(client.scan_iter(match=f"{{{name}}}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    forget(name)
 
 
 def test_rate_limit_is_shared_by_two_gateways(tmp_path: Path, prefix: str) -> None:

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import redis
 
-from support.processes import CORRAL, corral_up, free_port
+from support.processes import CORRAL, corral_up, fake_engine, free_port
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -23,33 +24,15 @@ CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "
 
 @pytest.fixture
 def engine_url() -> Iterator[str]:
-    """A FakeEngine in its own process, as an external engine the workers share."""
-    port = free_port()
-    process = subprocess.Popen(
-        [CORRAL, "fake-engine", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < end, "the FakeEngine did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with fake_engine() as url:
+        yield url
 
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
     name = f"corral-test-{uuid.uuid4().hex[:8]}:"
     yield name
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis.from_url(redis_url())
     for key in client.scan_iter(f"{name}*"):
         client.delete(key)
     client.close()
@@ -62,7 +45,7 @@ def _config(tmp_path: Path, engine_url: str, prefix: str) -> Path:
 server: {{port: {free_port()}, workers: 2, drain_grace: 0}}
 logging: {{access_log: false}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url()}
   redis_prefix: "{prefix}"
   key_defaults: {{rpm: 10}}
 models:

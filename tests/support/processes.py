@@ -85,7 +85,9 @@ def _wait_ready(running: CorralProcess, timeout: float) -> None:
         if running.process.poll() is not None:
             raise RuntimeError(f"corral up exited early:\n{running.text()[-3000:]}")
         try:
-            if httpx.get(f"{running.url}/readyz", timeout=1).status_code == 200:
+            # Ready, and welcomed: the first admin key (if any) is printed with the welcome.
+            ready = httpx.get(f"{running.url}/readyz", timeout=1).status_code == 200
+            if ready and "Corral is up" in running.text():
                 return
         except httpx.HTTPError:
             pass
@@ -98,3 +100,28 @@ def _port_of(config: Path) -> int:
     if not match:
         raise ValueError(f"{config} names no server port")
     return int(match.group(1))
+
+
+@contextmanager
+def fake_engine() -> Iterator[str]:
+    """A FakeEngine in its own process, as an external engine gateway workers share: its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [CORRAL, "fake-engine", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > end:
+                    raise TimeoutError("the FakeEngine did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)

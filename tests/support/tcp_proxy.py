@@ -1,4 +1,5 @@
-"""A TCP proxy on loopback that a test can cut and restore, to make a real server unreachable."""
+"""A TCP proxy on loopback that a test can cut and restore, to make a real server unreachable,
+or slow down, to load it with latency."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import contextlib
 
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new
-    ones until ``restore()``."""
+    ones until ``restore()``. ``latency``: seconds each chunk waits, each way."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, latency: float = 0.0) -> None:
         self._target = (target_host, target_port)
+        self.latency = latency
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -56,9 +58,10 @@ class CuttableProxy:
             self._writers.discard(w)
             w.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 writer.write(data)
                 await writer.drain()

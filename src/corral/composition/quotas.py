@@ -49,28 +49,63 @@ async def refresh_limits(book: LimitBook, usage: UsageLedger) -> None:
     book.replace(keys, teams)
 
 
+class LimitReload:
+    """Reloads a running process's limits on demand: the admin API calls it after a change, so
+    the process that took the change applies it at once (others within refresh_interval)."""
+
+    def __init__(self) -> None:
+        self._book: LimitBook | None = None
+        self._usage: UsageLedger | None = None
+
+    def attach(self, book: LimitBook, usage: UsageLedger) -> None:
+        self._book, self._usage = book, usage
+
+    async def __call__(self) -> None:
+        if self._book is not None and self._usage is not None:
+            await refresh_limits(self._book, self._usage)
+
+
 RECONCILE_INTERVAL = 30.0
 """Seconds between settling reservations a crashed gateway left and re-seeding month spend."""
 
 
 @asynccontextmanager
 async def running_quotas(
-    settings: LimitSettings, usage: UsageLedger, clock: Clock, registry: CollectorRegistry
+    settings: LimitSettings,
+    usage: UsageLedger,
+    clock: Clock,
+    registry: CollectorRegistry,
+    reload: LimitReload | None = None,
+    *,
+    processes: int = 1,
 ) -> AsyncIterator[Quotas]:
-    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded."""
+    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
+
+    ``reload`` (the admin API's hook) reloads this book at once after a change; ``processes``:
+    gateway processes sharing the Redis counters (budget shares in an outage).
+    """
     counters: Counters
     redis: RedisCounters | None = None
     if settings.redis_url:
         # Imported when configured: the redis client weighs ~10 MiB in every gateway process.
         from corral.counters.redis import RedisCounters
 
-        redis = RedisCounters.from_url(settings.redis_url, prefix=settings.redis_prefix)
-        counters = FailOpenCounters(redis)
-        CountersMetrics(registry, counters)
+        redis = RedisCounters.from_url(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            pool_size=settings.redis_pool_size,
+            pool_wait=settings.redis_pool_wait,
+        )
+        counters = FailOpenCounters(
+            redis, budgets=settings.budgets_on_redis_outage, processes=processes
+        )
+        CountersMetrics(registry, counters, redis.pool)
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
     await refresh_limits(book, usage)
+    if reload is not None:
+        reload.attach(book, usage)
     await seed_and_reconcile(counters, usage, clock)
 
     async def refresh_forever() -> None:

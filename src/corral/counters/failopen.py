@@ -1,15 +1,49 @@
-"""Shared counters that fail open: when Redis is gone, keep admitting on per-process counters."""
+"""Shared counters that fail open for rate limits, never for money, and only when Redis is down.
+
+What admission does with the shared counters (Redis), per situation and limit kind:
+
+* **Redis busy** (every pooled connection stayed in use for the pool's wait): 503 with
+  Retry-After, every limit kind; this is back-pressure and never counts toward an outage.
+* **A failed call while Redis counts as up** (see ``corral.counters.outage``): a request with
+  a budget gets 503, since the other gateways may still be counting on Redis; one without a
+  budget is admitted on this process's counters.
+* **Redis down**: rate limits and concurrency apply per process (a fleet of N processes may
+  admit up to N times a limit); a budget follows ``budgets``: ``share`` admits only this
+  process's share of what was left (``corral.counters.shares``) and answers 503 beyond it,
+  ``refuse`` answers 503 to every budgeted request, ``open`` counts it per process.
+
+On the way back, settlements of shared reservations made while Redis was away are replayed
+(bounded) and spend settled on this process's counters is added to the shared budgets.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from typing import TypeVar
 
 from corral.counters.local import LocalCounters
-from corral.counters.port import AdmissionRequest, Admitted, Counters, Refused, Reservation, Spend
+from corral.counters.outage import (
+    CountersState,
+    Health,
+    OutagePolicy,
+    after_failure,
+    after_success,
+    may_call,
+    probing,
+)
+from corral.counters.port import (
+    AdmissionRequest,
+    Admitted,
+    Counters,
+    CountersBusy,
+    CountersUnreachable,
+    Refused,
+    Reservation,
+    Spend,
+)
+from corral.counters.shares import BudgetOutageMode, OutageShares
 from corral.errors import TemporaryError
 
 log = logging.getLogger("corral.counters")
@@ -17,25 +51,18 @@ log = logging.getLogger("corral.counters")
 T = TypeVar("T")
 _DRAIN_PER_CALL = 100
 """Deferred settlements replayed per call after recovery, so no single request waits long."""
-
-
-class CountersState(StrEnum):
-    """Which counters admission is using (exported as a metric)."""
-
-    SHARED = "shared"
-    DEGRADED = "degraded"
+_BUDGETS_WHILE_DOWN: dict[BudgetOutageMode, str] = {
+    "share": "each process admits only its share of what was left of a budget (503 beyond it)",
+    "refuse": "requests with a budget get 503",
+    "open": "budgets apply per process too (the fleet may overspend them)",
+}
 
 
 class FailOpenCounters:
     """The Counters port over a shared backend, falling back to this process's counters.
 
-    Documented fail-open: while the shared backend raises ``TemporaryError`` every limit is
-    enforced per gateway process instead of across gateways (a fleet of N processes may admit
-    up to N times a limit). The first failure logs one warning; the shared backend is retried
-    every ``retry_interval`` seconds (by the next request) and its return logs once more.
-    Settlements of shared reservations made while it is away are kept (bounded) and replayed on
-    its return; spend settled locally is added to the shared budgets then. No exception from
-    the shared backend escapes.
+    One warning is logged, and ``transitions`` counted, each time Redis is declared down and
+    each time it is back. ``TemporaryError`` escapes ``reserve`` only as the 503s above.
     """
 
     def __init__(
@@ -43,78 +70,111 @@ class FailOpenCounters:
         shared: Counters,
         *,
         local: LocalCounters | None = None,
-        retry_interval: float = 5.0,
+        policy: OutagePolicy | None = None,
+        budgets: BudgetOutageMode = "share",
+        processes: int = 1,
         max_deferred: int = 10_000,
     ) -> None:
         self._shared = shared
         self._local = local if local is not None else LocalCounters()
-        self._retry_interval = retry_interval
+        self._policy = policy if policy is not None else OutagePolicy()
+        self._budgets: BudgetOutageMode = budgets
+        self.shares = OutageShares(processes)
+        self._health = Health()
         self._deferred: deque[tuple[Reservation, int, int]] = deque()
         self._max_deferred = max_deferred
         self._unsynced: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._next_try = 0.0
-        self._since: float | None = None
-        self.state = CountersState.SHARED
-        self.outages = 0
-        """Times the shared backend was lost since start (for a counter metric)."""
+        """Spend counted here that Redis has not seen yet, per (scope, period)."""
+        self._held_locally: dict[str, Reservation] = {}
+        """Costly reservations admitted here whose hold Redis has not seen: pushed to it as
+        spend at its first answer, corrected when they settle."""
+        self._pushed: set[str] = set()
+        self.transitions: dict[CountersState, int] = dict.fromkeys(CountersState, 0)
+        """Times the counters went to each state since start (a counter metric)."""
+        self.refusals: dict[str, int] = {"busy": 0, "failing": 0, "outage_budget": 0}
+        """503s by cause: pool busy, a failed call while up, a budget while down."""
         self.dropped_settlements = 0
         """Deferred settlements dropped because the queue was full (reconciled at expiry)."""
 
+    @property
+    def state(self) -> CountersState:
+        return self._health.state
+
+    @property
+    def degraded_since(self) -> float | None:
+        """When the current outage began (epoch seconds), or None while shared."""
+        return self._health.since
+
+    @property
+    def outages(self) -> int:
+        """Times Redis was declared down since start."""
+        return self.transitions[CountersState.DEGRADED]
+
     async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
-        if self._shared_allowed(now):
-            decision = await self._try(lambda: self._shared.reserve(request, now), now)
-            if decision is not None:
+        if may_call(self._health, now):
+            self._health = probing(self._health, self._policy, now)
+            try:
+                decision = await self._shared.reserve(request, now)
+            except CountersBusy:
+                self.refusals["busy"] += 1
+                raise
+            except TemporaryError as exc:
+                self._failed(exc, now)
+                if self.state is CountersState.SHARED:
+                    return await self._reserve_unsure(request, now, exc)
+            else:
+                self.shares.observe(request, decision.spends)
+                await self._succeeded(now)
                 return decision
-        return await self._local.reserve(request, now)
+        return await self._reserve_while_down(request, now)
 
     async def settle(
         self, reservation: Reservation, tokens: int, cost_micros: int, now: float
     ) -> bool:
         if reservation.backend == self._local.backend:
             done = await self._local.settle(reservation, tokens, cost_micros, now)
-            if done and cost_micros > 0:
-                for taken in reservation.charges:
-                    self._unsynced[(taken.name, reservation.period)] += cost_micros
+            if done:
+                self.shares.settle(reservation, cost_micros)
+                self._sync_later(reservation, max(0, cost_micros))
             return done
-        if self._shared_allowed(now):
-            shared = await self._try(
-                lambda: self._shared.settle(reservation, tokens, cost_micros, now), now
-            )
-            if shared is not None:
-                return shared
-        self._defer(reservation, tokens, cost_micros)
-        return True
+        settled = await self._shared_call(
+            lambda: self._shared.settle(reservation, tokens, cost_micros, now), now
+        )
+        if settled is None:
+            self._defer(reservation, tokens, cost_micros)
+            return True
+        return settled
 
     async def release(self, reservation: Reservation, now: float) -> bool:
         return await self.settle(reservation, 0, 0, now)
 
     async def expired_reservations(self, now: float) -> list[Reservation]:
         found = await self._local.expired_reservations(now)
-        if self._shared_allowed(now):
-            shared = await self._try(lambda: self._shared.expired_reservations(now), now)
-            found += shared or []
-        return found
+        shared = await self._shared_call(lambda: self._shared.expired_reservations(now), now)
+        return found + (shared or [])
 
     async def reconcile(self, now: float) -> list[Reservation]:
         settled = await self._local.reconcile(now)
-        if self._shared_allowed(now):
-            shared = await self._try(lambda: self._shared.reconcile(now), now)
-            settled += shared or []
-        return settled
+        for reservation in settled:  # settled at their reserved size: Redis is owed that
+            self.shares.settle(reservation, reservation.cost_micros)
+            self._sync_later(reservation, reservation.cost_micros)
+        shared = await self._shared_call(lambda: self._shared.reconcile(now), now)
+        return settled + (shared or [])
 
     async def seed_spend(self, scope: str, period: str, spent_micros: int) -> None:
+        self.shares.observe_ledger(scope, period, spent_micros)
         await self._local.seed_spend(scope, period, spent_micros)
         if self.state is CountersState.SHARED:
-            await self._try(lambda: self._shared.seed_spend(scope, period, spent_micros), None)
+            await self._best_effort(lambda: self._shared.seed_spend(scope, period, spent_micros))
 
     async def add_spend(self, scope: str, period: str, micros: int) -> None:
         await self._local.add_spend(scope, period, micros)
         if self.state is CountersState.SHARED:
-            await self._try(lambda: self._shared.add_spend(scope, period, micros), None)
+            await self._best_effort(lambda: self._shared.add_spend(scope, period, micros))
 
     async def spend(self, scope: str, period: str) -> Spend:
         if self.state is CountersState.SHARED:
-            found = await self._try(lambda: self._shared.spend(scope, period), None)
+            found = await self._best_effort(lambda: self._shared.spend(scope, period))
             if found is not None:
                 return found
         return await self._local.spend(scope, period)
@@ -123,52 +183,134 @@ class FailOpenCounters:
         await self._shared.aclose()
         await self._local.aclose()
 
-    @property
-    def degraded_since(self) -> float | None:
-        """When the current outage began (epoch seconds), or None while shared."""
-        return self._since
+    def _budgeted(self, request: AdmissionRequest) -> bool:
+        """Whether money is at stake: a budget on some scope and a cost to count against it."""
+        return (
+            self._budgets != "open"
+            and request.cost_micros > 0
+            and any(s.limits.budget_micros is not None for s in request.scopes)
+        )
 
-    def _shared_allowed(self, now: float) -> bool:
-        return self.state is CountersState.SHARED or now >= self._next_try
+    async def _reserve_unsure(
+        self, request: AdmissionRequest, now: float, exc: TemporaryError
+    ) -> Admitted | Refused:
+        """A call failed but Redis still counts as up: the other gateways may be counting there,
+        so a budget cannot be checked here; rate limits may be, per process."""
+        if self._budgeted(request):
+            self.refusals["failing"] += 1
+            raise CountersUnreachable(
+                f"{exc.message} This request has a budget, which only the shared counters can "
+                "check; retry shortly.",
+                delay=1.0,
+            ) from exc
+        return await self._reserve_here(request, now)
 
-    async def _try(self, call: Callable[[], Awaitable[T]], now: float | None) -> T | None:
-        """``call()`` on the shared backend; None (and degraded) when it is unreachable."""
+    async def _reserve_while_down(
+        self, request: AdmissionRequest, now: float
+    ) -> Admitted | Refused:
+        if not self._budgeted(request):
+            return await self._reserve_here(request, now)
+        if self._budgets == "refuse":
+            self.refusals["outage_budget"] += 1
+            raise CountersUnreachable(
+                "The shared budget counters (Redis) are down and this gateway admits no request "
+                "with a budget without them (limits.budgets_on_redis_outage: refuse); retry "
+                "later.",
+                delay=5.0,
+            )
+        short = self.shares.short(request)
+        if short is not None:
+            self.refusals["outage_budget"] += 1
+            raise CountersUnreachable(
+                f"The shared budget counters (Redis) are down and this gateway has admitted its "
+                f"share of what was left of {short.kind} {short.id!r}'s budget; retry when they "
+                "are back.",
+                delay=5.0,
+            )
+        decision = await self._reserve_here(request, now)
+        if isinstance(decision, Admitted):
+            self.shares.take(request, decision.reservation)
+        return decision
+
+    async def _reserve_here(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
+        """Admit on this process's counters, remembering the hold Redis will be owed."""
+        decision = await self._local.reserve(request, now)
+        if isinstance(decision, Admitted) and request.cost_micros > 0:
+            self._held_locally[decision.reservation.id] = decision.reservation
+        return decision
+
+    async def _shared_call(self, call: Callable[[], Awaitable[T]], now: float) -> T | None:
+        """``call()`` on the shared backend when it may be called; None when not or failed."""
+        if not may_call(self._health, now):
+            return None
+        self._health = probing(self._health, self._policy, now)
         try:
             result = await call()
-        except TemporaryError as exc:
-            self._degrade(exc, now)
+        except CountersBusy:
             return None
-        if now is not None:
-            if self.state is CountersState.DEGRADED:
-                self._recover(now)
-            if self._deferred or self._unsynced:
-                await self._drain(now)
+        except TemporaryError as exc:
+            self._failed(exc, now)
+            return None
+        await self._succeeded(now)
         return result
 
-    def _degrade(self, exc: TemporaryError, now: float | None) -> None:
-        if now is not None:
-            self._next_try = now + self._retry_interval
-        if self.state is CountersState.DEGRADED:
-            return
-        self.state = CountersState.DEGRADED
-        self._since = now
-        self.outages += 1
-        log.warning(
-            "Shared counters unavailable: %s Admitting on per-process counters: rate limits, "
-            "concurrency and budgets now apply to each gateway process separately until Redis "
-            "returns (retrying every %.0fs).",
-            exc.message,
-            self._retry_interval,
-        )
+    async def _best_effort(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """A background call (ledger seeding, reports): a failure leaves the health as it is."""
+        try:
+            return await call()
+        except TemporaryError:
+            return None
 
-    def _recover(self, now: float) -> None:
-        self.state = CountersState.SHARED
-        lasted = now - self._since if self._since is not None else 0.0
-        self._since = None
-        log.warning(
-            "Shared counters are back after %.0fs; limits are shared across gateways again.",
-            lasted,
-        )
+    def _failed(self, exc: TemporaryError, now: float) -> None:
+        before = self._health.state
+        self._health = after_failure(self._health, self._policy, now)
+        if before is CountersState.SHARED and self.state is CountersState.DEGRADED:
+            self.transitions[CountersState.DEGRADED] += 1
+            log.warning(
+                "Shared counters unavailable: %s Redis counts as down after %d failed calls "
+                "over %.1fs. Until it answers again (tried every %.0fs): rate limits and "
+                "concurrency apply to each gateway process separately; %s.",
+                exc.message,
+                self._health.failures,
+                now - (self._health.failing_since or now),
+                self._policy.probe_every,
+                _BUDGETS_WHILE_DOWN[self._budgets],
+            )
+
+    async def _succeeded(self, now: float) -> None:
+        before, since = self._health.state, self._health.since
+        self._health = after_success(self._health, self._policy, now)
+        if before is CountersState.DEGRADED and self.state is CountersState.SHARED:
+            self.transitions[CountersState.SHARED] += 1
+            self.shares.end_outage()
+            log.warning(
+                "Shared counters are back after %.0fs; limits are shared across gateways again.",
+                now - (since if since is not None else now),
+            )
+        if self._held_locally:
+            self._push_holds()
+        if self._deferred or self._unsynced:
+            await self._drain(now)
+
+    def _sync_later(self, reservation: Reservation, cost_micros: int) -> None:
+        """Owe Redis a settled local reservation's cost (less its hold, if already pushed)."""
+        self._held_locally.pop(reservation.id, None)
+        owed = cost_micros
+        if reservation.id in self._pushed:
+            self._pushed.discard(reservation.id)
+            owed -= reservation.cost_micros
+        if owed:
+            for taken in reservation.charges:
+                self._unsynced[(taken.name, reservation.period)] += owed
+
+    def _push_holds(self) -> None:
+        """Owe Redis the holds of local reservations still in flight, at their reserved size,
+        so the fleet counts them from Redis's first answer on rather than once they settle."""
+        for reservation in self._held_locally.values():
+            for taken in reservation.charges:
+                self._unsynced[(taken.name, reservation.period)] += reservation.cost_micros
+            self._pushed.add(reservation.id)
+        self._held_locally.clear()
 
     def _defer(self, reservation: Reservation, tokens: int, cost_micros: int) -> None:
         if len(self._deferred) >= self._max_deferred:
@@ -183,20 +325,23 @@ class FailOpenCounters:
         self._deferred.append((reservation, tokens, cost_micros))
 
     async def _drain(self, now: float) -> None:
-        """Replay some deferred settlements and push spend settled locally to the shared side."""
+        """Replay some deferred settlements and push spend settled locally to the shared side.
+
+        Each item leaves its queue before the await, so concurrent drains never take one twice.
+        """
         for _ in range(min(_DRAIN_PER_CALL, len(self._deferred))):
+            if not self._deferred:
+                return
             reservation, tokens, cost = self._deferred.popleft()
             try:
                 await self._shared.settle(reservation, tokens, cost, now)
-            except TemporaryError as exc:
+            except TemporaryError:
                 self._deferred.appendleft((reservation, tokens, cost))
-                self._degrade(exc, now)
                 return
         while self._unsynced:
-            (scope, period), micros = next(iter(self._unsynced.items()))
+            (scope, period), micros = self._unsynced.popitem()
             try:
                 await self._shared.add_spend(scope, period, micros)
-            except TemporaryError as exc:
-                self._degrade(exc, now)
+            except TemporaryError:
+                self._unsynced[(scope, period)] += micros
                 return
-            del self._unsynced[(scope, period)]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from corral.counters.limits import Limits
+from corral.errors import TemporaryError
 
 LimitName = Literal["requests", "tokens", "concurrent", "budget"]
 RefusalReason = Literal["rate_limit", "budget", "concurrency"]
@@ -171,6 +172,14 @@ class RateWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Spend:
+    """A scope's month so far, in micro-dollars: settled spend and holds of requests in flight."""
+
+    spent_micros: int
+    held_micros: int
+
+
+@dataclass(frozen=True, slots=True)
 class Admitted:
     """The request may go ahead; settle or release ``reservation`` when it ends."""
 
@@ -178,6 +187,8 @@ class Admitted:
     requests: RateWindow | None
     """The tightest requests-per-minute limit after this request, or None when there is none."""
     tokens: RateWindow | None
+    spends: tuple[Spend, ...] = ()
+    """Each scope's month after this decision, in the request's scope order (empty: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,21 +210,24 @@ class Refused:
     """For a budget refusal, when the month ends (epoch seconds)."""
     requests: RateWindow | None
     tokens: RateWindow | None
+    spends: tuple[Spend, ...] = ()
+    """Each scope's month as the counters saw it, in the request's scope order (empty: unknown)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """A scope's month so far, in micro-dollars: settled spend and holds of requests in flight."""
+class CountersBusy(TemporaryError):
+    """The shared counters are up but had no connection free in time: back-pressure (503)."""
 
-    spent_micros: int
-    held_micros: int
+
+class CountersUnreachable(TemporaryError):
+    """The shared counters did not answer: connection refused or reset, or a timeout."""
 
 
 class Counters(Protocol):
     """Atomic admission counters. Every method is safe under any number of concurrent callers.
 
     ``now`` is wall-clock epoch seconds from the caller's Clock, so tests drive time. Backends
-    raise ``TemporaryError`` when their storage cannot be reached and nothing else on purpose.
+    raise ``TemporaryError`` and nothing else on purpose: ``CountersUnreachable`` when their
+    storage cannot be reached, ``CountersBusy`` when it is up but every connection stays busy.
     """
 
     async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -21,15 +22,18 @@ from corral.counters.buckets import (
     refused,
     windows,
 )
+from corral.counters.multiplex import ScriptMultiplexer
+from corral.counters.pool import MeteredPool, PoolBusy, PoolStats
 from corral.counters.port import (
     AdmissionRequest,
     Admitted,
+    CountersBusy,
+    CountersUnreachable,
     LimitName,
     Refused,
     Reservation,
     Spend,
 )
-from corral.errors import TemporaryError
 
 _KEEP_MONTH_S = 40 * 86400
 """How long a month's budget counters outlive the month (for late settlements and reports)."""
@@ -51,16 +55,30 @@ class RedisCounters:
 
     Admission is one ``EVALSHA`` that reads every limit of every scope, and takes them all only
     if all pass; settlement is one ``EVALSHA`` that deletes the reservation record and gives
-    back the difference, so a retried settlement finds nothing and counts nothing twice.
-    Any Redis failure surfaces as ``TemporaryError`` (``FailOpenCounters`` turns it into
-    per-process counting).
+    back the difference, so a retried settlement finds nothing and counts nothing twice. Under
+    a burst, calls that queue behind ``lanes`` busy round trips share the next one
+    (``ScriptMultiplexer``).
+    A pool with no connection free in time raises ``CountersBusy``; any other Redis failure
+    ``CountersUnreachable`` (``FailOpenCounters`` decides what either means for admission).
     """
 
     backend = "redis"
 
-    def __init__(self, client: Redis, *, prefix: str = "corral", owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "corral",
+        owns_client: bool = False,
+        pool: PoolStats | None = None,
+        lanes: int = 8,
+        wait: float = 1.0,
+    ) -> None:
         self._client = client
+        self._mux = ScriptMultiplexer(client, lanes=lanes, wait=wait, stats=pool)
         self._owns_client = owns_client
+        self.pool = pool
+        """The connection pool's figures, when this object built the pool (for metrics)."""
         self._prefix = "{" + prefix + "}"
         self._keys = [f"{self._prefix}:res", f"{self._prefix}:exp"]
         self._reserve = client.register_script(scripts.RESERVE)
@@ -68,15 +86,35 @@ class RedisCounters:
         self._seed = client.register_script(scripts.SPEND)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "corral", timeout: float = 0.25) -> RedisCounters:
-        """Counters on a new client for ``url`` that fails fast (one immediate retry)."""
-        client = Redis.from_url(
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "corral",
+        timeout: float = 0.5,
+        pool_size: int = 32,
+        pool_wait: float = 1.0,
+    ) -> RedisCounters:
+        """Counters on a new client for ``url``: each call fails fast (``timeout``, one
+        immediate retry), and waits up to ``pool_wait`` seconds for one of ``pool_size``
+        connections (lanes of the multiplexer) when all are in use."""
+        pool = MeteredPool.from_url(
             url,
+            max_connections=pool_size,
+            timeout=pool_wait,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        return cls(client, prefix=prefix, owns_client=True)
+        client = Redis.from_pool(pool)
+        return cls(
+            client,
+            prefix=prefix,
+            owns_client=True,
+            pool=pool.stats,
+            lanes=pool_size,
+            wait=pool_wait,
+        )
 
     async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
         reservation = Reservation.of(request, uuid.uuid4().hex, self.backend, now)
@@ -98,14 +136,15 @@ class RedisCounters:
             budget = limits.budget_micros
             args += [scope.name, limits.rpm or 0, limits.tpm or 0, limits.max_concurrent or 0]
             args.append(-1 if budget is None else budget)
-        reply = await self._call(self._reserve(keys=self._keys, args=args))
+        reply = await self._call(self._mux.call(self._reserve, self._keys, args))
         states = _states(reply[4:], len(request.scopes))
+        spends = tuple(Spend(s.budget.spent, s.budget.held) for s in states)
         if reply[0] == 1:
             requests, tokens = windows(request, states, now)
-            return Admitted(reservation=reservation, requests=requests, tokens=tokens)
+            return Admitted(reservation, requests, tokens, spends)
         wait = float(reply[3]) if reply[3] else None
         failure = Failure(int(reply[1]) - 1, _LIMIT_NAMES[bytes(reply[2])], wait)
-        return refused(request, failure, states, now)
+        return replace(refused(request, failure, states, now), spends=spends)
 
     async def settle(
         self, reservation: Reservation, tokens: int, cost_micros: int, now: float
@@ -117,7 +156,7 @@ class RedisCounters:
             max(0, cost_micros),
             f"{now:.6f}",
         ]
-        done = await self._call(self._settle(keys=self._keys, args=args))
+        done = await self._call(self._mux.call(self._settle, self._keys, args))
         return bool(done)
 
     async def release(self, reservation: Reservation, now: float) -> bool:
@@ -159,6 +198,7 @@ class RedisCounters:
         await self._call(self._client.ping())
 
     async def aclose(self) -> None:
+        await self._mux.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -168,8 +208,12 @@ class RedisCounters:
     async def _call(self, pending: Awaitable[T]) -> T:
         try:
             return await pending
+        except PoolBusy as exc:
+            raise CountersBusy(
+                f"The shared counters are busy: {exc}; retry shortly.", delay=1.0
+            ) from exc
         except RedisError as exc:
-            raise TemporaryError(
+            raise CountersUnreachable(
                 f"The shared counters in Redis cannot be used ({type(exc).__name__}); "
                 "check that Redis is running and reachable from the gateway.",
                 delay=1.0,

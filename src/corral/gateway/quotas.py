@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from corral.clock import Clock
 from corral.counters.limits import Limits
 from corral.counters.port import BudgetPeriod, Counters, Refused, Reservation, Scope
-from corral.errors import TemporaryError
+from corral.errors import Overloaded, TemporaryError
 from corral.gateway.asgi import Headers
 from corral.gateway.calls import ApiCall, CallKind
 from corral.gateway.policies.quotas import (
@@ -90,7 +91,9 @@ class Quotas:
         headers: Headers,
     ) -> Reservation | None:
         """Reserve what the call may use, adding OpenAI's rate-limit headers to ``headers``;
-        RateLimited (429) when a limit or budget would be exceeded. None when unlimited."""
+        RateLimited (429) when a limit or budget would be exceeded, Overloaded (503) when the
+        counters cannot decide now (busy, or Redis down; see ``counters.failopen``). None when
+        unlimited."""
         request_scopes = self._book.scopes(principal.key_id, principal.team_id)
         if request_scopes is None:
             return None
@@ -106,10 +109,13 @@ class Quotas:
             period=self._month(now),
             user_id=principal.user_id,
         )
-        decision = await self._counters.reserve(request, now)
+        try:
+            decision = await self._counters.reserve(request, now)
+        except TemporaryError as exc:
+            raise Overloaded(exc.message, retry_after=math.ceil(exc.delay)) from exc
         headers += [(k.encode(), v.encode()) for k, v in ratelimit_headers(decision)]
         if isinstance(decision, Refused):
-            raise refusal_error(decision, now)
+            raise refusal_error(decision, now, principal.team_name)
         return decision.reservation
 
     async def settle(

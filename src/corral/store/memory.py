@@ -182,7 +182,13 @@ class InMemoryStore:
                 continue
             role = user.role if user is not None else Role.DEVELOPER
             active[self._hashes[key.id]] = Principal(
-                key.id, role, key.team_id, key.user_id, key.allowed_models, key.expires_at
+                key.id,
+                role,
+                key.team_id,
+                key.user_id,
+                key.allowed_models,
+                key.expires_at,
+                team_name=self._teams[key.team_id].name,
             )
         return active
 

@@ -216,7 +216,7 @@ class SqlStore:
 
     async def active_keys(self, now: float) -> dict[str, Principal]:
         query = (
-            select(KeyRow, UserRow.role)
+            select(KeyRow, UserRow.role, TeamRow.name)
             .join(TeamRow, and_(TeamRow.id == KeyRow.team_id, TeamRow.deleted_at.is_(None)))
             .outerjoin(UserRow, UserRow.id == KeyRow.user_id)
             .where(KeyRow.revoked_at.is_(None), _unexpired(now))
@@ -224,7 +224,7 @@ class SqlStore:
         )
         async with self._tx() as s:
             rows = (await s.execute(query)).all()
-        return {key.key_hash: key.principal(role) for key, role in rows}
+        return {key.key_hash: key.principal(role, team) for key, role, team in rows}
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         if not last_used:

@@ -6,11 +6,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from redis.asyncio import Redis
 
 from corral.counters.redis import RedisCounters
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from support.redis_keys import forget
+from support.services import redis_url
 
 GatewayFactory = Callable[[], RedisCounters]
 
@@ -26,17 +25,11 @@ async def gateways(prefix: str) -> AsyncIterator[GatewayFactory]:
     made: list[RedisCounters] = []
 
     def make() -> RedisCounters:
-        counters = RedisCounters.from_url(REDIS_URL, prefix=prefix)
+        counters = RedisCounters.from_url(redis_url(), prefix=prefix)
         made.append(counters)
         return counters
 
     yield make
     for counters in made:
         await counters.aclose()
-    admin = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in admin.scan_iter(match="{" + prefix + "}*", count=1000)]
-        if keys:
-            await admin.delete(*keys)
-    finally:
-        await admin.aclose()
+    forget(prefix)

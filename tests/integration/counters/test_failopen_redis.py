@@ -1,4 +1,4 @@
-"""FailOpenCounters over a Redis that is not there: keeps serving locally, reports degraded."""
+"""FailOpenCounters over a Redis that is not there: rate limits per process, budgets by share."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import socket
 import pytest
 
 from corral.counters import AdmissionRequest, Admitted, BudgetPeriod, Limits, Refused, Scope
-from corral.counters.failopen import CountersState, FailOpenCounters
+from corral.counters.failopen import FailOpenCounters
+from corral.counters.outage import CountersState
+from corral.counters.port import CountersUnreachable
 from corral.counters.redis import RedisCounters
 from corral.errors import TemporaryError
 
@@ -19,6 +21,9 @@ REQUEST = AdmissionRequest(
     tokens=10,
     cost_micros=100,
     period=MONTH,
+)
+UNBUDGETED = AdmissionRequest(
+    scopes=(Scope("key", "u", Limits(rpm=2)),), tokens=10, cost_micros=100, period=MONTH
 )
 
 
@@ -37,25 +42,30 @@ async def test_redis_counters_on_a_closed_port_raise_temporary_error() -> None:
         await counters.aclose()
 
 
-async def test_fail_open_keeps_admitting_and_limiting_on_local_counters(
+async def test_a_refused_connection_is_an_outage_rate_limits_fail_open_budgets_by_share(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     shared = RedisCounters.from_url(f"redis://127.0.0.1:{closed_port()}/0")
-    counters = FailOpenCounters(shared, retry_interval=5.0)
+    counters = FailOpenCounters(shared, processes=2)
+    await counters.seed_spend("key:k", MONTH.key, 999_700)  # the ledger's figure: 300 left
     try:
-        first = await counters.reserve(REQUEST, 0.0)
-        second = await counters.reserve(REQUEST, 0.1)
-        third = await counters.reserve(REQUEST, 0.2)
+        with pytest.raises(CountersUnreachable, match="only the shared counters can check"):
+            await counters.reserve(REQUEST, 0.0)  # one failure is no outage yet
+        with pytest.raises(CountersUnreachable):
+            await counters.reserve(REQUEST, 0.5)
+        first = await counters.reserve(REQUEST, 1.0)  # the third, a second on: Redis is down
         assert isinstance(first, Admitted)
-        assert isinstance(second, Admitted)
-        assert isinstance(third, Refused)  # the per-process limit still applies
         assert first.reservation.backend == "local"
         assert counters.state is CountersState.DEGRADED
-        assert await counters.settle(first.reservation, 5, 50, 0.3)
-        assert await counters.release(second.reservation, 6.0)  # past the retry: still fine
-        assert (await counters.spend("key:k", MONTH.key)).spent_micros == 50
+        assert isinstance(await counters.reserve(UNBUDGETED, 1.1), Admitted)
+        assert isinstance(await counters.reserve(UNBUDGETED, 1.2), Admitted)
+        assert isinstance(await counters.reserve(UNBUDGETED, 1.3), Refused)  # rpm 2, here
+        with pytest.raises(CountersUnreachable, match="its share"):
+            await counters.reserve(REQUEST, 1.4)  # 100 held of a 150 share: 100 more won't fit
+        assert await counters.settle(first.reservation, 5, 50, 1.5)
+        assert (await counters.spend("key:k", MONTH.key)).spent_micros == 999_750
         assert await counters.reconcile(7.0) == []
     finally:
         await counters.aclose()
-    warnings = [r for r in caplog.records if "per-process counters" in r.getMessage()]
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1
