@@ -1,6 +1,10 @@
 -- wrk: POST a small chat completion (non-streaming) with the key from the environment.
 wrk.method = "POST"
-wrk.body = '{"model":"fake-chat","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
+local model = os.getenv("BENCH_MODEL")
+if not model or model == "" then
+  model = "fake-chat"
+end
+wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_KEY")
 if key and key ~= "" then

@@ -23,19 +23,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from load import cpu_seconds as process_cpu_seconds  # noqa: E402
 from run import corral_config, free_port, process, read_key, wait_http  # noqa: E402
 
 CORRAL = str(Path(sys.executable).with_name("corral"))
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes and their threads."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def children(pid: int) -> list[int]:

@@ -116,11 +116,24 @@ def fake_engine(
     tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 16,
     ttft: Annotated[float, typer.Option(help="Seconds to the first token.")] = 0.0,
     token_delay: Annotated[float, typer.Option(help="Seconds between tokens.")] = 0.0,
+    chunk_per_event: Annotated[
+        bool,
+        typer.Option(
+            help="Without delays, send each SSE event as its own HTTP chunk (as vLLM does) "
+            "instead of the whole stream in one."
+        ),
+    ] = False,
 ) -> None:
     """Run the scripted FakeEngine (an OpenAI-compatible server) in the foreground."""
     from corral.composition.up import run_fake_engine
 
-    run_fake_engine(port=port, tokens=tokens, ttft=ttft, token_delay=token_delay)
+    run_fake_engine(
+        port=port,
+        tokens=tokens,
+        ttft=ttft,
+        token_delay=token_delay,
+        chunk_per_event=chunk_per_event,
+    )
 
 
 def main() -> None:

@@ -207,12 +207,19 @@ def welcome_text(url: str, models: list[str], chat_model: str, bootstrap_key: st
     return "\n".join(lines)
 
 
-def run_fake_engine(*, port: int, tokens: int, ttft: float, token_delay: float) -> None:
+def run_fake_engine(
+    *, port: int, tokens: int, ttft: float, token_delay: float, chunk_per_event: bool = False
+) -> None:
     """Serve a FakeEngine on loopback until interrupted."""
 
     async def main() -> None:
         engine = FakeEngine(
-            FakeScript(tokens=tokens, time_to_first_token=ttft, token_delay=token_delay)
+            FakeScript(
+                tokens=tokens,
+                time_to_first_token=ttft,
+                token_delay=token_delay,
+                chunk_per_event=chunk_per_event,
+            )
         )
         await engine.start(port=port)
         print(f"FakeEngine listening at {engine.base_url}", flush=True)

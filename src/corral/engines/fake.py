@@ -32,6 +32,9 @@ class FakeScript:
     failure: Failure = "none"
     fail_after_tokens: int = 0  # for "disconnect" and "stall": tokens sent before failing
     words: tuple[str, ...] = _WORDS
+    chunk_per_event: bool = False
+    """Without delays, write each SSE event as its own HTTP chunk (as vLLM and OpenAI-compatible
+    providers do) instead of the whole stream in one."""
 
 
 @dataclass
@@ -254,7 +257,11 @@ class FakeEngine:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         if script.time_to_first_token == 0 and script.token_delay == 0 and script.failure == "none":
-            await response.write(b"".join(events))
+            if script.chunk_per_event:
+                for event in events:
+                    await response.write(event)
+            else:
+                await response.write(b"".join(events))
         elif not await self._drip(response, events):
             seen.outcome = "failed"
             if request.transport is not None:

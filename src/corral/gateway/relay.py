@@ -230,8 +230,8 @@ async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
     chunks = response.chunks()
     try:
         try:
-            async with asyncio.timeout(timeouts.first_byte):
-                first = await anext(chunks)
+            response.set_read_timeout(timeouts.first_byte)  # a no-op unless idle is longer
+            first = await anext(chunks)
         except TimeoutError as exc:
             raise _timed_out(route, timeouts.first_byte) from exc
         except StopAsyncIteration:
@@ -245,6 +245,7 @@ async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
             *ex.headers,
         ]
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        response.set_read_timeout(timeouts.idle)
         await _relay_chunks(
             first,
             chunks,
@@ -270,20 +271,18 @@ async def _relay_chunks(
     outcome: Outcome,
     on_tokens: Callable[[int], None] | None = None,
 ) -> None:
-    loop = asyncio.get_running_loop()
+    # The idle limit is the connection's read timeout (set by the caller): no timer per chunk.
     try:
-        async with asyncio.timeout(idle) as deadline:
-            out = scanner.feed(first)
+        out = scanner.feed(first)
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        async for chunk in chunks:
+            seen = scanner.tokens_seen
+            out = scanner.feed(chunk)
+            if on_tokens is not None and scanner.tokens_seen != seen:
+                on_tokens(scanner.tokens_seen)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-            async for chunk in chunks:
-                deadline.reschedule(loop.time() + idle)
-                seen = scanner.tokens_seen
-                out = scanner.feed(chunk)
-                if on_tokens is not None and scanner.tokens_seen != seen:
-                    on_tokens(scanner.tokens_seen)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
     except TimeoutError:
         outcome.outcome = "timeout"
         await _end_with_error(send, UpstreamTimeout(f"The engine sent nothing for {idle:g} s."))

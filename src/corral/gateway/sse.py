@@ -14,9 +14,10 @@ _EVENT_END = b"\n\n"
 class StreamScanner:
     """Fed upstream bytes, returns the bytes to send on, cut at event boundaries.
 
-    Only a block that holds a usage object is split into events and decoded; every other block
-    is passed on as the same bytes it arrived as. ``tokens_seen`` counts events that carried
-    generated text, the estimate used when the upstream never reports usage.
+    Events are found by scanning bytes: only an event whose bytes hold a usage object is
+    decoded, and a block without one is passed on as the very bytes object it arrived as (no
+    copy, no re-framing). ``tokens_seen`` counts events that carried generated text, the
+    estimate used when the upstream never reports usage.
     """
 
     __slots__ = ("_carry", "_strip_usage", "tokens_seen", "usage")
@@ -47,15 +48,28 @@ class StreamScanner:
         return rest
 
     def _take_usage(self, block: bytes) -> bytes:
+        """Reads each usage object in ``block``, decoding only the events that hold one, and
+        cuts usage-only events out when stripping; every other byte stays as it came."""
         kept: list[bytes] = []
-        for event in block.split(_EVENT_END)[:-1]:
-            payload = _event_json(event) if _USAGE.search(event) else None
+        copied = 0  # block[:copied] is in ``kept`` already
+        scanned = 0  # the end of the last event decoded
+        for match in _USAGE.finditer(block):
+            if match.start() < scanned:
+                continue  # a second "usage" key inside an event already decoded
+            begin = block.rfind(_EVENT_END, 0, match.start())
+            begin = 0 if begin < 0 else begin + len(_EVENT_END)
+            scanned = block.index(_EVENT_END, match.end()) + len(_EVENT_END)
+            payload = _event_json(block[begin:scanned])
             usage = payload.get("usage") if payload is not None else None
-            if isinstance(usage, dict):
-                self.usage = usage
-                if self._strip_usage and payload is not None and not payload.get("choices"):
-                    continue
-            kept.append(event + _EVENT_END)
+            if not isinstance(usage, dict):
+                continue
+            self.usage = usage
+            if self._strip_usage and payload is not None and not payload.get("choices"):
+                kept.append(block[copied:begin])
+                copied = scanned
+        if not copied:
+            return block
+        kept.append(block[copied:])
         return b"".join(kept)
 
 

@@ -87,19 +87,25 @@ class UpstreamResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body pieces in arrival order; UpstreamClosed if the engine stops mid-answer, and
-        TimeoutError if it stays silent past the read timeout."""
+        TimeoutError if it stays silent past the read timeout.
+
+        Each piece is everything that arrived since the last one: HTTP chunks the engine sent
+        as separate writes (an SSE event each, for vLLM) but that were read together come out
+        as one piece, so the relay scans and sends them once instead of once per event.
+        """
         conn = self._conn
         while True:
             if conn.body:
-                chunk = conn.body.popleft()
-                conn.buffered -= len(chunk)
-                if conn.paused and conn.buffered < _HIGH_WATER // 2:
-                    conn.resume()
-                yield chunk
+                yield conn.take()
                 continue
             if conn.complete:
                 return
             await conn.wait()
+
+    def set_read_timeout(self, seconds: float) -> None:
+        """From now on, TimeoutError after ``seconds`` without a byte (a stream's idle limit
+        once its first byte came, checked lazily rather than re-armed on every chunk)."""
+        self._conn.set_read_timeout(seconds)
 
     def close(self) -> None:
         """Done with the answer: the connection goes back to the pool when it was read to the
@@ -193,6 +199,27 @@ class _Connection(asyncio.Protocol):
         self._last_read = self._loop.time()
         self._timer = self._loop.call_at(self._last_read + read_timeout, self._check_silence)
         self._transport.write(request)
+
+    def take(self) -> bytes:
+        """Every body piece buffered so far, as one."""
+        body = self.body
+        if len(body) == 1:
+            chunk = body.popleft()
+        else:
+            chunk = b"".join(body)
+            body.clear()
+        self.buffered = 0
+        if self.paused:
+            self.resume()
+        return chunk
+
+    def set_read_timeout(self, seconds: float) -> None:
+        if seconds == self._read_timeout:
+            return
+        self._read_timeout = seconds
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._loop.call_at(self._last_read + seconds, self._check_silence)
 
     async def wait(self) -> None:
         """Until the parser has more to give (headers, body, the end) or the call failed."""
