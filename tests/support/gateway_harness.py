@@ -14,7 +14,7 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
-from corral.settings import CorralSettings, ServerSettings
+from corral.settings import ConnectionLimits, CorralSettings, ServerSettings
 from corral.store.usage import SqlUsage
 
 SECRET = b"test-secret"
@@ -58,6 +58,7 @@ def start_gateway(
     usage_url: str | Callable[[], str] | None = None,
     before_start: Callable[[], Awaitable[None]] | None = None,
     data_dir: Path | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
     keys = KeyDirectory(SECRET)
@@ -96,4 +97,4 @@ def start_gateway(
                 await usage.close()
             await engine.stop()
 
-    return ServerThread(factory), engine, key
+    return ServerThread(factory, limits=limits), engine, key

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import resource
 import socket
 import threading
 from collections.abc import Callable, Coroutine
@@ -15,20 +17,33 @@ from typing import Any, TypeVar
 import uvicorn
 import uvloop
 
+from corral.composition.connection_guard import guarded_protocol
 from corral.composition.platform import Platform
+from corral.settings import ConnectionLimits
 
 logger = logging.getLogger("corral.serving")
 T = TypeVar("T")
+_SPARE_FILES = 256
+"""Descriptors kept for what is not a client connection: engines, upstreams, store, spool."""
 PlatformFactory = Callable[[], AbstractAsyncContextManager[Platform]]
 
 
-def uvicorn_config(app: Any, host: str, port: int = 0, drain_timeout: float = 30) -> uvicorn.Config:
-    """Corral's uvicorn settings: httptools parser, no uvicorn access log (Corral logs its own)."""
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int = 0,
+    drain_timeout: float = 30,
+    limits: ConnectionLimits | None = None,
+) -> uvicorn.Config:
+    """Corral's uvicorn settings: httptools parser guarded by ``limits``, no uvicorn access log
+    (Corral logs its own)."""
+    limits = limits or ConnectionLimits()
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="httptools",
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
         loop="none",
         lifespan="off",
         access_log=False,
@@ -44,6 +59,24 @@ def freeze_startup_heap() -> None:
     servers)."""
     gc.collect()
     gc.freeze()
+
+
+def allow_open_files(connections: int) -> None:
+    """Raise the soft open-file limit to the hard one, so ``connections`` sockets fit beside the
+    files, engines and upstream connections; warn when they still may not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft != resource.RLIM_INFINITY and soft < connections + _SPARE_FILES:
+        logger.warning(
+            "the open-file limit (%d) is below server.limits.max_connections (%d) plus %d for "
+            "everything else: raise it (ulimit -n) or lower max_connections",
+            soft,
+            connections,
+            _SPARE_FILES,
+        )
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -110,8 +143,10 @@ async def serve(
             freeze_startup_heap()  # a server process: start-up is over for good
             on_ready(platform)
 
+        limits = platform.settings.server.limits
+        allow_open_files(limits.max_connections)
         server = _AnnouncingServer(
-            uvicorn_config(platform.app, host, port, drain_timeout),
+            uvicorn_config(platform.app, host, port, drain_timeout, limits),
             listening,
             on_drain=lambda: setattr(platform, "ready", False),
             drain_grace=drain_grace,
@@ -127,8 +162,14 @@ async def serve(
 class ServerThread:
     """A platform served on a loopback port in a background thread (for tests and benchmarks)."""
 
-    def __init__(self, factory: PlatformFactory, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        factory: PlatformFactory,
+        host: str = "127.0.0.1",
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self._factory = factory
+        self._limits = limits
         self._host = host
         self._started = threading.Event()
         self._error: BaseException | None = None
@@ -174,7 +215,8 @@ class ServerThread:
         self.port = sock.getsockname()[1]
         async with self._factory() as platform:
             self.platform = platform
-            config = uvicorn_config(platform.app, self._host, self.port)
+            limits = self._limits or platform.settings.server.limits
+            config = uvicorn_config(platform.app, self._host, self.port, limits=limits)
             self._server = _AnnouncingServer(config, self._started.set)
             with sock:
                 await self._server.serve(sockets=[sock])
