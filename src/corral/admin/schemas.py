@@ -22,6 +22,9 @@ PATTERN_HINTS = {
     NO_NUL: "must not contain NUL characters",
 }
 """What to say, instead of the regular expression, when a value does not match one."""
+STORE_INT_MAX = 2**63 - 1
+"""The largest integer the store's BIGINT columns hold."""
+MAX_BUDGET_USD = 1e15
 MAX_GRACE = 7 * 86400
 MAX_LIFETIME = 5 * 365 * 86400
 
@@ -124,7 +127,9 @@ class AuditFilter(_In):
 
 class AuditPage(AuditFilter):
     limit: int = Field(100, ge=1, le=1000)
-    before: int | None = Field(None, ge=1, description="Cursor: entries older than this id.")
+    before: int | None = Field(
+        None, ge=1, le=STORE_INT_MAX, description="Cursor: entries older than this id."
+    )
 
 
 # -- responses -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from corral.admin.attribution import attribute, day_model_tokens
 from corral.admin.audit import parse_moment
 from corral.admin.operations import AdminContext, Call, Operation
 from corral.admin.policy import Action, Scope
+from corral.admin.schemas import MAX_BUDGET_USD, STORE_INT_MAX
 from corral.admin.teams import find_team
 from corral.errors import InvalidRequest, PermissionDenied
 from corral.principals import Role
@@ -59,10 +60,14 @@ class LimitsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
-    tpm: int | None = Field(None, ge=1, description="Tokens per minute.")
-    max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once.")
-    monthly_budget_usd: float | None = Field(None, ge=0, description="USD per calendar month.")
+    rpm: int | None = Field(None, ge=1, le=STORE_INT_MAX, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, le=STORE_INT_MAX, description="Tokens per minute.")
+    max_concurrent: int | None = Field(
+        None, ge=1, le=STORE_INT_MAX, description="Requests in flight at once."
+    )
+    monthly_budget_usd: float | None = Field(
+        None, ge=0, le=MAX_BUDGET_USD, description="USD per calendar month."
+    )
 
 
 class TeamRef(BaseModel):
