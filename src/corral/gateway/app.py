@@ -15,6 +15,7 @@ from corral.counters.port import Reservation
 from corral.engines import wire
 from corral.errors import (
     AuthenticationFailed,
+    InvalidRequest,
     NotFound,
     Overloaded,
     PermissionDenied,
@@ -89,13 +90,19 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
+            path, method = scope["path"], scope["method"]
             kind = _CALLS.get(path)
-            if kind is not None and scope["method"] == "POST":
-                await self._call(kind, scope, receive, send)
+            if kind is not None:
+                if method == "POST":
+                    await self._call(kind, scope, receive, send)
+                else:
+                    await _method_not_allowed(send, path, b"POST")
                 return
             if path == "/v1/models" or path.startswith("/v1/models/"):
-                await self._models(scope, send)
+                if method == "GET":
+                    await self._models(scope, send)
+                else:
+                    await _method_not_allowed(send, path, b"GET")
                 return
         await self._fallback(scope, receive, send)
 
@@ -234,14 +241,15 @@ class Gateway:
         headers: Headers = [(b"x-request-id", request_id.encode())]
         try:
             principal = self._authenticate(scope)
-            names = [n for n in self._parts.routes.names() if principal.may_use(n)]
             path: str = scope["path"]
             if path == "/v1/models":
+                names = [n for n in self._parts.routes.names() if principal.may_use(n)]
                 await send_json(send, 200, wire.model_list(names, "corral", 0), headers)
                 return
             name = path.removeprefix("/v1/models/")
-            if name not in names:
-                if self._parts.routes.get(name) is not None:
+            route = self._parts.routes.get(name)
+            if route is None or not principal.may_use(route.name):  # an alias is a model too
+                if route is not None:
                     raise PermissionDenied(
                         f"This API key may not use model {name!r}.", param="model"
                     )
@@ -337,6 +345,14 @@ class _DisconnectWatch:
             pass
         self.gone = True
         self._task.cancel()
+
+
+async def _method_not_allowed(send: Send, path: str, allow: bytes) -> None:
+    error = InvalidRequest(
+        f"{path} only answers {allow.decode()} requests.", code="method_not_allowed"
+    )
+    error.status = 405
+    await send_error(send, error, [(b"allow", allow)])
 
 
 def _text(value: bytes | None) -> str | None:

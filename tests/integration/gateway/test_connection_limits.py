@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from tests.support.abuse import (
+
+from corral.composition.serving import ServerThread
+from corral.settings import ConnectionLimits
+from support.abuse import (
     half_sent,
     read_response,
     read_status,
@@ -17,10 +20,7 @@ from tests.support.abuse import (
     send_huge_header,
     watch,
 )
-from tests.support.gateway_harness import start_gateway
-
-from corral.composition.serving import ServerThread
-from corral.settings import ConnectionLimits
+from support.gateway_harness import start_gateway
 
 LIMITS = ConnectionLimits(
     max_header_bytes=16 * 1024,
