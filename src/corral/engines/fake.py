@@ -7,6 +7,7 @@ import base64
 import hashlib
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,14 +47,19 @@ class SeenRequest:
     outcome: str = "open"  # open | completed | client_gone | failed
 
 
+HISTORY = 1000
+"""Requests a FakeEngine remembers: enough for any assertion, bounded for demos and benchmarks."""
+
+
 @dataclass
 class FakeEngineState:
-    """What the FakeEngine has seen, for assertions."""
+    """What the FakeEngine has seen, for assertions: the latest ``HISTORY`` requests."""
 
-    requests: list[SeenRequest] = field(default_factory=list)
+    requests: deque[SeenRequest] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     @property
     def open_requests(self) -> int:
+        """Requests still open among those remembered."""
         return sum(1 for r in self.requests if r.outcome == "open")
 
 

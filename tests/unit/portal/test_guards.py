@@ -12,7 +12,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from corral.errors import InvalidRequest
 from corral.portal.app import build_portal_app
+from corral.portal.developer import chat_body
 from corral.portal.settings import PortalSettings
 
 DEV_KEY = "ck-developer-key-0123456789"
@@ -150,3 +152,22 @@ def test_unknown_pages_get_the_portal_404(client: TestClient) -> None:
     response = client.get("/ui/nope")
     assert response.status_code == 404
     assert "There is no such page" in response.text
+
+
+def test_static_files_forbid_type_sniffing(client: TestClient) -> None:
+    response = client.get("/ui/static/portal.js")
+    assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"m","messages":' + b"[" * 2000 + b"]" * 2000 + b"}",
+        b'{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}',
+        b'{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":1e300}',
+    ],
+)
+def test_hostile_playground_bodies_are_refused_not_500(body: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        chat_body(body)
