@@ -50,7 +50,8 @@ def corral_up(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **(env or {})},
+        # /metrics on a free port of its own, so parallel runs never compete for the default.
+        env={"CORRAL_SERVER__METRICS_PORT": "0", **os.environ, **(env or {})},
     )
     running = CorralProcess(process, f"http://127.0.0.1:{port}", None)
     reader = threading.Thread(target=_read, args=(running,), daemon=True)

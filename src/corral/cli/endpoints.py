@@ -35,7 +35,9 @@ def endpoint_rows(metrics_text: str) -> list[dict[str, object]]:
 
 
 def endpoints(
-    url: Annotated[str, typer.Option(help="Corral's base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str, typer.Option(help="Corral's metrics listener (server.metrics_host/metrics_port).")
+    ] = "http://127.0.0.1:9464",
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
 ) -> None:
     """Show every model's replicas: requests in flight, ejected or not, time to first byte."""

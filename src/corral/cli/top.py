@@ -24,7 +24,7 @@ from corral.observability.snapshot import (
     parse_metrics,
 )
 
-DEFAULT_URL = "http://127.0.0.1:8000/metrics"
+DEFAULT_URL = "http://127.0.0.1:9464/metrics"  # server.metrics_port
 _TIMEOUT_S = 5.0
 _HEALTH = {1.0: ("healthy", "green"), 0.5: ("degraded", "yellow"), 0.0: ("faulty", "red")}
 

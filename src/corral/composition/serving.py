@@ -9,7 +9,7 @@ import logging
 import resource
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ import uvloop
 
 from corral.composition.connection_guard import guarded_protocol
 from corral.composition.platform import Platform
+from corral.errors import ConfigError
 from corral.settings import ConnectionLimits
 
 logger = logging.getLogger("corral.serving")
@@ -125,6 +126,51 @@ class _AnnouncingServer(uvicorn.Server):
         self._loop.call_later(self._drain_grace, setattr, self, "should_exit", True)
 
 
+class _MetricsServer(uvicorn.Server):
+    """The /metrics listener: runs beside the main server, which alone handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def metrics_listener(app: Any, sock: socket.socket | None) -> AsyncIterator[None]:
+    """Serve ``app`` (/metrics) on ``sock`` while the block runs; nothing when ``sock`` is None."""
+    if sock is None:
+        yield
+        return
+    server = _MetricsServer(uvicorn_config(app, "", limits=ConnectionLimits()))
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def metrics_socket(host: str, port: int | None, *, shared: bool = False) -> socket.socket | None:
+    """A listening socket for /metrics on ``host:port`` (None when ``port`` is unset);
+    ``shared``: SO_REUSEPORT, for gateway workers that each answer scrapes."""
+    if port is None:
+        return None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"server.metrics_port: cannot listen on {host}:{port} ({exc.strerror}); "
+            "pick another port, or unset it to serve no metrics"
+        ) from exc
+    sock.listen(128)
+    return sock
+
+
 async def serve(
     factory: PlatformFactory,
     host: str,
@@ -134,10 +180,12 @@ async def serve(
     drain_grace: float = 5.0,
     drain_timeout: float = 30.0,
     sockets: list[socket.socket] | None = None,
+    metrics_sock: socket.socket | None = None,
 ) -> None:
     """Start the platform, serve it until SIGINT/SIGTERM, then stop it. ``sockets``: already
-    listening ones to serve on (a worker's shared port) instead of binding ``host:port``."""
-    async with factory() as platform:
+    listening ones to serve on (a worker's shared port) instead of binding ``host:port``;
+    ``metrics_sock``: where /metrics is served (none without it)."""
+    async with factory() as platform, metrics_listener(platform.metrics_app, metrics_sock):
 
         def listening() -> None:
             freeze_startup_heap()  # a server process: start-up is over for good
@@ -177,11 +225,17 @@ class ServerThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.platform: Platform | None = None
         self.port = 0
+        self.metrics_port = 0
         self._thread = threading.Thread(target=self._run, name="corral-server", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The /metrics page, on its own loopback listener."""
+        return f"http://{self._host}:{self.metrics_port}/metrics"
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
@@ -213,10 +267,16 @@ class ServerThread:
         sock = socket.socket()
         sock.bind((self._host, 0))
         self.port = sock.getsockname()[1]
-        async with self._factory() as platform:
-            self.platform = platform
-            limits = self._limits or platform.settings.server.limits
-            config = uvicorn_config(platform.app, self._host, self.port, limits=limits)
-            self._server = _AnnouncingServer(config, self._started.set)
-            with sock:
+        metrics = metrics_socket(self._host, 0)
+        assert metrics is not None
+        self.metrics_port = metrics.getsockname()[1]
+        with sock, metrics:
+            async with (
+                self._factory() as platform,
+                metrics_listener(platform.metrics_app, metrics),
+            ):
+                self.platform = platform
+                limits = self._limits or platform.settings.server.limits
+                config = uvicorn_config(platform.app, self._host, self.port, limits=limits)
+                self._server = _AnnouncingServer(config, self._started.set)
                 await self._server.serve(sockets=[sock])

@@ -16,7 +16,7 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.pricing import with_instance_prices
 from corral.composition.quotas import running_quotas
-from corral.composition.serving import serve
+from corral.composition.serving import metrics_socket, serve
 from corral.composition.tenancy import open_tenancy
 from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
@@ -109,13 +109,16 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
             if worker is None:  # workers: the parent welcomes once all of them listen
                 _welcome(console, settings, platform.routes.names(), tenancy.bootstrap_key)
 
-        host, port = settings.server.host, settings.server.port
+        host, port, server = settings.server.host, settings.server.port, settings.server
         await serve(
             factory,
             host,
             port,
             ready,
             sockets=None if worker is None else [listening_socket(host, port)],
+            metrics_sock=metrics_socket(
+                server.metrics_host, server.metrics_port, shared=worker is not None
+            ),
             drain_grace=settings.server.drain_grace,
             drain_timeout=settings.server.drain_timeout,
         )

@@ -183,3 +183,13 @@ def test_wrong_methods_get_405_with_allow(
 def test_completions_with_a_null_prompt(gateway: GatewayUnderTest) -> None:
     reply = gateway.client().completions.create(model="fake-chat", prompt=None, max_tokens=2)
     assert isinstance(reply, openai.types.Completion)
+
+
+def test_metrics_are_not_on_the_public_port(gateway: GatewayUnderTest) -> None:
+    # /metrics shows every team's usage and the replicas' addresses: its own listener only.
+    public = httpx.get(gateway.url + "/metrics")
+    assert public.status_code == 404
+    assert public.json()["error"]["type"] == "not_found_error"
+    private = httpx.get(gateway.server.metrics_url)
+    assert private.status_code == 200
+    assert "# HELP corral_requests_total" in private.text
