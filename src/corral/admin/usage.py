@@ -207,8 +207,25 @@ async def set_team_limits(ctx: AdminContext, call: Call[LimitsIn]) -> LimitsOut:
     setting = LimitSetting(
         "team", team.id, values.rpm, values.tpm, values.max_concurrent, values.monthly_budget_usd
     )
+    if call.principal.role is not Role.PLATFORM_ADMIN:
+        _within_ceiling(await _usage(ctx).limits_of("team", team.id), setting)
     await _usage(ctx).set_limits(setting, call.actor)
     return await _limits_out(ctx, team.id, call.now)
+
+
+_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "monthly_budget_usd")
+
+
+def _within_ceiling(current: LimitSetting | None, wanted: LimitSetting) -> None:
+    """A team's limits are a ceiling below a platform-admin: others may only tighten them."""
+    for name in _LIMIT_FIELDS:
+        now, asked = getattr(current, name, None), getattr(wanted, name)
+        if now is not None and (asked is None or asked > now):
+            raise PermissionDenied(
+                f"{name} is {now} for this team; only a platform-admin may raise or remove a "
+                "team's limits (you may lower them)",
+                param=name,
+            )
 
 
 OPERATIONS: list[Operation[Any]] = [
