@@ -22,7 +22,7 @@ from corral.admin.schemas import (
 from corral.admin.teams import find_team
 from corral.admin.users import find_user, user_scope
 from corral.errors import InvalidRequest, NotFound, PermissionDenied
-from corral.principals import Principal, Role, display_key, new_api_key
+from corral.principals import SESSION_KEY_NAME, Principal, Role, display_key, new_api_key
 from corral.store.records import ApiKey, KeyMaterial, KeySpec, iso
 
 
@@ -119,7 +119,19 @@ async def show_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
 async def revoke_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
     key = await find_key(ctx, call.path["key"])
     call.authorize(Action.KEY_REVOKE, await key_scope(ctx, key))
-    return key_out(await ctx.store.revoke_key(key.id, actor=call.actor), call.now)
+    revoked = await ctx.store.revoke_key(key.id, actor=call.actor)
+    await _end_sessions_of(ctx, revoked, call)
+    return key_out(revoked, call.now)
+
+
+async def _end_sessions_of(ctx: AdminContext, key: ApiKey, call: Call[Any]) -> None:
+    """Revoke the portal session keys that ``key`` signed in with: its sessions end with it."""
+    live = await ctx.store.list_keys(
+        team_id=key.team_id, user_id=key.user_id, include_inactive=False, now=call.now
+    )
+    for session in live:
+        if session.created_by == key.id and session.name == SESSION_KEY_NAME:
+            await ctx.store.revoke_key(session.id, actor=call.actor)
 
 
 async def rotate_key(ctx: AdminContext, call: Call[KeyRotate]) -> KeyRotated:
