@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.responses import Response
 
 from corral.admin.attribution import attribute, day_model_tokens
@@ -60,9 +60,9 @@ class LimitsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rpm: int | None = Field(None, ge=1, le=STORE_INT_MAX, description="Requests per minute.")
-    tpm: int | None = Field(None, ge=1, le=STORE_INT_MAX, description="Tokens per minute.")
-    max_concurrent: int | None = Field(
+    rpm: StrictInt | None = Field(None, ge=1, le=STORE_INT_MAX, description="Requests per minute.")
+    tpm: StrictInt | None = Field(None, ge=1, le=STORE_INT_MAX, description="Tokens per minute.")
+    max_concurrent: StrictInt | None = Field(
         None, ge=1, le=STORE_INT_MAX, description="Requests in flight at once."
     )
     monthly_budget_usd: float | None = Field(

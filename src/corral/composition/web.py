@@ -61,4 +61,5 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(getattr(exc, "detail", "Bad request")))
         error.status = status
-    return JSONResponse(error.envelope(), status_code=error.status)
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405: Allow
+    return JSONResponse(error.envelope(), status_code=error.status, headers=headers)

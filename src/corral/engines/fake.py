@@ -66,7 +66,8 @@ class FakeEngineState:
 def count_prompt_tokens(body: dict[str, Any]) -> int:
     """A deterministic stand-in for a tokenizer: whitespace-separated words, at least one."""
     parts: list[str] = []
-    for message in body.get("messages") or []:
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
             parts.append(content)

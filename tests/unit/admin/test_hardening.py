@@ -58,3 +58,18 @@ async def test_limits_beyond_what_the_store_holds_are_400(
 async def test_a_cursor_beyond_int64_is_400(world: World) -> None:
     response = await world.call("P", "GET", f"/audit?before={2**63}")
     assert _envelope_400(response)["param"] == "before"
+
+
+async def test_a_wrong_method_gets_405_listing_every_method_of_the_path(world: World) -> None:
+    response = await world.http.put("/admin/v1/teams", headers=world.auth("P"))
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_body_integers_and_booleans_are_not_coerced_from_other_types(world: World) -> None:
+    for body in ({"name": "k", "service": 0}, {"name": "k", "expires_in": "3600"}):
+        response = await world.call("T", "POST", "/keys", body)
+        assert response.status_code == 400, body
+    limits = await world.call("P", "POST", "/teams/alpha/limits", {"rpm": "5"})
+    assert _envelope_400(limits)["param"] == "rpm"
