@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "tests"))
 
+from corral.settings import ConnectionLimits
 from support.abuse import half_sent, read_status, readyz, rss_bytes, send_huge_header, watch
 from support.gateway_harness import start_gateway
-
-from corral.settings import ConnectionLimits
 
 MB = 1 << 20
 

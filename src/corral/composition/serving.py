@@ -19,7 +19,7 @@ import uvloop
 
 from corral.composition.connection_guard import guarded_protocol
 from corral.composition.platform import Platform
-from corral.errors import ConfigError
+from corral.composition.workers import listening_socket
 from corral.settings import ConnectionLimits
 
 logger = logging.getLogger("corral.serving")
@@ -155,20 +155,7 @@ def metrics_socket(host: str, port: int | None, *, shared: bool = False) -> sock
     ``shared``: SO_REUSEPORT, for gateway workers that each answer scrapes."""
     if port is None:
         return None
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"server.metrics_port: cannot listen on {host}:{port} ({exc.strerror}); "
-            "pick another port, or unset it to serve no metrics"
-        ) from exc
-    sock.listen(128)
-    return sock
+    return listening_socket(host, port, shared=shared, setting="server.metrics_port")
 
 
 async def serve(
