@@ -161,9 +161,13 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         def _refuse(self, error: RequestError) -> None:
             self._disarm()
-            if not self.transport.is_closing():
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or self.cycle.response_complete:
                 self.transport.write(refusal_bytes(error))
-                self.transport.close()
+            # else: a pipelined head broke a limit while a response is on its way; an answer
+            # written now would land inside that response, so the connection just closes.
+            self.transport.close()
 
         def _arm(self, delay: float, callback: Any) -> None:
             self._disarm()
