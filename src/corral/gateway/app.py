@@ -349,7 +349,7 @@ class _DisconnectWatch:
 
 async def _method_not_allowed(send: Send, path: str, allow: bytes) -> None:
     error = InvalidRequest(
-        f"{path} only answers {allow.decode()} requests.", code="method_not_allowed"
+        f"{path[:200]} only answers {allow.decode()} requests.", code="method_not_allowed"
     )
     error.status = 405
     await send_error(send, error, [(b"allow", allow)])
