@@ -6,7 +6,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.corral-installed
 CONFIG ?= corral.yaml
 
-.PHONY: up test test-bare-services check install install-local fmt bench-gateway bench-check clean
+.PHONY: up test test-bare-services check install install-local fmt bench-gateway bench-check fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ bench-gateway: install
 BENCH_MIN_RATIO ?= 0.40
 bench-check: install
 	$(BIN)/python bench/gateway/run.py --quick --check --min-ratio $(BENCH_MIN_RATIO)
+
+# A longer property-based run (the suite runs a bounded, repeatable one): schemathesis against
+# the admin API's OpenAPI and Hypothesis against /v1, with fresh random cases each time.
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	CORRAL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

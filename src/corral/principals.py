@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 KEY_PREFIX = "ck-"
+SESSION_KEY_NAME = "portal sign-in"
+"""Name of the key the portal mints for one browser session; it ends with the session, and
+with the key that signed in (revoking that key revokes these)."""
 _KEY_BYTES = 24  # 192 random bits
 
 

@@ -25,6 +25,34 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ConnectionLimits(_Group):
+    """Caps on unauthenticated work: a client can hold only so much memory and so many sockets."""
+
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Request line plus headers, in bytes (431 beyond)."
+    )
+    max_headers: int = Field(100, ge=8, description="Headers in one request (431 beyond).")
+    max_url_bytes: int = Field(8 * 1024, ge=256, description="Request target length (414 beyond).")
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds to send a request's line and headers (408, closed)."
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds to send a request's body once its headers are in."
+    )
+    keep_alive_timeout: int = Field(
+        5, ge=1, description="Seconds an idle keep-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        2048, ge=1, description="Open connections per process; more get 503 and are closed."
+    )
+    max_connections_per_client: int | None = Field(
+        256,
+        ge=1,
+        description="Open connections from one client address; more get 503. Unset behind a "
+        "proxy or load balancer that connects from one address.",
+    )
+
+
 class ServerSettings(_Group):
     """Where and how the gateway listens."""
 
@@ -49,6 +77,21 @@ class ServerSettings(_Group):
     )
     drain_timeout: float = Field(
         30.0, ge=0, description="On SIGTERM: the longest wait for open requests and streams."
+    )
+    limits: ConnectionLimits = Field(
+        default_factory=ConnectionLimits,
+        description="What one connection may send and hold before anyone is authenticated.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address of the separate /metrics listener (never the public port); "
+        "0.0.0.0 for an in-cluster Prometheus.",
+    )
+    metrics_port: int | None = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port of the /metrics listener; 0 picks a free one, unset serves no metrics.",
     )
 
 

@@ -45,6 +45,7 @@ def run(
     env = {
         **os.environ,
         "CORRAL_URL": url or corral.url,
+        "CORRAL_METRICS_URL": corral.metrics_url,
         "CORRAL_API_KEY": key or corral.key or "",
         "CORRAL_CLI_CONFIG": "/nonexistent/cli.yaml",
         "COLUMNS": "200",
@@ -103,14 +104,14 @@ def test_a_new_limit_applies_at_once_in_the_process_that_took_it(corral: CorralP
 def test_corral_url_may_be_the_api_base_the_welcome_prints(corral: CorralProcess) -> None:
     listed = ok(corral, "team", "list", "-o", "json", url=corral.url + "/v1/")
     assert "platform" in [t["name"] for t in json.loads(listed.stdout)["data"]]
-    endpoints = ok(corral, "endpoints", "-o", "json", url=corral.url + "/v1")
+    endpoints = ok(corral, "endpoints", "-o", "json")  # from $CORRAL_METRICS_URL
     assert {row["model"] for row in json.loads(endpoints.stdout)} == {"fake-chat", "fake-other"}
 
 
 def test_top_prints_one_snapshot_when_not_on_a_terminal(corral: CorralProcess) -> None:
     shown = ok(corral, "top")
     assert "corral top" in shown.stdout
-    assert f"{corral.url}/metrics" in " ".join(shown.stdout.split())
+    assert f"{corral.metrics_url}/metrics" in " ".join(shown.stdout.split())
     assert "Models" in shown.stdout
 
 

@@ -21,6 +21,7 @@ from support.processes import corral_up, free_port
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 README_URL = "http://127.0.0.1:8000"
+README_METRICS_URL = "http://127.0.0.1:9464"
 NOT_RUN = {
     # The set-up itself: installing and `corral up` (which this test runs), and the suite.
     "make up": "installs the virtualenv and models, then runs `corral up` (done here)",
@@ -96,7 +97,11 @@ def test_every_readme_command_works(tmp_path: Path) -> None:
         assert corral.key is not None
 
         def pasted(text: str) -> str:
-            return text.replace(README_URL, corral.url).replace("ck-...", corral.key or "")
+            return (
+                text.replace(README_URL, corral.url)
+                .replace(README_METRICS_URL, corral.metrics_url)
+                .replace("ck-...", corral.key or "")
+            )
 
         failures, ran, exports = [], 0, []
         for block in blocks(readme):

@@ -67,8 +67,9 @@ def _requests_served(metrics: str) -> float:
 def test_two_workers_share_the_port_the_limits_and_the_ledger(
     tmp_path: Path, engine_url: str, prefix: str
 ) -> None:
+    metrics_port = free_port()
     config = _config(tmp_path, engine_url, prefix)
-    with corral_up(config) as corral:
+    with corral_up(config, env={"CORRAL_SERVER__METRICS_PORT": str(metrics_port)}) as corral:
         end = time.monotonic() + 30
         while not (match := re.search(r"(ck-[A-Za-z0-9_\-]{20,})", corral.text())):
             assert time.monotonic() < end, corral.text()
@@ -83,9 +84,10 @@ def test_two_workers_share_the_port_the_limits_and_the_ledger(
         assert statuses.count(200) == 10
         assert statuses.count(429) == 10
         served = set()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"  # shared like the API port
         for _ in range(40):  # each worker exports its own counters: both have served some
-            with httpx.Client(base_url=corral.url, timeout=10) as client:
-                served.add(_requests_served(client.get("/metrics").text))
+            with httpx.Client(timeout=10) as client:
+                served.add(_requests_served(client.get(metrics_url).text))
         # Two workers' counts add up to 20 (a split of 10 and 10 shows as one value), and no
         # worker has them all.
         assert all(20 - count in served for count in served), served

@@ -14,7 +14,7 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
-from corral.settings import CorralSettings, ServerSettings
+from corral.settings import ConnectionLimits, CorralSettings, ServerSettings
 from corral.store.usage import SqlUsage
 
 SECRET = b"test-secret"
@@ -60,6 +60,7 @@ def start_gateway(
     data_dir: Path | None = None,
     fair_queueing: FairQueueing | None = None,
     extra_keys: Mapping[str, Principal] | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
     keys = KeyDirectory(SECRET)
@@ -101,4 +102,4 @@ def start_gateway(
                 await usage.close()
             await engine.stop()
 
-    return ServerThread(factory), engine, key
+    return ServerThread(factory, limits=limits), engine, key

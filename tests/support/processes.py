@@ -33,6 +33,8 @@ class CorralProcess:
     process: subprocess.Popen[str]
     url: str
     key: str | None
+    metrics_url: str = ""
+    """Its /metrics listener (server.metrics_port), not the public port."""
     output: list[str] = field(default_factory=list)
 
     def text(self) -> str:
@@ -45,14 +47,17 @@ def corral_up(
 ) -> Iterator[CorralProcess]:
     """Start `corral up --config CONFIG` (its port comes from the config) and stop it after."""
     port = _port_of(config)
+    environ = {"CORRAL_SERVER__METRICS_PORT": str(free_port()), **os.environ, **(env or {})}
     process = subprocess.Popen(
         [CORRAL, "up", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **(env or {})},
+        # /metrics on a free port of its own, so parallel runs never compete for the default.
+        env=environ,
     )
-    running = CorralProcess(process, f"http://127.0.0.1:{port}", None)
+    metrics = f"http://127.0.0.1:{environ['CORRAL_SERVER__METRICS_PORT']}"
+    running = CorralProcess(process, f"http://127.0.0.1:{port}", None, metrics)
     reader = threading.Thread(target=_read, args=(running,), daemon=True)
     reader.start()
     try:

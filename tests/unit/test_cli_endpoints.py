@@ -48,7 +48,7 @@ def test_version_is_printed() -> None:
 @pytest.mark.parametrize(
     ("given", "base", "metrics"),
     [
-        (None, "http://127.0.0.1:8000", "http://127.0.0.1:8000/metrics"),
+        (None, "http://127.0.0.1:8000", "http://127.0.0.1:9464/metrics"),
         ("http://h:9/v1/", "http://h:9", "http://h:9/metrics"),
         ("http://h:9/admin/v1", "http://h:9", "http://h:9/metrics"),
         ("http://node:9400/metrics", "http://node:9400", "http://node:9400/metrics"),

@@ -63,9 +63,26 @@ def build_admin_app(
     async def openapi(_: Request) -> Response:
         return JSONResponse(document)
 
-    routes = [Route(op.path, endpoint(ctx, op), methods=[op.method]) for op in ops]
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for op in ops:
+        by_path.setdefault(op.path, {})[op.method] = endpoint(ctx, op)
+    # One route per path, so a wrong method gets 405 with every method the path has in Allow.
+    routes = [
+        Route(path, _by_method(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
     routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+def _by_method(
+    handlers: Mapping[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method  # Starlette adds HEAD
+        return await handlers[method](request)
+
+    return dispatch
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
@@ -74,7 +91,8 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     if status == 404:
         return error_response(NotFound("no such admin API route; see /admin/v1/openapi.json"))
     detail = exc.detail if isinstance(exc, HTTPException) else "the request failed"
-    return JSONResponse(InvalidRequest(detail).envelope(), status_code=status)
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405: Allow
+    return JSONResponse(InvalidRequest(detail).envelope(), status_code=status, headers=headers)
 
 
 def _version() -> str:

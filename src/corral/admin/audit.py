@@ -22,16 +22,26 @@ from corral.store.records import AuditQuery
 _AGO = re.compile(r"(\d{1,6})\s*([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 EXPORT_PAGE = 500
+_LAST_MOMENT = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 
 
 def parse_moment(text: str, now: float, param: str) -> float:
-    """A point in time from ``24h`` / ``30m`` / ``7d`` (ago), Unix seconds, or ISO 8601."""
+    """A point in time from ``24h`` / ``30m`` / ``7d`` (ago), Unix seconds, or ISO 8601,
+    between 1970 and 9999 (a longer duration reaches back to 1970)."""
     if match := _AGO.fullmatch(text):
-        return now - int(match[1]) * _UNIT[match[2]]
+        return max(0.0, now - int(match[1]) * _UNIT[match[2]])
     try:
-        return float(text)
+        at = float(text)
     except ValueError:
-        pass
+        at = _iso_moment(text, param)
+    if not 0 <= at <= _LAST_MOMENT:  # also NaN
+        raise InvalidRequest(
+            f"{param}: the time must lie between 1970 and the year 9999", param=param
+        )
+    return at
+
+
+def _iso_moment(text: str, param: str) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
@@ -40,7 +50,10 @@ def parse_moment(text: str, now: float, param: str) -> float:
             "time such as 2025-01-31T12:00:00Z",
             param=param,
         ) from exc
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    try:
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (OverflowError, ValueError):  # year 1 or 9999 shifted past the range by a zone
+        return -1.0
 
 
 async def _query(ctx: AdminContext, call: Call[Any], f: AuditFilter) -> AuditQuery:

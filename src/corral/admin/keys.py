@@ -6,7 +6,7 @@ from datetime import UTC
 from typing import Any
 
 from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
-from corral.admin.policy import Action, Scope
+from corral.admin.policy import Action, Scope, Subject, decide
 from corral.admin.schemas import (
     Empty,
     KeyCreate,
@@ -22,8 +22,8 @@ from corral.admin.schemas import (
 from corral.admin.teams import find_team
 from corral.admin.users import find_user, user_scope
 from corral.errors import InvalidRequest, NotFound, PermissionDenied
-from corral.principals import Principal, Role, display_key, new_api_key
-from corral.store.records import ApiKey, KeyMaterial, KeySpec
+from corral.principals import SESSION_KEY_NAME, Principal, Role, display_key, new_api_key
+from corral.store.records import ApiKey, KeyMaterial, KeySpec, iso
 
 
 async def find_key(ctx: AdminContext, key_id: str) -> ApiKey:
@@ -65,7 +65,7 @@ async def create_key(ctx: AdminContext, call: Call[KeyCreate]) -> KeyCreated:
         user_id=None if owner is None else owner.id,
         name=body.name,
         allowed_models=_models(ctx, p, body.allowed_models),
-        expires_at=_expiry(body, call.now),
+        expires_at=_within_lifetime(p, _expiry(body, call.now)),
     )
     secret = new_api_key()
     material = KeyMaterial(ctx.keys.hash(secret), display_key(secret))
@@ -92,7 +92,22 @@ async def list_keys(ctx: AdminContext, call: Call[KeyQuery]) -> KeyList:
         include_inactive=q.include_inactive,
         now=call.now,
     )
+    if p.role is not Role.PLATFORM_ADMIN:
+        keys = await _readable(ctx, p, keys)
     return KeyList(data=[key_out(k, call.now) for k in keys])
+
+
+async def _readable(ctx: AdminContext, p: Principal, keys: list[ApiKey]) -> list[ApiKey]:
+    """The keys ``p`` could also read one by one: a list shows no more than direct reads."""
+    owners = {u.id: u for u in await ctx.store.list_users(p.team_id)} if p.team_id else {}
+    subject = Subject.of(p)
+    readable = []
+    for key in keys:
+        owner = owners.get(key.user_id) if key.user_id else None
+        scope = Scope(key.team_id, key.user_id, None if owner is None else owner.role)
+        if decide(subject, Action.KEY_READ, scope).allowed:
+            readable.append(key)
+    return readable
 
 
 async def show_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
@@ -104,7 +119,19 @@ async def show_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
 async def revoke_key(ctx: AdminContext, call: Call[Empty]) -> KeyOut:
     key = await find_key(ctx, call.path["key"])
     call.authorize(Action.KEY_REVOKE, await key_scope(ctx, key))
-    return key_out(await ctx.store.revoke_key(key.id, actor=call.actor), call.now)
+    revoked = await ctx.store.revoke_key(key.id, actor=call.actor)
+    await _end_sessions_of(ctx, revoked, call)
+    return key_out(revoked, call.now)
+
+
+async def _end_sessions_of(ctx: AdminContext, key: ApiKey, call: Call[Any]) -> None:
+    """Revoke the portal session keys that ``key`` signed in with: its sessions end with it."""
+    live = await ctx.store.list_keys(
+        team_id=key.team_id, user_id=key.user_id, include_inactive=False, now=call.now
+    )
+    for session in live:
+        if session.created_by == key.id and session.name == SESSION_KEY_NAME:
+            await ctx.store.revoke_key(session.id, actor=call.actor)
 
 
 async def rotate_key(ctx: AdminContext, call: Call[KeyRotate]) -> KeyRotated:
@@ -138,6 +165,22 @@ def _models(ctx: AdminContext, caller: Principal, asked: list[str] | None) -> fr
             param="allowed_models",
         )
     return models
+
+
+def _within_lifetime(caller: Principal, expires_at: float | None) -> float | None:
+    """A key never outlives the key that creates it: no expiry asked means the caller's."""
+    ceiling = caller.expires_at
+    if ceiling is None:
+        return expires_at
+    if expires_at is None:
+        return ceiling
+    if expires_at > ceiling:
+        raise PermissionDenied(
+            f"a key may not outlive the key that creates it (yours expires {iso(ceiling)}); "
+            "ask for an earlier expiry",
+            param="expires_at",
+        )
+    return expires_at
 
 
 def _expiry(body: KeyCreate, now: float) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from corral import json_bounds
 from corral.admin.auth import KeyCache, authenticate
 from corral.admin.policy import Action, Scope, Subject, allowed_somewhere, decide
 from corral.admin.schemas import PATTERN_HINTS
@@ -177,11 +177,7 @@ async def _input(request: Request, op: Operation[In]) -> In:
     raw = await _body(request)
     if not raw.strip():
         return _validate(op.input, {})
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest("the request body is not valid JSON; send a JSON object") from exc
-    return _validate(op.input, data)
+    return _validate(op.input, json_bounds.loads(raw))
 
 
 async def _body(request: Request) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from corral.principals import Role
 from corral.store.records import ApiKey, AuditEntry, Team, User
@@ -22,6 +22,9 @@ PATTERN_HINTS = {
     NO_NUL: "must not contain NUL characters",
 }
 """What to say, instead of the regular expression, when a value does not match one."""
+STORE_INT_MAX = 2**63 - 1
+"""The largest integer the store's BIGINT columns hold."""
+MAX_BUDGET_USD = 1e15
 MAX_GRACE = 7 * 86400
 MAX_LIFETIME = 5 * 365 * 86400
 MIN_LIFETIME = 60
@@ -89,13 +92,13 @@ class UserUpdate(_In):
 class KeyCreate(_In):
     name: Label = Field(description="What the key is for, e.g. 'ci' or 'laptop'.")
     user: Ref | None = Field(None, description="Owner (id or e-mail); default: the caller.")
-    service: bool = Field(False, description="A team key with no owner (team-admins only).")
+    service: StrictBool = Field(False, description="A team key with no owner (team-admins only).")
     team: Ref | None = Field(None, description="Team of a service key; default: the caller's.")
     allowed_models: list[ModelName] | None = Field(
         None, max_length=100, description="Models the key may call; null or absent: all."
     )
     expires_at: datetime | None = Field(None, description="When the key stops working.")
-    expires_in: int | None = Field(
+    expires_in: StrictInt | None = Field(
         None,
         ge=MIN_LIFETIME,
         le=MAX_LIFETIME,
@@ -110,7 +113,7 @@ class KeyQuery(_In):
 
 
 class KeyRotate(_In):
-    grace_seconds: int = Field(
+    grace_seconds: StrictInt = Field(
         0, ge=0, le=MAX_GRACE, description="How long the old key keeps working (0: revoke now)."
     )
 
@@ -128,7 +131,9 @@ class AuditFilter(_In):
 
 class AuditPage(AuditFilter):
     limit: int = Field(100, ge=1, le=1000)
-    before: int | None = Field(None, ge=1, description="Cursor: entries older than this id.")
+    before: int | None = Field(
+        None, ge=1, le=STORE_INT_MAX, description="Cursor: entries older than this id."
+    )
 
 
 # -- responses -------------------------------------------------------------------------------

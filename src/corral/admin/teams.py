@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
+from corral.admin.platform_admins import keep_a_platform_admin
 from corral.admin.policy import ANYWHERE, Action, Scope
 from corral.admin.schemas import Empty, TeamCreate, TeamDelete, TeamList, TeamOut, team_out
 from corral.errors import NotFound
@@ -43,6 +44,8 @@ async def show_team(ctx: AdminContext, call: Call[Empty]) -> TeamOut:
 async def delete_team(ctx: AdminContext, call: Call[TeamDelete]) -> TeamOut:
     team = await find_team(ctx, call.path["team"])
     call.authorize(Action.TEAM_DELETE, Scope(team.id))
+    if call.input.force:
+        await keep_a_platform_admin(ctx, await ctx.store.list_users(team.id))
     return team_out(await ctx.store.delete_team(team.id, actor=call.actor, force=call.input.force))
 
 

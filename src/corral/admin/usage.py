@@ -7,13 +7,14 @@ import io
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.responses import Response
 
 from corral.admin.attribution import attribute, day_model_tokens
 from corral.admin.audit import parse_moment
 from corral.admin.operations import AdminContext, Call, Operation
 from corral.admin.policy import Action, Scope
+from corral.admin.schemas import MAX_BUDGET_USD, STORE_INT_MAX
 from corral.admin.teams import find_team
 from corral.errors import InvalidRequest, PermissionDenied
 from corral.principals import Role
@@ -60,10 +61,14 @@ class LimitsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
-    tpm: int | None = Field(None, ge=1, description="Tokens per minute.")
-    max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once.")
-    monthly_budget_usd: float | None = Field(None, ge=0, description="USD per calendar month.")
+    rpm: StrictInt | None = Field(None, ge=1, le=STORE_INT_MAX, description="Requests per minute.")
+    tpm: StrictInt | None = Field(None, ge=1, le=STORE_INT_MAX, description="Tokens per minute.")
+    max_concurrent: StrictInt | None = Field(
+        None, ge=1, le=STORE_INT_MAX, description="Requests in flight at once."
+    )
+    monthly_budget_usd: float | None = Field(
+        None, ge=0, le=MAX_BUDGET_USD, description="USD per calendar month."
+    )
 
 
 class TeamRef(BaseModel):
@@ -216,10 +221,28 @@ async def patch_team_limits(ctx: AdminContext, call: Call[LimitsIn]) -> LimitsOu
 async def _store_limits(
     ctx: AdminContext, call: Call[LimitsIn], team_id: str, values: dict[str, Any]
 ) -> LimitsOut:
-    await _usage(ctx).set_limits(LimitSetting("team", team_id, **values), call.actor)
+    setting = LimitSetting("team", team_id, **values)
+    if call.principal.role is not Role.PLATFORM_ADMIN:
+        _within_ceiling(await _usage(ctx).limits_of("team", team_id), setting)
+    await _usage(ctx).set_limits(setting, call.actor)
     if ctx.limits_changed is not None:  # this process applies them now, not at its next reload
         await ctx.limits_changed()
     return await _limits_out(ctx, team_id, call.now)
+
+
+_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "monthly_budget_usd")
+
+
+def _within_ceiling(current: LimitSetting | None, wanted: LimitSetting) -> None:
+    """A team's limits are a ceiling below a platform-admin: others may only tighten them."""
+    for name in _LIMIT_FIELDS:
+        now, asked = getattr(current, name, None), getattr(wanted, name)
+        if now is not None and (asked is None or asked > now):
+            raise PermissionDenied(
+                f"{name} is {now} for this team; only a platform-admin may raise or remove a "
+                "team's limits (you may lower them)",
+                param=name,
+            )
 
 
 OPERATIONS: list[Operation[Any]] = [

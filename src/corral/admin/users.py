@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
+from corral.admin.platform_admins import keep_a_platform_admin
 from corral.admin.policy import Action, Scope
 from corral.admin.schemas import (
     Empty,
@@ -87,6 +88,8 @@ async def update_user(ctx: AdminContext, call: Call[UserUpdate]) -> UserOut:
     user = await find_user(ctx, call.path["user"])
     scope = user_scope(user)
     call.authorize(Action.USER_UPDATE, Scope(scope.team_id, scope.user_id, scope.role, body.role))
+    if body.role not in (None, Role.PLATFORM_ADMIN):
+        await keep_a_platform_admin(ctx, [user])
     changed = await ctx.store.update_user(user.id, actor=call.actor, role=body.role, name=body.name)
     return user_out(changed)
 
@@ -94,6 +97,7 @@ async def update_user(ctx: AdminContext, call: Call[UserUpdate]) -> UserOut:
 async def delete_user(ctx: AdminContext, call: Call[Empty]) -> UserOut:
     user = await find_user(ctx, call.path["user"])
     call.authorize(Action.USER_DELETE, user_scope(user))
+    await keep_a_platform_admin(ctx, [user])
     return user_out(await ctx.store.delete_user(user.id, actor=call.actor))
 
 

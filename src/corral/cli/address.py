@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_METRICS_URL = "http://127.0.0.1:9464"
+"""Where ``corral up`` serves /metrics by default (server.metrics_host/metrics_port): not on the
+public port, which answers 404 for it."""
 # What people paste: the OpenAI base URL from the welcome text, the admin API, a page.
 _SUFFIXES = ("/admin/v1", "/v1", "/metrics", "/ui")
 
@@ -20,7 +23,7 @@ def base_url(url: str | None) -> str:
 def metrics_url(url: str | None) -> str:
     """A /metrics page: a Corral address gets ``/metrics``; any other path is kept as given
     (a health agent's or a local engine's page)."""
-    text = (url or DEFAULT_URL).strip().rstrip("/")
+    text = (url or DEFAULT_METRICS_URL).strip().rstrip("/")
     if text.endswith("/metrics"):
         return text
     stripped = base_url(text)

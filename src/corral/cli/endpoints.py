@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from corral.cli.address import DEFAULT_URL, metrics_url
+from corral.cli.address import DEFAULT_METRICS_URL, metrics_url
 from corral.cli.admin import OutOpt, Output
 from corral.cli.top import ScrapeError, fetch
 
@@ -40,8 +40,9 @@ def endpoints(
     url: Annotated[
         str | None,
         typer.Option(
-            envvar="CORRAL_URL",
-            help=f"Corral's address (default: $CORRAL_URL, else {DEFAULT_URL}).",
+            envvar="CORRAL_METRICS_URL",
+            help="Corral's metrics listener (server.metrics_host/metrics_port; default: "
+            f"$CORRAL_METRICS_URL, else {DEFAULT_METRICS_URL}).",
         ),
     ] = None,
     output: OutOpt = Output.table,

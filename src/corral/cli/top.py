@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from corral.cli.address import DEFAULT_URL, metrics_url
+from corral.cli.address import DEFAULT_METRICS_URL, metrics_url
 from corral.observability.snapshot import (
     UNROUTED,
     Frame,
@@ -147,9 +147,9 @@ def top(
         typer.Option(
             "--url",
             "-u",
-            envvar="CORRAL_URL",
-            help="Corral's address or a /metrics URL to read; repeat it for health agents and "
-            f"local engines (default: $CORRAL_URL, else {DEFAULT_URL}).",
+            envvar="CORRAL_METRICS_URL",
+            help="Corral's metrics listener or a /metrics URL to read; repeat it for health "
+            f"agents and local engines (default: $CORRAL_METRICS_URL, else {DEFAULT_METRICS_URL}).",
         ),
     ] = None,
     interval: Annotated[

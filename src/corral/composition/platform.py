@@ -13,7 +13,7 @@ from corral.clock import Clock, SystemClock
 from corral.composition.discovery import ModelDiscovery, start_discovery
 from corral.composition.engine_metrics import EngineMetrics, local_engine_metric_urls
 from corral.composition.engines import start_engines
-from corral.composition.web import build_web_app
+from corral.composition.web import build_metrics_app, build_web_app
 from corral.discovery import ModelSource
 from corral.gateway.app import Gateway, GatewayParts
 from corral.gateway.endpoints import EndpointCollector, EndpointProbes
@@ -44,6 +44,8 @@ class Platform:
     registry: CollectorRegistry
     ready: bool = field(default=False)
     discovery: ModelDiscovery | None = None
+    metrics_app: ASGIApp | None = None
+    """/metrics, for its own listener: never on the public port."""
 
 
 @asynccontextmanager
@@ -97,12 +99,7 @@ async def running_platform(
         registry.register(EndpointCollector(routes, clock))
         state: dict[str, Platform] = {}
         engine_metrics = EngineMetrics(relay.session, local_engine_metric_urls(routes))
-        web = build_web_app(
-            registry,
-            lambda: state["platform"].ready,
-            mounts or {},
-            more_metrics=engine_metrics.exposition,
-        )
+        web = build_web_app(lambda: state["platform"].ready, mounts or {})
         parts = GatewayParts(
             routes=routes,
             keys=keys,
@@ -118,7 +115,16 @@ async def running_platform(
             access_log=settings.logging.access_log,
         )
         gateway = Gateway(parts, web)
-        platform = Platform(settings, gateway, gateway, routes, keys, registry, discovery=discovery)
+        platform = Platform(
+            settings,
+            gateway,
+            gateway,
+            routes,
+            keys,
+            registry,
+            discovery=discovery,
+            metrics_app=build_metrics_app(registry, engine_metrics.exposition),
+        )
         state["platform"] = platform
         platform.ready = True
         yield platform

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
+import resource
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
 from typing import Any, TypeVar
@@ -16,21 +18,35 @@ from typing import Any, TypeVar
 import uvicorn
 import uvloop
 
+from corral.composition.connection_guard import guarded_protocol
 from corral.composition.platform import Platform
+from corral.composition.workers import listening_socket
 from corral.errors import ConfigError
+from corral.settings import ConnectionLimits
 
 logger = logging.getLogger("corral.serving")
 T = TypeVar("T")
+_SPARE_FILES = 256
+"""Descriptors kept for what is not a client connection: engines, upstreams, store, spool."""
 PlatformFactory = Callable[[], AbstractAsyncContextManager[Platform]]
 
 
-def uvicorn_config(app: Any, host: str, port: int = 0, drain_timeout: float = 30) -> uvicorn.Config:
-    """Corral's uvicorn settings: httptools parser, no uvicorn access log (Corral logs its own)."""
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int = 0,
+    drain_timeout: float = 30,
+    limits: ConnectionLimits | None = None,
+) -> uvicorn.Config:
+    """Corral's uvicorn settings: httptools parser guarded by ``limits``, no uvicorn access log
+    (Corral logs its own)."""
+    limits = limits or ConnectionLimits()
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="httptools",
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
         loop="none",
         lifespan="off",
         access_log=False,
@@ -68,6 +84,24 @@ def freeze_startup_heap() -> None:
     servers)."""
     gc.collect()
     gc.freeze()
+
+
+def allow_open_files(connections: int) -> None:
+    """Raise the soft open-file limit to the hard one, so ``connections`` sockets fit beside the
+    files, engines and upstream connections; warn when they still may not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft != resource.RLIM_INFINITY and soft < connections + _SPARE_FILES:
+        logger.warning(
+            "the open-file limit (%d) is below server.limits.max_connections (%d) plus %d for "
+            "everything else: raise it (ulimit -n) or lower max_connections",
+            soft,
+            connections,
+            _SPARE_FILES,
+        )
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -116,6 +150,38 @@ class _AnnouncingServer(uvicorn.Server):
         self._loop.call_later(self._drain_grace, setattr, self, "should_exit", True)
 
 
+class _MetricsServer(uvicorn.Server):
+    """The /metrics listener: runs beside the main server, which alone handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def metrics_listener(app: Any, sock: socket.socket | None) -> AsyncIterator[None]:
+    """Serve ``app`` (/metrics) on ``sock`` while the block runs; nothing when ``sock`` is None."""
+    if sock is None:
+        yield
+        return
+    server = _MetricsServer(uvicorn_config(app, "", limits=ConnectionLimits()))
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def metrics_socket(host: str, port: int | None, *, shared: bool = False) -> socket.socket | None:
+    """A listening socket for /metrics on ``host:port`` (None when ``port`` is unset);
+    ``shared``: SO_REUSEPORT, for gateway workers that each answer scrapes."""
+    if port is None:
+        return None
+    return listening_socket(host, port, shared=shared, setting="server.metrics_port")
+
+
 async def serve(
     factory: PlatformFactory,
     host: str,
@@ -125,17 +191,21 @@ async def serve(
     drain_grace: float = 5.0,
     drain_timeout: float = 30.0,
     sockets: list[socket.socket] | None = None,
+    metrics_sock: socket.socket | None = None,
 ) -> None:
     """Start the platform, serve it until SIGINT/SIGTERM, then stop it. ``sockets``: already
-    listening ones to serve on (a worker's shared port) instead of binding ``host:port``."""
-    async with factory() as platform:
+    listening ones to serve on (a worker's shared port) instead of binding ``host:port``;
+    ``metrics_sock``: where /metrics is served (none without it)."""
+    async with factory() as platform, metrics_listener(platform.metrics_app, metrics_sock):
 
         def listening() -> None:
             freeze_startup_heap()  # a server process: start-up is over for good
             on_ready(platform)
 
+        limits = platform.settings.server.limits
+        allow_open_files(limits.max_connections)
         server = _AnnouncingServer(
-            uvicorn_config(platform.app, host, port, drain_timeout),
+            uvicorn_config(platform.app, host, port, drain_timeout, limits),
             listening,
             on_drain=lambda: setattr(platform, "ready", False),
             drain_grace=drain_grace,
@@ -151,8 +221,14 @@ async def serve(
 class ServerThread:
     """A platform served on a loopback port in a background thread (for tests and benchmarks)."""
 
-    def __init__(self, factory: PlatformFactory, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        factory: PlatformFactory,
+        host: str = "127.0.0.1",
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self._factory = factory
+        self._limits = limits
         self._host = host
         self._started = threading.Event()
         self._error: BaseException | None = None
@@ -160,11 +236,17 @@ class ServerThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.platform: Platform | None = None
         self.port = 0
+        self.metrics_port = 0
         self._thread = threading.Thread(target=self._run, name="corral-server", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The /metrics page, on its own loopback listener."""
+        return f"http://{self._host}:{self.metrics_port}/metrics"
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
@@ -196,9 +278,16 @@ class ServerThread:
         sock = socket.socket()
         sock.bind((self._host, 0))
         self.port = sock.getsockname()[1]
-        async with self._factory() as platform:
-            self.platform = platform
-            config = uvicorn_config(platform.app, self._host, self.port)
-            self._server = _AnnouncingServer(config, self._started.set)
-            with sock:
+        metrics = metrics_socket(self._host, 0)
+        assert metrics is not None
+        self.metrics_port = metrics.getsockname()[1]
+        with sock, metrics:
+            async with (
+                self._factory() as platform,
+                metrics_listener(platform.metrics_app, metrics),
+            ):
+                self.platform = platform
+                limits = self._limits or platform.settings.server.limits
+                config = uvicorn_config(platform.app, self._host, self.port, limits=limits)
+                self._server = _AnnouncingServer(config, self._started.set)
                 await self._server.serve(sockets=[sock])

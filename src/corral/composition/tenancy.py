@@ -56,7 +56,7 @@ async def open_tenancy(
 ) -> AsyncIterator[Tenancy]:
     """Migrate and open the store, load keys, and keep them fresh until the block ends.
     ``first_key=False`` leaves the first-start admin key to ``Tenancy.create_first_key``."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, usage, secret
     url = database_url(settings)
     with console.status(f"Preparing the store at {safe_url(url)} …"):
         await upgrade(url)

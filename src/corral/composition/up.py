@@ -17,7 +17,7 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.pricing import with_instance_prices
 from corral.composition.quotas import running_quotas
-from corral.composition.serving import exclusive_socket, serve
+from corral.composition.serving import exclusive_socket, metrics_socket, serve
 from corral.composition.tenancy import open_tenancy
 from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
@@ -146,12 +146,16 @@ async def _serve_on(
             if worker is None:  # workers: the parent welcomes once all of them listen
                 _welcome(console, settings, platform.routes.names(), tenancy.bootstrap_key)
 
+        server = settings.server
         await serve(
             factory,
             settings.server.host,
             sock.getsockname()[1],
             ready,
             sockets=[sock],
+            metrics_sock=metrics_socket(
+                server.metrics_host, server.metrics_port, shared=worker is not None
+            ),
             drain_grace=settings.server.drain_grace,
             drain_timeout=settings.server.drain_timeout,
         )

@@ -1,4 +1,4 @@
-"""The non-API routes of a Corral process: health, readiness, metrics, and mounted front ends."""
+"""The non-API routes of a Corral process: health, readiness, mounted front ends; metrics apart."""
 
 from __future__ import annotations
 
@@ -15,14 +15,9 @@ from starlette.types import ASGIApp
 from corral.errors import InvalidRequest, NotFound, RequestError
 
 
-def build_web_app(
-    registry: CollectorRegistry,
-    is_ready: Callable[[], bool],
-    mounts: dict[str, ASGIApp],
-    more_metrics: Callable[[], Awaitable[bytes]] | None = None,
-) -> Starlette:
-    """Starlette app for /healthz, /readyz, /metrics and the mounted admin API and portal.
-    ``more_metrics``: exposition text appended to this process's own (the local engines')."""
+def build_web_app(is_ready: Callable[[], bool], mounts: dict[str, ASGIApp]) -> Starlette:
+    """Starlette app for /healthz, /readyz and the mounted admin API and portal. /metrics is not
+    here: it shows every team's usage, so it is served on its own listener (see metrics_app)."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -32,19 +27,27 @@ def build_web_app(
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    routes += [Mount(path, app=app) for path, app in mounts.items()]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+def build_metrics_app(
+    registry: CollectorRegistry, more_metrics: Callable[[], Awaitable[bytes]] | None = None
+) -> Starlette:
+    """Starlette app for /metrics alone, for the metrics listener (server.metrics_host/port).
+    ``more_metrics``: exposition text appended to this process's own (the local engines')."""
+
     async def metrics(request: Request) -> Response:
         body = generate_latest(registry)
         if more_metrics is not None:
             body += await more_metrics()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-    ]
-    routes += [Mount(path, app=app) for path, app in mounts.items()]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(
+        routes=[Route("/metrics", metrics, methods=["GET"])],
+        exception_handlers={HTTPException: _http_error},
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -58,4 +61,5 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(getattr(exc, "detail", "Bad request")))
         error.status = status
-    return JSONResponse(error.envelope(), status_code=error.status)
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405: Allow
+    return JSONResponse(error.envelope(), status_code=error.status, headers=headers)

@@ -28,18 +28,23 @@ from corral.settings import CorralSettings
 READY_TIMEOUT_S = 120.0
 
 
-def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A TCP socket on ``host:port`` that other processes may bind as well (SO_REUSEPORT)."""
+def listening_socket(
+    host: str, port: int, *, listen: bool = True, shared: bool = True, setting: str = "server"
+) -> socket.socket:
+    """A TCP socket on ``host:port`` that other processes may bind as well (SO_REUSEPORT)
+    unless ``shared`` is false; a ConfigError naming ``setting`` when the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"server: cannot listen on {host}:{port} ({exc.strerror}); is another process using it?"
+            f"{setting}: cannot listen on {host}:{port} ({exc.strerror}); "
+            "is another process using it?"
         ) from exc
     if listen:
         sock.listen(2048)

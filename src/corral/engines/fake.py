@@ -7,6 +7,7 @@ import base64
 import hashlib
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,21 +50,27 @@ class SeenRequest:
     outcome: str = "open"  # open | completed | client_gone | failed
 
 
+HISTORY = 1000
+"""Requests a FakeEngine remembers: enough for any assertion, bounded for demos and benchmarks."""
+
+
 @dataclass
 class FakeEngineState:
-    """What the FakeEngine has seen, for assertions."""
+    """What the FakeEngine has seen, for assertions: the latest ``HISTORY`` requests."""
 
-    requests: list[SeenRequest] = field(default_factory=list)
+    requests: deque[SeenRequest] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     @property
     def open_requests(self) -> int:
+        """Requests still open among those remembered."""
         return sum(1 for r in self.requests if r.outcome == "open")
 
 
 def count_prompt_tokens(body: dict[str, Any]) -> int:
     """A deterministic stand-in for a tokenizer: whitespace-separated words, at least one."""
     parts: list[str] = []
-    for message in body.get("messages") or []:
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
             parts.append(content)

@@ -81,7 +81,8 @@ def chat_completion(
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": text},
+                # OpenAI's schema requires refusal (null unless the model refused).
+                "message": {"role": "assistant", "content": text, "refusal": None},
                 "finish_reason": finish,
                 "logprobs": None,
             }

@@ -15,6 +15,7 @@ from corral.counters.port import Reservation
 from corral.engines import wire
 from corral.errors import (
     AuthenticationFailed,
+    InvalidRequest,
     NotFound,
     Overloaded,
     PermissionDenied,
@@ -89,13 +90,19 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
+            path, method = scope["path"], scope["method"]
             kind = _CALLS.get(path)
-            if kind is not None and scope["method"] == "POST":
-                await self._call(kind, scope, receive, send)
+            if kind is not None:
+                if method == "POST":
+                    await self._call(kind, scope, receive, send)
+                else:
+                    await _method_not_allowed(send, path, b"POST")
                 return
             if path == "/v1/models" or path.startswith("/v1/models/"):
-                await self._models(scope, send)
+                if method == "GET":
+                    await self._models(scope, send)
+                else:
+                    await _method_not_allowed(send, path, b"GET")
                 return
         await self._fallback(scope, receive, send)
 
@@ -358,6 +365,14 @@ class _DisconnectWatch:
             pass
         self.gone = True
         self._task.cancel()
+
+
+async def _method_not_allowed(send: Send, path: str, allow: bytes) -> None:
+    error = InvalidRequest(
+        f"{path[:200]} only answers {allow.decode()} requests.", code="method_not_allowed"
+    )
+    error.status = 405
+    await send_error(send, error, [(b"allow", allow)])
 
 
 def _text(value: bytes | None) -> str | None:

@@ -8,7 +8,10 @@ from typing import Any
 
 import orjson
 
+from corral import json_bounds
 from corral.errors import InvalidRequest
+
+_INT64 = 2**63 - 1
 
 
 class CallKind(StrEnum):
@@ -43,7 +46,8 @@ def parse_call(kind: CallKind, raw: bytes) -> ApiCall:
     if kind is CallKind.CHAT:
         _check_messages(body.get("messages"))
     elif kind is CallKind.COMPLETIONS:
-        _check_text_input(body, "prompt")
+        if "prompt" not in body or body["prompt"] is not None:  # OpenAI allows null
+            _check_text_input(body, "prompt")
     else:
         _check_text_input(body, "input")
     stream = body.get("stream", False)
@@ -65,12 +69,7 @@ def parse_call(kind: CallKind, raw: bytes) -> ApiCall:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"The request body is not valid JSON ({exc.msg} at position {exc.pos})."
-        ) from exc
+    body = json_bounds.loads(raw)  # nested at most MAX_DEPTH: upstream_body can re-serialise it
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return body
@@ -108,14 +107,21 @@ def _wants_usage(options: Any) -> bool:
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
+    """The completion's token cap; both spellings are checked, and must agree when both given."""
+    values = {}
     for field in ("max_completion_tokens", "max_tokens"):
         value = body.get(field)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _INT64:
             raise InvalidRequest(f"'{field}' must be a positive integer.", param=field)
-        return value
-    return None
+        values[field] = value
+    if len(set(values.values())) > 1:
+        raise InvalidRequest(
+            "'max_tokens' and 'max_completion_tokens' disagree; send only max_completion_tokens.",
+            param="max_tokens",
+        )
+    return next(iter(values.values()), None)
 
 
 def upstream_body(call: ApiCall, upstream_model: str) -> bytes:

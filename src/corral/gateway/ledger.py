@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 from collections import deque
 from pathlib import Path
 from typing import Protocol
@@ -111,7 +112,7 @@ class Ledger:
 
     async def start(self) -> None:
         """Count what an earlier run left in the spool, then start the writer."""
-        self._spool.mkdir(parents=True, exist_ok=True)
+        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._spooled = sum(_count_lines(p) for p in self._spool_files())
         self._spool_oldest = self._first_spooled_time()
         self._metrics.spooled.set(self._spooled)
@@ -172,7 +173,8 @@ class Ledger:
         keep, lost = records[: max(0, room)], records[max(0, room) :]
         if keep:
             path = self._spool / f"usage-{self._clock.now():.6f}.jsonl"
-            with path.open("ab") as out:
+            # Usage names teams, keys and models: readable by the owner only.
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
                 for record in keep:
                     out.write(orjson.dumps(dataclasses.asdict(record)) + b"\n")
             self._spooled += len(keep)

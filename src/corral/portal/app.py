@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -21,6 +22,15 @@ from corral.portal.sessions import SESSION_COOKIE, Sealer, derive_key, open_sess
 from corral.portal.settings import PortalSettings
 from corral.portal.upstream import Upstream
 from corral.portal.visits import Portal, Visit
+
+
+class _Static(StaticFiles):
+    """The portal's scripts and styles, which a browser must never read as another type."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["x-content-type-options"] = "nosniff"
+        return response
 
 
 def build_portal_app(
@@ -58,7 +68,7 @@ def build_portal_app(
         *signin.routes(portal),
         *developer.routes(portal),
         *dashboards.routes(portal),
-        Mount("/static", StaticFiles(packages=[("corral.portal", "static")]), name="static"),
+        Mount("/static", _Static(packages=[("corral.portal", "static")]), name="static"),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ import httpx
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from corral import json_bounds
 from corral.errors import InvalidRequest
 from corral.portal.snippets import snippets
 from corral.portal.upstream import error_message
@@ -79,10 +80,7 @@ async def playground(visit: Visit) -> Response:
 
 def chat_body(raw: bytes) -> bytes:
     """The /v1 request for a playground turn: only the fields the playground offers."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest("the playground sent something that is not JSON") from exc
+    data = json_bounds.loads(raw)
     if not isinstance(data, dict):
         raise InvalidRequest("the playground sent something that is not a JSON object")
     messages = data.get("messages")
@@ -98,12 +96,21 @@ def chat_body(raw: bytes) -> bytes:
     body = {
         "model": str(data.get("model", "")),
         "messages": turns,
-        "temperature": min(2.0, max(0.0, float(data.get("temperature", 1.0)))),
-        "max_tokens": min(32768, max(1, int(data.get("max_tokens", 256)))),
+        "temperature": min(2.0, max(0.0, _number(data, "temperature", 1.0))),
+        "max_tokens": min(32768, max(1, int(_number(data, "max_tokens", 256)))),
         "stream": True,
         "stream_options": {"include_usage": True},
     }
     return json.dumps(body).encode()
+
+
+def _number(data: dict[str, Any], field: str, default: float) -> float:
+    value = data.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1e9 < value < 1e9:
+        raise InvalidRequest(f"{field} must be a number", param=field)
+    return float(value)
 
 
 async def chat(visit: Visit) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -9,9 +11,7 @@ from corral.errors import PermissionDenied
 from corral.portal.claims import Membership, SignInRefused
 from corral.portal.sessions import Session
 from corral.portal.upstream import Refused, Upstream
-from corral.principals import Role
-
-SESSION_KEY_NAME = "portal sign-in"
+from corral.principals import SESSION_KEY_NAME, Role
 
 
 async def provision(
@@ -53,14 +53,40 @@ async def provision(
 
 async def session_for(upstream: Upstream, key: str, *, minted: bool, expires_at: float) -> Session:
     """A signed-in session for ``key``, filled from GET /me (who the key belongs to)."""
+    return _session(await _me(upstream, key), key, minted=minted, expires_at=expires_at)
+
+
+async def session_key_for(upstream: Upstream, key: str, *, now: float, lifetime: float) -> Session:
+    """A session for a pasted ``key`` that acts with a key of its own, minted with ``key`` and
+    lasting at most the session: signing out revokes it, and so does revoking ``key``, so a
+    copied cookie dies with either. Falls back to ``key`` itself when it may not mint one."""
+    me = await _me(upstream, key)
+    ends = min(now + lifetime, _timestamp(me.get("expires_at")) or now + lifetime)
+    pasted = _session(me, key, minted=False, expires_at=ends)
+    body: dict[str, Any] = {"name": SESSION_KEY_NAME, "expires_in": int(ends - now)}
+    if pasted.user_id is None:
+        body["service"] = True
     try:
-        me = await upstream.admin("GET", "/me", key)
+        created = await upstream.admin("POST", "/keys", key, body=body)
+    except Refused as exc:
+        if exc.status == 401:
+            raise
+        return pasted  # e.g. a key about to expire, or a service key its role may not mint
+    return replace(pasted, key=str(created["key"]), key_id=str(created["id"]), minted=True)
+
+
+async def _me(upstream: Upstream, key: str) -> dict[str, Any]:
+    try:
+        return await upstream.admin("GET", "/me", key)
     except Refused as exc:
         if exc.status == 401:
             raise PermissionDenied(
                 "that API key is not valid (unknown, revoked or expired); check it and try again"
             ) from exc
         raise
+
+
+def _session(me: dict[str, Any], key: str, *, minted: bool, expires_at: float) -> Session:
     user = me.get("user") or {}
     team = me.get("team") or {}
     return Session(
@@ -74,6 +100,12 @@ async def session_for(upstream: Upstream, key: str, *, minted: bool, expires_at:
         team_name=team.get("name"),
         expires_at=expires_at,
     ).renewed()
+
+
+def _timestamp(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 async def _find(upstream: Upstream, key: str, path: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from corral.errors import Overloaded, PermissionDenied
 from corral.portal.claims import membership
 from corral.portal.oidc import PendingLogin
-from corral.portal.provisioning import provision, session_for
+from corral.portal.provisioning import provision, session_for, session_key_for
 from corral.portal.sessions import LOGIN_COOKIE
 from corral.portal.upstream import Refused
 from corral.portal.visits import Handler, Portal, Visit, guarded
@@ -67,9 +67,11 @@ async def key_signin(visit: Visit) -> Response:
     key = visit.form.get("key", "").strip()
     if not key.startswith("ck-") or len(key) > 200:
         return await signin_page(visit, "That does not look like a Corral key (ck-…).", 400)
-    expires = portal.clock.now() + portal.session_seconds
+    now = portal.clock.now()
     try:
-        visit.session = await session_for(portal.upstream, key, minted=False, expires_at=expires)
+        visit.session = await session_key_for(
+            portal.upstream, key, now=now, lifetime=portal.session_seconds
+        )
     except PermissionDenied as exc:
         return await signin_page(visit, exc.message, 401)
     return RedirectResponse(next_path(visit, visit.form.get("next")), 303)

@@ -54,7 +54,7 @@ def test_eks_overlay_runs_gpu_agent_monitors_and_autoscaling() -> None:
         "DaemonSet/corral-gpu-health",
         "DaemonSet/dcgm-exporter",
         "ServiceMonitor/dcgm-exporter",
-        "ServiceMonitor/corral-gateway",
+        "PodMonitor/corral-gateway",
         "PodMonitor/corral-gpu-health",
         "HorizontalPodAutoscaler/corral-gateway",
     } <= names(objs)
@@ -76,7 +76,7 @@ def test_gpu_health_podmonitor_scrapes_the_agent_metrics_port() -> None:
     from corral.cli.health import agent
 
     objs = build("eks")
-    monitor = next(o for o in objs if o["kind"] == "PodMonitor")
+    monitor = next(o for o in objs if o["kind"] == "PodMonitor" and "gpu" in str(o["metadata"]))
     agent_ds = next(o for o in objs if o["kind"] == "DaemonSet" and "gpu-health" in str(o))
     [container] = agent_ds["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
     [port] = [p for p in container["ports"] if p["name"] == "metrics"]
@@ -89,7 +89,7 @@ def test_gpu_health_podmonitor_scrapes_the_agent_metrics_port() -> None:
     assert relabel == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
 
     broken = copy.deepcopy(objs)
-    wrong = next(o for o in broken if o["kind"] == "PodMonitor")
+    wrong = next(o for o in broken if o["kind"] == "PodMonitor" and "gpu" in str(o["metadata"]))
     wrong["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "gpu-health"}  # type: ignore[index]
     assert find_problems(broken, external=EXTERNAL) == [
         "PodMonitor/corral/corral-gpu-health: selector "
@@ -312,3 +312,28 @@ def test_the_neuron_scheduler_is_the_one_neuron_pods_name() -> None:
     service = _of(objs, "Service", "k8s-neuron-scheduler")
     host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
     assert extender["urlPrefix"] == f"http://{host}:{service['spec']['ports'][0]['port']}"
+
+
+def test_gateway_metrics_are_scraped_on_their_own_port_never_through_the_service() -> None:
+    from corral.settings import ServerSettings
+
+    objs = build("eks")
+    monitor = next(
+        o
+        for o in objs
+        if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "corral-gateway"  # type: ignore[index]
+    )
+    deployment = next(o for o in objs if o["kind"] == "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    [port] = [p for p in container["ports"] if p["name"] == "metrics"]
+    assert port["containerPort"] == ServerSettings().metrics_port
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]  # type: ignore[index]
+    assert endpoint["port"] == "metrics"
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"  # job="corral-gateway"  # type: ignore[index]
+    config = next(o for o in objs if o["kind"] == "ConfigMap" and "corral-config" in str(o))
+    assert config["data"]["CORRAL_SERVER__METRICS_HOST"] == "0.0.0.0"  # type: ignore[index]
+    assert config["data"]["CORRAL_SERVER__METRICS_PORT"] == str(port["containerPort"])  # type: ignore[index]
+    service = next(
+        o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "corral-gateway"
+    )  # type: ignore[index]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]  # type: ignore[index]

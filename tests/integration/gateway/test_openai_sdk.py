@@ -137,3 +137,59 @@ def test_engine_error_is_502_without_details(gateway: GatewayUnderTest) -> None:
         )
     assert info.value.status_code == 502
     assert "HTTP 500" in info.value.message
+
+
+def test_chat_message_carries_refusal_as_the_schema_requires(gateway: GatewayUnderTest) -> None:
+    reply = gateway.client().chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    message = reply.choices[0].message
+    # OpenAI's schema lists refusal as required (nullable): the SDK sees it sent, as null.
+    assert "refusal" in message.model_fields_set
+    assert message.refusal is None
+
+
+def test_an_alias_is_a_model_card_like_its_model(gateway: GatewayUnderTest) -> None:
+    client = gateway.client()
+    card = client.models.retrieve("gpt-fake")
+    assert isinstance(card, openai.types.Model)
+    assert card.id == "gpt-fake"
+    assert client.models.retrieve("fake-chat").id == "fake-chat"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/v1/models/fake-chat", "GET"),
+        ("POST", "/v1/models", "GET"),
+        ("PUT", "/v1/models/gpt-fake", "GET"),
+        ("GET", "/v1/chat/completions", "POST"),
+        ("DELETE", "/v1/embeddings", "POST"),
+    ],
+)
+def test_wrong_methods_get_405_with_allow(
+    gateway: GatewayUnderTest, method: str, path: str, allow: str
+) -> None:
+    response = httpx.request(
+        method, gateway.url + path, headers={"Authorization": f"Bearer {gateway.key}"}
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_completions_with_a_null_prompt(gateway: GatewayUnderTest) -> None:
+    reply = gateway.client().completions.create(model="fake-chat", prompt=None, max_tokens=2)
+    assert isinstance(reply, openai.types.Completion)
+
+
+def test_metrics_are_not_on_the_public_port(gateway: GatewayUnderTest) -> None:
+    # /metrics shows every team's usage and the replicas' addresses: its own listener only.
+    public = httpx.get(gateway.url + "/metrics")
+    assert public.status_code == 404
+    assert public.json()["error"]["type"] == "not_found_error"
+    private = httpx.get(gateway.server.metrics_url)
+    assert private.status_code == 200
+    assert "# HELP corral_requests_total" in private.text

@@ -30,8 +30,8 @@ def gateway() -> Iterator[GatewayUnderTest]:
         under_test.close()
 
 
-def _series(http: httpx.Client) -> dict[SeriesId, float]:
-    text = http.get("/metrics").text
+def _series(http: httpx.Client, gateway: GatewayUnderTest) -> dict[SeriesId, float]:
+    text = http.get(gateway.server.metrics_url).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -68,11 +68,11 @@ def test_a_thousand_keys_add_no_series(gateway: GatewayUnderTest) -> None:
         assert _chat(http, "ck-unknown") == 401
         # Teams are a wanted, bounded label (cost and tokens by team): one request per team.
         assert [_chat(http, key) for key in issued[:TEAMS]] == [200] * TEAMS
-        before = _series(http)
+        before = _series(http, gateway)
         started = time.monotonic()
         statuses = [_chat(http, key) for key in issued[TEAMS:]]
         elapsed = time.monotonic() - started
-        after = _series(http)
+        after = _series(http, gateway)
     assert statuses == [200] * (KEYS - TEAMS)
     assert set(after) == set(before), "requests from new keys created new series"
     requests = (
@@ -91,6 +91,6 @@ def test_a_thousand_keys_add_no_series(gateway: GatewayUnderTest) -> None:
 def test_everything_the_gateway_exports_is_in_the_catalogue(gateway: GatewayUnderTest) -> None:
     with httpx.Client(base_url=gateway.url, timeout=10) as http:
         assert _chat(http, gateway.key) == 200
-        exported = {name for name, _ in _series(http)}
+        exported = {name for name, _ in _series(http, gateway)}
     catalogued = set(build_catalogue().series())
     assert exported - catalogued == set(), "add the metric set to corral.observability.catalogue"

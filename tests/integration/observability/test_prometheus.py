@@ -190,7 +190,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sent]:
     with server:
         gateway = GatewayUnderTest(server, engine, key)
         try:
-            target = server.url.removeprefix("http://")
+            target = f"127.0.0.1:{server.metrics_port}"  # the metrics listener, not the API
             directory = tmp_path_factory.mktemp("prometheus")
             for prometheus in start_prometheus(directory, job=JOB, target=target):
                 up = prometheus.wait_for(f'up{{job="{JOB}"}}', 1.0)

@@ -29,12 +29,12 @@ def test_once_prints_one_frame_of_a_running_gateway(gateway: GatewayUnderTest) -
         )
     result = CliRunner().invoke(
         app,
-        ["--once", "--url", f"{gateway.url}/metrics", "--interval", "0.2"],
+        ["--once", "--url", gateway.server.metrics_url, "--interval", "0.2"],
         env={"COLUMNS": "160"},
     )
     assert result.exit_code == 0, result.output
     assert "fake-chat" in result.output
-    assert f"{gateway.url}/metrics" in result.output
+    assert gateway.server.metrics_url in result.output
     [row] = [line for line in result.output.splitlines() if "fake-chat" in line]
     assert " 3 " in row, "three requests since start"
     assert "ms" in row, "TTFT percentiles"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -229,3 +230,24 @@ async def test_stopping_during_a_write_keeps_the_batch(tmp_path: Path) -> None:
     await sink.started.wait()
     await writer.stop()
     assert sorted(sink.records) == sorted(f"req_{i}" for i in range(10))
+
+
+async def test_the_spool_is_private_to_its_owner(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        sink = FlakySink()
+        writer, _ = ledger(sink, tmp_path, batch_size=10)
+        await writer.start()
+        sink.down = True
+        for i in range(20):
+            writer.record(event(i))
+        await writer.flush()
+        spool = tmp_path / "spool"
+        files = list(spool.iterdir())
+        assert files
+        assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+        assert spool.stat().st_mode & 0o777 == 0o700
+        sink.down = False
+        await writer.stop()
+    finally:
+        os.umask(old)

@@ -12,19 +12,23 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from corral.errors import InvalidRequest
 from corral.portal.app import build_portal_app
+from corral.portal.developer import chat_body
 from corral.portal.settings import PortalSettings
 
 DEV_KEY = "ck-developer-key-0123456789"
 ADMIN_KEY = "ck-platform-admin-key-012345"
 REVOKED: set[str] = set()
+MINTED: dict[str, str] = {}  # session key -> the key that minted it
 
 
 def admin_api(request: httpx.Request) -> httpx.Response:
-    """A stand-in for /admin/v1 and /v1 that knows two keys."""
+    """A stand-in for /admin/v1 and /v1 that knows two keys and mints session keys."""
     key = request.headers.get("authorization", "").removeprefix("Bearer ")
     roles = {DEV_KEY: "developer", ADMIN_KEY: "platform-admin"}
-    if key not in roles or key in REVOKED:
+    roles |= {minted: roles[parent] for minted, parent in MINTED.items()}
+    if key not in roles or key in REVOKED or MINTED.get(key) in REVOKED:  # revocation cascades
         return httpx.Response(401, json={"error": {"message": "the API key is not valid"}})
     path = request.url.path
     if path == "/admin/v1/me":
@@ -35,6 +39,13 @@ def admin_api(request: httpx.Request) -> httpx.Response:
         )
     if path == "/v1/models":
         return httpx.Response(200, json={"data": [{"id": "m"}]})
+    if path == "/admin/v1/keys" and request.method == "POST":
+        minted = f"ck-session-{len(MINTED)}-0123456789"
+        MINTED[minted] = key
+        return httpx.Response(201, json={"key": minted, "id": minted, "expires_at": None})
+    if path.startswith("/admin/v1/keys/ck-session-") and path.endswith("/revoke"):
+        REVOKED.add(path.split("/")[4])
+        return httpx.Response(200, json={})
     if path == "/admin/v1/keys":
         return httpx.Response(200, json={"data": []})
     return httpx.Response(404, json={"error": {"message": "no such route"}})
@@ -43,6 +54,7 @@ def admin_api(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     REVOKED.clear()
+    MINTED.clear()
     http = httpx.AsyncClient(transport=httpx.MockTransport(admin_api))
     portal = build_portal_app(
         PortalSettings(),
@@ -150,3 +162,22 @@ def test_unknown_pages_get_the_portal_404(client: TestClient) -> None:
     response = client.get("/ui/nope")
     assert response.status_code == 404
     assert "There is no such page" in response.text
+
+
+def test_static_files_forbid_type_sniffing(client: TestClient) -> None:
+    response = client.get("/ui/static/portal.js")
+    assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"m","messages":' + b"[" * 2000 + b"]" * 2000 + b"}",
+        b'{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}',
+        b'{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":1e300}',
+    ],
+)
+def test_hostile_playground_bodies_are_refused_not_500(body: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        chat_body(body)

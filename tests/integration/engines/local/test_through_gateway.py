@@ -22,7 +22,7 @@ pytestmark = pytest.mark.local_model
 
 
 @pytest.fixture(scope="module")
-def corral() -> Iterator[openai.OpenAI]:
+def served() -> Iterator[tuple[openai.OpenAI, str]]:
     require_packaged_models()
     keys = KeyDirectory(b"test-secret")
     key = new_api_key()
@@ -48,8 +48,13 @@ def corral() -> Iterator[openai.OpenAI]:
 
     with ServerThread(factory) as server:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
-        yield client
+        yield client, server.metrics_url
         client.close()
+
+
+@pytest.fixture(scope="module")
+def corral(served: tuple[openai.OpenAI, str]) -> openai.OpenAI:
+    return served[0]
 
 
 def test_stream_through_the_gateway_ends_with_usage(corral: openai.OpenAI) -> None:
@@ -98,10 +103,13 @@ def test_abandoned_stream_frees_the_engine_slot(corral: openai.OpenAI) -> None:
     assert reply.usage is not None
 
 
-def test_the_gateways_metrics_include_both_local_engines(corral: openai.OpenAI) -> None:
+def test_the_gateways_metrics_include_both_local_engines(
+    served: tuple[openai.OpenAI, str],
+) -> None:
     """One scrape target: the engines' own /metrics are merged into the gateway's."""
+    corral, metrics_url = served
     corral.embeddings.create(model="all-minilm-l6-v2", input=["count me"])
-    text = httpx.get(str(corral.base_url).removesuffix("/v1/") + "/metrics", timeout=10).text
+    text = httpx.get(metrics_url, timeout=10).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     depth = families["corral_engine_queue_depth"]
     assert {s.labels["model"] for s in depth.samples} == {
