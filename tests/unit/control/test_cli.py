@@ -49,7 +49,7 @@ def test_plan_prints_options_managed_price_and_trace_replay() -> None:
             "--api-price-out",
             "0.6",
             "--trace",
-            str(FIXTURES / "azure-code-trace-slice.csv"),
+            str(Path(__file__).parents[3] / "examples" / "traces" / "azure-code-slice.csv"),
         ],
         env={"COLUMNS": "200"},
     )

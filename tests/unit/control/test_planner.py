@@ -147,7 +147,9 @@ def test_replay_holds_replicas_for_the_downscale_delay() -> None:
 
 
 def test_replay_of_real_trace_slice_autoscales_below_static() -> None:
-    requests = read_azure_trace(FIXTURES / "azure-code-trace-slice.csv")
+    requests = read_azure_trace(
+        Path(__file__).parents[3] / "examples" / "traces" / "azure-code-slice.csv"
+    )
     assert len(requests) == 600
     assert requests[0].at_s == 0.0
     assert requests[0].prompt_tokens == 4808
