@@ -22,7 +22,7 @@ from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
 from corral.settings import LimitSettings, LimitValues
-from corral.store.usage import UsageLedger
+from corral.store.usage import LimitSetting, UsageLedger
 
 if TYPE_CHECKING:
     from corral.counters.redis import RedisCounters
@@ -34,19 +34,42 @@ def _limits(values: LimitValues) -> Limits:
     return Limits(**values.model_dump())
 
 
-async def refresh_limits(book: LimitBook, usage: UsageLedger) -> None:
-    """Load every key's and team's limits from the store into ``book``."""
+def _stored(row: LimitSetting) -> Limits:
+    return Limits(
+        rpm=row.rpm,
+        tpm=row.tpm,
+        max_concurrent=row.max_concurrent,
+        monthly_budget_usd=row.monthly_budget_usd,
+    )
+
+
+async def refresh_limits(book: LimitBook, usage: UsageLedger) -> int:
+    """Load every key's and team's limits from the store into ``book``; the change version
+    they are as of (apply later changes with ``apply_limit_changes``)."""
+    version = await usage.limits_version()  # first: changes after it are replayed
     keys: dict[str, Limits] = {}
     teams: dict[str, Limits] = {}
     for row in await usage.all_limits():
-        limits = Limits(
-            rpm=row.rpm,
-            tpm=row.tpm,
-            max_concurrent=row.max_concurrent,
-            monthly_budget_usd=row.monthly_budget_usd,
-        )
-        (keys if row.scope == "key" else teams)[row.scope_id] = limits
+        (keys if row.scope == "key" else teams)[row.scope_id] = _stored(row)
     book.replace(keys, teams)
+    return version
+
+
+async def apply_limit_changes(book: LimitBook, usage: UsageLedger, version: int) -> int:
+    """Apply the limits changed after ``version`` to ``book`` (all of them, when the change
+    log no longer reaches back that far); the version now applied."""
+    while True:
+        batch = await usage.limit_changes(version)
+        if batch is None:
+            log.warning("limits: change log passed version %d; reloading", version)
+            return await refresh_limits(book, usage)
+        if batch.version == version:
+            return version
+        changed: dict[str, dict[str, Limits | None]] = {"key": {}, "team": {}}
+        for (scope, holder), row in batch.limits.items():
+            changed[scope][holder] = None if row is None else _stored(row)
+        book.apply(changed["key"], changed["team"])
+        version = batch.version
 
 
 RECONCILE_INTERVAL = 30.0
@@ -85,15 +108,16 @@ async def running_quotas(
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
-    await refresh_limits(book, usage)
+    version = await refresh_limits(book, usage)
     await seed_and_reconcile(counters, usage, clock)
 
     async def refresh_forever() -> None:
+        nonlocal version
         last_reconcile = clock.monotonic()
         while True:
             await clock.sleep(settings.refresh_interval)
             try:
-                await refresh_limits(book, usage)
+                version = await apply_limit_changes(book, usage, version)
                 if clock.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
                     last_reconcile = clock.monotonic()
                     await seed_and_reconcile(counters, usage, clock)

@@ -20,6 +20,7 @@ from corral.store.records import (
     ApiKey,
     AuditEntry,
     AuditQuery,
+    KeyChanges,
     KeyMaterial,
     KeySpec,
     Team,
@@ -173,18 +174,41 @@ class InMemoryStore:
     async def active_keys(self, now: float) -> dict[str, Principal]:
         active: dict[str, Principal] = {}
         for key in self._keys.values():
-            if key.state(now) != "active" or key.team_id not in self._teams:
-                continue
-            if self._teams[key.team_id].deleted_at is not None:
-                continue
-            user = self._users.get(key.user_id) if key.user_id is not None else None
-            if user is not None and user.deleted_at is not None:
-                continue
-            role = user.role if user is not None else Role.DEVELOPER
-            active[self._hashes[key.id]] = Principal(
-                key.id, role, key.team_id, key.user_id, key.allowed_models, key.expires_at
-            )
+            principal = self._principal(key, now)
+            if principal is not None:
+                active[self._hashes[key.id]] = principal
         return active
+
+    async def change_version(self) -> int:
+        # Every change is audited, so the audit log doubles as the change log here.
+        return len(self._audit)
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        entries = self._audit[since:]
+        if not entries:
+            return KeyChanges(since, {}, frozenset())
+        refs = {e.target_id for e in entries}
+        active: dict[str, Principal] = {}
+        gone: set[str] = set()
+        for key in self._keys.values():
+            if refs.isdisjoint((key.id, key.team_id, key.user_id)):
+                continue
+            principal = self._principal(key, now)
+            if principal is None:
+                gone.add(self._hashes[key.id])
+            else:
+                active[self._hashes[key.id]] = principal
+        return KeyChanges(len(self._audit), active, frozenset(gone))
+
+    def _principal(self, key: ApiKey, now: float) -> Principal | None:
+        team = self._teams.get(key.team_id)
+        if key.state(now) != "active" or team is None or team.deleted_at is not None:
+            return None
+        user = self._users.get(key.user_id) if key.user_id is not None else None
+        if user is not None and user.deleted_at is not None:
+            return None
+        role = user.role if user is not None else Role.DEVELOPER
+        return Principal(key.id, role, key.team_id, key.user_id, key.allowed_models, key.expires_at)
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         for key_id, at in last_used.items():

@@ -11,6 +11,7 @@ from corral.store.records import (
     ApiKey,
     AuditEntry,
     AuditQuery,
+    KeyChanges,
     KeyMaterial,
     KeySpec,
     Team,
@@ -110,6 +111,18 @@ class Store(Protocol):
 
     async def active_keys(self, now: float) -> dict[str, Principal]:
         """Key hash → principal for every key that works at ``now`` (for the gateway's cache)."""
+        ...
+
+    async def change_version(self) -> int:
+        """The newest change version committed (read before ``active_keys``, then replay the
+        changes after it with ``key_changes``)."""
+        ...
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        """Keys whose principal changed after version ``since`` (created, revoked, rotated, or
+        their owner or team changed), as of ``now``; None when the change log no longer reaches
+        back that far (load ``active_keys`` again). Reads at most a bounded batch: call again
+        until the version stops advancing."""
         ...
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:

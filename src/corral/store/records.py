@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from corral.principals import Role
+from corral.principals import Principal, Role
 
 JsonValue = Any
 """A value that survives ``json.dumps`` (str, number, bool, None, lists and dicts of those)."""
@@ -145,3 +145,13 @@ class AuditQuery:
     after_id: int | None = None
     oldest_first: bool = False
     limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    """What changed in the key directory since a version: keys that now work (hash →
+    principal) and hashes of keys that no longer do. ``version`` is the newest one applied."""
+
+    version: int
+    active: Mapping[str, Principal]
+    gone: frozenset[str]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from corral.errors import Conflict, NotFound
 from corral.principals import Principal, Role
+from corral.store.changelog import changes_since, current_version, record_changes
 from corral.store.changes import (
     BOOTSTRAP_META,
     PendingAudit,
@@ -26,6 +27,7 @@ from corral.store.records import (
     ApiKey,
     AuditEntry,
     AuditQuery,
+    KeyChanges,
     KeyMaterial,
     KeySpec,
     Team,
@@ -50,6 +52,9 @@ class SqlStore:
         with translated(self._url):
             async with self._sessions() as session, session.begin():
                 yield session
+                changed: list[tuple[str, str]] = session.info.pop(_CHANGED, [])
+                if changed:
+                    await record_changes(session, changed, session.info.pop(_CHANGED_AT))
 
     # -- teams -------------------------------------------------------------------------------
 
@@ -226,6 +231,40 @@ class SqlStore:
             rows = (await s.execute(query)).all()
         return {key.key_hash: key.principal(role) for key, role in rows}
 
+    async def change_version(self) -> int:
+        async with self._tx() as s:
+            return await current_version(s)
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        async with self._tx() as s:
+            changes = await changes_since(s, since)
+            if changes is None:
+                return None
+            if not changes:
+                return KeyChanges(since, {}, frozenset())
+            refs: dict[str, set[str]] = {"key": set(), "team": set(), "user": set()}
+            for change in changes:
+                refs.get(change.scope, set()).add(change.ref)
+            touched = [
+                column.in_(sorted(ids))
+                for column, ids in (
+                    (KeyRow.id, refs["key"]),
+                    (KeyRow.team_id, refs["team"]),
+                    (KeyRow.user_id, refs["user"]),
+                )
+                if ids
+            ]
+            rows = (await s.execute(_principals().where(or_(*touched)))).all() if touched else []
+        active: dict[str, Principal] = {}
+        gone: set[str] = set()
+        for key, role, user_gone, team_gone in rows:
+            works = key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+            if works and team_gone is None and user_gone is None:
+                active[key.key_hash] = key.principal(role)
+            else:
+                gone.add(key.key_hash)
+        return KeyChanges(changes[-1].version, active, frozenset(gone))
+
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         if not last_used:
             return
@@ -295,6 +334,19 @@ class SqlStore:
 # -- row helpers -----------------------------------------------------------------------------
 
 
+_CHANGED = "corral.changes"
+_CHANGED_AT = "corral.changes_at"
+
+
+def _principals() -> Select[KeyRow, str, float | None, float | None]:
+    """Keys with what decides whether they work: owner role, owner and team deletion times."""
+    return (
+        select(KeyRow, UserRow.role, UserRow.deleted_at, TeamRow.deleted_at)
+        .outerjoin(TeamRow, TeamRow.id == KeyRow.team_id)
+        .outerjoin(UserRow, UserRow.id == KeyRow.user_id)
+    )
+
+
 def _live(model: type[TeamRow] | type[UserRow]) -> Select[Any]:
     return select(model).where(model.deleted_at.is_(None))
 
@@ -341,6 +393,9 @@ def _revoke(s: AsyncSession, row: KeyRow, actor: Actor) -> None:
 
 
 def _log(s: AsyncSession, actor: Actor, pending: PendingAudit) -> None:
+    # Every audited change is also a change for the key directories (written at commit).
+    s.info.setdefault(_CHANGED, []).append((pending.target_type, pending.target_id))
+    s.info[_CHANGED_AT] = actor.at
     changes = {name: [old, new] for name, (old, new) in pending.changes.items()}
     s.add(
         AuditRow(

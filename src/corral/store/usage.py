@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from corral.store.changelog import changes_since, current_version, record_changes
 from corral.store.engine import open_engine, translated
 from corral.store.records import Actor
 from corral.store.tables import AuditRow, Base, UtcTime, sqlite_time
@@ -66,6 +67,14 @@ class UsageFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitChanges:
+    """Limits changed since a version: (scope, id) → the limits now (None: none set)."""
+
+    version: int
+    limits: dict[tuple[str, str], LimitSetting | None]
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSetting:
     """Limits of one team or key; None fields are unlimited."""
 
@@ -116,6 +125,15 @@ class UsageLedger(Protocol):
 
     async def all_limits(self) -> list[LimitSetting]:
         """Every team's and key's limits."""
+        ...
+
+    async def limits_version(self) -> int:
+        """The newest change version (read before ``all_limits``, then replay from it)."""
+        ...
+
+    async def limit_changes(self, since: int) -> LimitChanges | None:
+        """Limits set after version ``since`` (a bounded batch: call again until the version
+        stops advancing); None when the change log no longer reaches back that far."""
         ...
 
 
@@ -232,6 +250,9 @@ class SqlUsage:
                         changes=_changes(before, setting),
                     )
                 )
+                await record_changes(
+                    conn, [(f"{setting.scope}_limits", setting.scope_id)], actor.at
+                )
         return before
 
     async def limits_of(self, scope: str, scope_id: str) -> LimitSetting | None:
@@ -261,6 +282,28 @@ class SqlUsage:
                     )
                     for r in rows
                 ]
+
+    async def limits_version(self) -> int:
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                return await current_version(conn)
+
+    async def limit_changes(self, since: int) -> LimitChanges | None:
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                changes = await changes_since(conn, since)
+                if changes is None:
+                    return None
+                if not changes:
+                    return LimitChanges(since, {})
+                found: dict[tuple[str, str], LimitSetting | None] = {
+                    (c.scope.removesuffix("_limits"), c.ref): None
+                    for c in changes
+                    if c.scope.endswith("_limits")
+                }
+                for scope, scope_id in list(found):
+                    found[(scope, scope_id)] = await self._limits_of(conn, scope, scope_id)
+        return LimitChanges(changes[-1].version, found)
 
 
 _LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "monthly_budget_usd")
