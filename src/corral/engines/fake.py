@@ -7,6 +7,7 @@ import base64
 import hashlib
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,11 +47,17 @@ class SeenRequest:
     outcome: str = "open"  # open | completed | client_gone | failed
 
 
+REMEMBERED = 1_000
+"""Requests a FakeEngine keeps for assertions: the newest ones. Bounded, because `corral up`
+serves fake models with it for as long as it runs (unbounded, it grew ~1.4 KB per request)."""
+
+
 @dataclass
 class FakeEngineState:
-    """What the FakeEngine has seen, for assertions."""
+    """What the FakeEngine has seen, for assertions: the newest requests, and how many in all."""
 
-    requests: list[SeenRequest] = field(default_factory=list)
+    requests: deque[SeenRequest] = field(default_factory=lambda: deque(maxlen=REMEMBERED))
+    received: int = 0
 
     @property
     def open_requests(self) -> int:
@@ -149,6 +156,7 @@ class FakeEngine:
         body = orjson.loads(await request.read())
         seen = SeenRequest(request.path, dict(request.headers), body, time.monotonic())
         self.state.requests.append(seen)
+        self.state.received += 1
         return seen
 
     def _planned_tokens(self, body: dict[str, Any]) -> list[str]:

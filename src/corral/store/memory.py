@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from corral.errors import Conflict, NotFound
 from corral.principals import Principal, Role
@@ -23,6 +24,8 @@ from corral.store.records import (
     KeyChanges,
     KeyMaterial,
     KeySpec,
+    KeyState,
+    Listing,
     Team,
     User,
     new_id,
@@ -56,8 +59,9 @@ class InMemoryStore:
                 return team
         return None
 
-    async def list_teams(self) -> list[Team]:
-        return sorted((t for t in self._teams.values() if t.deleted_at is None), key=_name)
+    async def list_teams(self, listing: Listing | None = None) -> list[Team]:
+        live = (t for t in self._teams.values() if t.deleted_at is None)
+        return _page(sorted(live, key=_name), _name, listing or Listing())
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
         team = self._live_team(team_id)
@@ -93,9 +97,12 @@ class InMemoryStore:
                 return user
         return None
 
-    async def list_users(self, team_id: str | None = None) -> list[User]:
+    async def list_users(
+        self, team_id: str | None = None, listing: Listing | None = None
+    ) -> list[User]:
         live = (u for u in self._users.values() if u.deleted_at is None)
-        return sorted((u for u in live if team_id in (None, u.team_id)), key=_name)
+        mine = sorted((u for u in live if team_id in (None, u.team_id)), key=_name)
+        return _page(mine, _name, listing or Listing())
 
     async def update_user(
         self, user_id: str, *, actor: Actor, role: Role | None = None, name: str | None = None
@@ -134,15 +141,21 @@ class InMemoryStore:
         user_id: str | None = None,
         include_inactive: bool = False,
         now: float,
+        state: KeyState | None = None,
+        listing: Listing | None = None,
     ) -> list[ApiKey]:
+        wanted = state or (None if include_inactive else "active")
         found = [
             key
             for key in self._keys.values()
             if team_id in (None, key.team_id)
             and user_id in (None, key.user_id)
-            and (include_inactive or key.state(now) == "active")
+            and wanted in (None, key.state(now))
         ]
-        return sorted(found, key=lambda k: (-k.created_at, k.id))
+        page = listing or Listing()
+        if page.after is not None:  # keys go newest first: position (-created_at, id)
+            page = replace(page, after=(-page.after[0], page.after[1]))
+        return _page(sorted(found, key=_newest_first), _newest_first, page)
 
     async def revoke_key(self, key_id: str, *, actor: Actor) -> ApiKey:
         key = self._keys.get(key_id)
@@ -301,6 +314,26 @@ class InMemoryStore:
 
 def _name(record: Team | User) -> tuple[str, str]:
     return (record.name, record.id)
+
+
+def _newest_first(key: ApiKey) -> tuple[float, str]:
+    return (-key.created_at, key.id)
+
+
+_Listed = TypeVar("_Listed", Team, User, ApiKey)
+
+
+def _page(
+    ordered: list[_Listed], position: Callable[[_Listed], tuple[Any, str]], page: Listing
+) -> list[_Listed]:
+    """One page of ``ordered`` records (sorted by ``position``), as the SQL adapter pages."""
+    found = [
+        r
+        for r in ordered
+        if (page.name_prefix is None or r.name.startswith(page.name_prefix))
+        and (page.after is None or position(r) > page.after)
+    ]
+    return found if page.limit is None else found[: page.limit]
 
 
 def _matches(entry: AuditEntry, q: AuditQuery) -> bool:

@@ -155,3 +155,17 @@ class KeyChanges:
     version: int
     active: Mapping[str, Principal]
     gone: frozenset[str]
+
+
+KeyState = Literal["active", "revoked", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Which page of a list to read (keyset pagination: no offset, so a page costs the same
+    however deep it is): at most ``limit`` records that sort after ``after`` — the (sort value,
+    id) of the last record of the page before — and whose names start with ``name_prefix``."""
+
+    limit: int | None = None
+    after: tuple[Any, str] | None = None
+    name_prefix: str | None = None

@@ -30,6 +30,8 @@ from corral.store.records import (
     KeyChanges,
     KeyMaterial,
     KeySpec,
+    KeyState,
+    Listing,
     Team,
     User,
     new_id,
@@ -74,10 +76,10 @@ class SqlStore:
             row = await s.scalar(_live(TeamRow).where(or_(TeamRow.id == ref, TeamRow.name == ref)))
         return None if row is None else row.record()
 
-    async def list_teams(self) -> list[Team]:
+    async def list_teams(self, listing: Listing | None = None) -> list[Team]:
+        query = _by_name(_live(TeamRow), TeamRow, listing or Listing())
         async with self._tx() as s:
-            rows = await s.scalars(_live(TeamRow).order_by(TeamRow.name, TeamRow.id))
-            return [r.record() for r in rows]
+            return [r.record() for r in await s.scalars(query)]
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
         async with self._tx() as s:
@@ -125,8 +127,10 @@ class SqlStore:
             row = await s.scalar(_live(UserRow).where(or_(UserRow.id == ref, UserRow.email == ref)))
         return None if row is None else row.record()
 
-    async def list_users(self, team_id: str | None = None) -> list[User]:
-        query = _live(UserRow).order_by(UserRow.name, UserRow.id)
+    async def list_users(
+        self, team_id: str | None = None, listing: Listing | None = None
+    ) -> list[User]:
+        query = _by_name(_live(UserRow), UserRow, listing or Listing())
         if team_id is not None:
             query = query.where(UserRow.team_id == team_id)
         async with self._tx() as s:
@@ -177,14 +181,23 @@ class SqlStore:
         user_id: str | None = None,
         include_inactive: bool = False,
         now: float,
+        state: KeyState | None = None,
+        listing: Listing | None = None,
     ) -> list[ApiKey]:
-        query = select(KeyRow).order_by(KeyRow.created_at.desc(), KeyRow.id)
+        page = listing or Listing()
+        query = select(KeyRow).order_by(KeyRow.created_at.desc(), KeyRow.id).limit(page.limit)
         if team_id is not None:
             query = query.where(KeyRow.team_id == team_id)
         if user_id is not None:
             query = query.where(KeyRow.user_id == user_id)
-        if not include_inactive:
-            query = query.where(KeyRow.revoked_at.is_(None), _unexpired(now))
+        query = query.where(*_key_state(state or (None if include_inactive else "active"), now))
+        if page.name_prefix is not None:
+            query = query.where(KeyRow.name.startswith(page.name_prefix, autoescape=True))
+        if page.after is not None:
+            at, key_id = page.after
+            query = query.where(
+                or_(KeyRow.created_at < at, and_(KeyRow.created_at == at, KeyRow.id > key_id))
+            )
         async with self._tx() as s:
             return [r.record() for r in await s.scalars(query)]
 
@@ -349,6 +362,27 @@ def _principals() -> Select[KeyRow, str, float | None, float | None]:
 
 def _live(model: type[TeamRow] | type[UserRow]) -> Select[Any]:
     return select(model).where(model.deleted_at.is_(None))
+
+
+def _by_name(query: Select[Any], model: type[_Live], page: Listing) -> Select[Any]:
+    """``query`` in (name, id) order, one page of it."""
+    query = query.order_by(model.name, model.id).limit(page.limit)
+    if page.name_prefix is not None:
+        query = query.where(model.name.startswith(page.name_prefix, autoescape=True))
+    if page.after is not None:
+        name, id_ = page.after
+        query = query.where(or_(model.name > name, and_(model.name == name, model.id > id_)))
+    return query
+
+
+def _key_state(state: KeyState | None, now: float) -> list[Any]:
+    if state == "active":
+        return [KeyRow.revoked_at.is_(None), _unexpired(now)]
+    if state == "revoked":
+        return [KeyRow.revoked_at.is_not(None)]
+    if state == "expired":
+        return [KeyRow.revoked_at.is_(None), KeyRow.expires_at <= now]
+    return []
 
 
 def _active(*where: Any) -> Select[KeyRow]:

@@ -14,7 +14,15 @@ from corral.store import changelog
 from corral.store.keysync import KeySync
 from corral.store.memory import InMemoryStore
 from corral.store.port import Store
-from corral.store.records import SYSTEM, Actor, AuditQuery, KeyChanges, KeyMaterial, KeySpec
+from corral.store.records import (
+    SYSTEM,
+    Actor,
+    AuditQuery,
+    KeyChanges,
+    KeyMaterial,
+    KeySpec,
+    Listing,
+)
 from corral.store.sql import SqlStore
 
 MakeDatabase = Callable[[str], Awaitable[str]]
@@ -363,3 +371,47 @@ async def test_concurrent_writers_get_versions_in_commit_order(make_database: Ma
         assert set(changed.active) == {material(n).key_hash for n in range(30)}
     finally:
         await store.close()
+
+
+async def test_lists_page_by_keyset_and_filter_by_name_prefix(store: Store) -> None:
+    for name in ("delta", "alpha", "charlie", "bravo", "alps"):
+        await store.create_team(name, "", actor=at())
+    pages, after = [], None
+    while True:
+        page = await store.list_teams(Listing(limit=2, after=after))
+        pages.append([t.name for t in page])
+        if len(page) < 2:
+            break
+        after = (page[-1].name, page[-1].id)
+    assert pages == [["alpha", "alps"], ["bravo", "charlie"], ["delta"]]
+    assert [t.name for t in await store.list_teams(Listing(name_prefix="al"))] == ["alpha", "alps"]
+    team = (await store.list_teams(Listing(name_prefix="delta")))[0]
+    for n in range(3):
+        await store.create_user(team.id, f"user {n}", None, Role.DEVELOPER, actor=at())
+    first = await store.list_users(team.id, Listing(limit=2))
+    rest = await store.list_users(team.id, Listing(limit=2, after=(first[-1].name, first[-1].id)))
+    assert [u.name for u in first + rest] == ["user 0", "user 1", "user 2"]
+
+
+async def test_keys_page_newest_first_with_ties_broken_by_id(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    made = [
+        await store.create_key(material(n), KeySpec(team.id, None, f"k{n}"), actor=at(n // 2))
+        for n in range(5)
+    ]
+    await store.revoke_key(made[0].id, actor=at(9))
+    expected = sorted(made[1:], key=lambda k: (-k.created_at, k.id))
+    seen, after = [], None
+    while True:
+        page = await store.list_keys(now=T0 + 10, listing=Listing(limit=2, after=after))
+        seen += page
+        if len(page) < 2:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    assert [k.id for k in seen] == [k.id for k in expected]
+    revoked = await store.list_keys(now=T0 + 10, state="revoked")
+    assert [k.id for k in revoked] == [made[0].id]
+    named = await store.list_keys(
+        now=T0 + 10, include_inactive=True, listing=Listing(name_prefix="k0")
+    )
+    assert [k.id for k in named] == [made[0].id]
