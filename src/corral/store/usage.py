@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Boolean, Float, Integer, String, bindparam, func, select
+from sqlalchemy import Boolean, Float, Index, Integer, String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
@@ -22,12 +22,19 @@ GROUPS = ("day", "model", "team", "key", "user")
 
 class UsageRow(Base):
     __tablename__ = "usage_records"
+    # Every report filters on time; team, key and developer views add their holder.
+    __table_args__ = (
+        Index("ix_usage_records_time", "time"),
+        Index("ix_usage_records_team_id_time", "team_id", "time"),
+        Index("ix_usage_records_user_id_time", "user_id", "time"),
+        Index("ix_usage_records_key_id_time", "key_id", "time"),
+    )
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     time: Mapped[float] = mapped_column(UtcTime)
     day: Mapped[str] = mapped_column(String(10), index=True)  # UTC YYYY-MM-DD, for reports
-    key_id: Mapped[str] = mapped_column(String(40), index=True)
-    team_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    team_id: Mapped[str | None] = mapped_column(String(40))
     user_id: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(128))
     endpoint: Mapped[str] = mapped_column(String(300))
