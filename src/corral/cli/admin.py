@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from corral.admin.client import AdminClient
-from corral.cli.listing import KeyPagesOpt, LimitOpt, PagesOpt, pages, show_pages
+from corral.cli.listing import KeyPagesOpt, LimitOpt, PagesOpt, PrefixOpt, pages, show_pages
 from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
 from corral.principals import Role
 from corral.settings import read_yaml
@@ -212,7 +212,7 @@ def team_create(
 @team_app.command("list")
 def team_list(
     *,
-    prefix: Annotated[str | None, typer.Option(help="Only names starting so.")] = None,
+    prefix: PrefixOpt = None,
     limit: LimitOpt = 100,
     all_: PagesOpt = False,
     url: UrlOpt = None,
@@ -279,7 +279,7 @@ def user_add(
 def user_list(
     team: Annotated[str | None, typer.Option(help="Only this team (name or id).")] = None,
     *,
-    prefix: Annotated[str | None, typer.Option(help="Only names starting so.")] = None,
+    prefix: PrefixOpt = None,
     limit: LimitOpt = 100,
     all_: PagesOpt = False,
     url: UrlOpt = None,
@@ -353,7 +353,7 @@ def key_list(
     user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include revoked and expired keys.")] = False,
     state: Annotated[str | None, typer.Option(help="Only active, revoked or expired keys.")] = None,
-    prefix: Annotated[str | None, typer.Option(help="Only names starting so.")] = None,
+    prefix: PrefixOpt = None,
     limit: LimitOpt = 100,
     every: KeyPagesOpt = False,
     url: UrlOpt = None,

@@ -12,6 +12,7 @@ from rich.console import Console
 from corral.admin.client import AdminClient
 
 LimitOpt = Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")]
+PrefixOpt = Annotated[str | None, typer.Option(help="Only names starting so.")]
 PagesOpt = Annotated[
     bool, typer.Option("--all", help="Every page, each shown as it arrives (JSON: one per line).")
 ]
