@@ -6,7 +6,7 @@ LOCK := requirements/lock.txt
 STAMP := $(VENV)/.corral-installed
 CONFIG ?= corral.yaml
 
-.PHONY: up test check install install-local fmt bench-gateway bench-check clean
+.PHONY: up test test-bare-services check install install-local fmt bench-gateway bench-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,18 @@ up: install install-local
 	$(BIN)/corral engine prepare --config $(CONFIG)
 	$(BIN)/corral up --config $(CONFIG)
 
+# scripts/test-tools installs Chromium, Prometheus, ... from Debian where it can (or says what
+# is skipped); tests/support/services.py starts throwaway PostgreSQL/Redis where none answers.
 test: install install-local
+	scripts/test-tools
 	$(BIN)/python -m pytest tests
+
+# The suite's PostgreSQL and Redis tests against throwaway servers, the system ones ignored:
+# proof that `make test` needs no running services.
+test-bare-services: install
+	CORRAL_TEST_SERVICES=throwaway $(BIN)/python -m pytest -q -m "postgres or redis" \
+		tests/integration/store tests/integration/counters tests/integration/admin/test_cli.py \
+		tests/integration/gateway/test_store_outage.py tests/e2e/test_shared_limits.py
 
 # The local engine's packages are installed for the checks too: mypy reads their types.
 check: install install-local

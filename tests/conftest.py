@@ -1,8 +1,10 @@
 """Shared fixtures: fresh, migrated SQLite and PostgreSQL databases for store-backed tests.
 
-PostgreSQL (127.0.0.1:5432, user postgres, trust auth): the session migrates one template
-database, and each test gets a quick copy of it (CREATE DATABASE ... TEMPLATE), dropped after
-the test; the template is dropped at the end of the session. SQLite: a fresh file per test.
+PostgreSQL and Redis come from support/services.py (the system servers, or throwaway ones
+started for the run; the tests that need them are skipped, with the reason in the summary,
+where neither can be had). PostgreSQL: the session migrates one template database, and each
+test gets a quick copy of it (CREATE DATABASE ... TEMPLATE), dropped after the test; the
+template is dropped at the end of the session. SQLite: a fresh file per test.
 """
 
 from __future__ import annotations
@@ -19,13 +21,38 @@ import asyncpg
 import pytest
 
 from corral.store.migrate import upgrade
+from support import services
 from support.databases import postgres_database, sqlite_database
 
-PG_SERVER = os.environ.get("CORRAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 T = TypeVar("T")
+_SERVERS = services.ThrowawayServers()
+_CHOICES: list[services.Choice] = []
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Provide the servers the selected tests need; skip those that cannot have one."""
+    needed = {m for m in ("postgres", "redis") if any(i.get_closest_marker(m) for i in items)}
+    _CHOICES.extend(services.provide(_SERVERS, needed))
+    for choice in _CHOICES:
+        if choice.url is None:
+            skip = pytest.mark.skip(reason=f"{choice.service}: {choice.detail}")
+            for item in items:
+                if item.get_closest_marker(choice.service):
+                    item.add_marker(skip)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _SERVERS.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _CHOICES:
+        terminalreporter.section("test services")
+        for choice in _CHOICES:
+            terminalreporter.write_line(choice.summary())
 
 
 def run_in_thread(work: Coroutine[Any, Any, T]) -> T:
@@ -35,7 +62,7 @@ def run_in_thread(work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    conn = await asyncpg.connect(f"{services.pg_server_url()}/postgres")
     try:
         await conn.execute(sql)
     finally:
@@ -43,7 +70,8 @@ async def _admin(sql: str) -> None:
 
 
 def pg_url(name: str) -> str:
-    return f"{PG_SERVER.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    server = services.pg_server_url().replace("postgresql://", "postgresql+asyncpg://")
+    return f"{server}/{name}"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -94,6 +94,26 @@ class LocalEngineConfig(_Strict):
         description="auto: int4 ONNX Runtime where the model converts, else transformers (any).",
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads for inference; 0: all cores.")
+    max_tokens: int = Field(
+        512,
+        ge=1,
+        description="Chat: the answer length for requests that set no max_tokens (at most what "
+        "the context leaves).",
+    )
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="Chat: temperature for requests that set none; unset: the model's "
+        "generation_config.json (greedy when it does not sample), else greedy (0).",
+    )
+    top_p: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Chat: top_p for requests that set none; unset: the model's "
+        "generation_config.json, else 1.",
+    )
 
 
 EngineConfig = Annotated[
@@ -258,7 +278,10 @@ class ModelSpec(_Strict):
     pricing: Pricing = Field(default_factory=Pricing)
     context_length: int | None = Field(None, ge=1, description="Longest context, for the catalog.")
     max_tokens_default: int = Field(
-        4096, ge=1, description="Assumed completion length when a request sets no max_tokens."
+        4096,
+        ge=1,
+        description="Assumed completion length when a request sets no max_tokens (a local "
+        "engine's default: its engine.max_tokens).",
     )
     routing: RoutingName = Field(
         "least-outstanding", description="How requests spread over the endpoints."
@@ -292,6 +315,21 @@ class ModelSpec(_Strict):
         for value in values:
             cls._valid_name(value)
         return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_answer_length(cls, data: Any) -> Any:
+        # The local engine stops unbounded answers at engine.max_tokens: reserve (and bill
+        # ahead) that much, not the generic 4096, unless the operator set it.
+        if not isinstance(data, dict) or "max_tokens_default" in data:
+            return data
+        engine = data.get("engine")
+        if isinstance(engine, LocalEngineConfig):
+            return {**data, "max_tokens_default": engine.max_tokens}
+        if isinstance(engine, dict) and engine.get("kind") == "local":
+            default = LocalEngineConfig.model_fields["max_tokens"].default
+            return {**data, "max_tokens_default": engine.get("max_tokens", default)}
+        return data
 
     def upstream_name(self) -> str:
         """The model name sent to the engine."""

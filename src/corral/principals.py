@@ -30,6 +30,7 @@ class Principal:
     user_id: str | None = None
     allowed_models: frozenset[str] | None = None  # None: every model
     expires_at: float | None = None
+    team_name: str | None = None  # shown beside the id where people read it (429s)
 
     def may_use(self, model: str) -> bool:
         """Whether this key may call ``model`` (its public name)."""

@@ -19,6 +19,7 @@ import pytest
 
 from support.processes import corral_up, fake_engine, free_port
 from support.redis_keys import forget
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 
@@ -48,7 +49,7 @@ def config(tmp_path: Path, engine_url: str, prefix: str, workers: int) -> Path:
 server: {{port: {free_port()}, workers: {workers}, drain_grace: 0}}
 logging: {{access_log: false}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url()}
   redis_prefix: {prefix}
   team_defaults: {{monthly_budget_usd: {BUDGET_USD}}}
 models:
@@ -98,7 +99,9 @@ def test_a_burst_never_spends_more_than_the_budget(
         ledger.close()
     assert answered == statuses[200]
     assert spend <= BUDGET_USD + 1e-12
-    # The budget was used, not refused away: what is left is less than a few requests' worth.
-    assert spend > BUDGET_USD - 3 * COST_USD
+    # The budget was used, not refused away. Each request reserves 37 µ$ and settles at what it
+    # cost (~33 µ$), so how many of the 27 possible reservations a burst gets before the first
+    # settlements land varies by a request or two (26 or 27 seen on the 2-core box).
+    assert spend > BUDGET_USD - 5 * COST_USD
     assert "unavailable" not in corral.text()
     assert 'corral_counters_transitions_total{state="degraded"} 0.0' in metrics

@@ -11,6 +11,7 @@ import pytest
 
 from support.processes import corral_up, free_port
 from support.redis_keys import forget
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 
@@ -22,7 +23,7 @@ def config(tmp_path: Path, name: str, prefix: str) -> Path:
 server: {{port: {free_port()}, drain_grace: 0}}
 logging: {{access_log: false}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url()}
   redis_prefix: {prefix}
   key_defaults: {{rpm: 10}}
 models:

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from support.processes import CORRAL, corral_up, fake_engine, free_port
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -31,7 +32,7 @@ def engine_url() -> Iterator[str]:
 def prefix() -> Iterator[str]:
     name = f"corral-test-{uuid.uuid4().hex[:8]}:"
     yield name
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis.from_url(redis_url())
     for key in client.scan_iter(f"{name}*"):
         client.delete(key)
     client.close()
@@ -44,7 +45,7 @@ def _config(tmp_path: Path, engine_url: str, prefix: str) -> Path:
 server: {{port: {free_port()}, workers: 2, drain_grace: 0}}
 logging: {{access_log: false}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url()}
   redis_prefix: "{prefix}"
   key_defaults: {{rpm: 10}}
 models:

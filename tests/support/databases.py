@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,16 +10,17 @@ from pathlib import Path
 
 import asyncpg
 
-PG_HOST = os.environ.get("CORRAL_TEST_PG_HOST", "127.0.0.1")
+from support.services import pg_server_url
 
 
 @contextmanager
 def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database on the local server; its URL."""
+    """A new, empty PostgreSQL database on the test server (support/services.py); its URL."""
     name = f"corral_test_{uuid.uuid4().hex[:12]}"
+    server = pg_server_url()
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(host=PG_HOST, user="postgres", database="postgres")
+        conn = await asyncpg.connect(f"{server}/postgres")
         try:
             await conn.execute(sql)
         finally:
@@ -28,7 +28,7 @@ def postgres_database() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"postgresql+asyncpg://postgres@{PG_HOST}/{name}"
+        yield f"{server.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import openai
 
-from corral.catalog import Endpoint, ModelSpec, OpenAIEngine, Timeouts
+from corral.catalog import Endpoint, FairQueueing, ModelSpec, OpenAIEngine, Timeouts
 from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
@@ -58,6 +58,8 @@ def start_gateway(
     usage_url: str | Callable[[], str] | None = None,
     before_start: Callable[[], Awaitable[None]] | None = None,
     data_dir: Path | None = None,
+    fair_queueing: FairQueueing | None = None,
+    extra_keys: Mapping[str, Principal] | None = None,
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
     keys = KeyDirectory(SECRET)
@@ -66,6 +68,8 @@ def start_gateway(
         keys.hash(key),
         Principal(key_id="key_test", role=Role.PLATFORM_ADMIN, team_id="team_test"),
     )
+    for extra, principal in (extra_keys or {}).items():
+        keys.add(keys.hash(extra), principal)
 
     @asynccontextmanager
     async def factory() -> AsyncIterator[Platform]:
@@ -76,6 +80,7 @@ def start_gateway(
             aliases=["gpt-fake"],
             engine=OpenAIEngine(endpoints=[Endpoint(url=u) for u in urls]),
             timeouts=timeouts or Timeouts(),
+            fair_queueing=fair_queueing,
         )
         settings = CorralSettings(
             models=[spec],

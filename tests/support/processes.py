@@ -85,7 +85,9 @@ def _wait_ready(running: CorralProcess, timeout: float) -> None:
         if running.process.poll() is not None:
             raise RuntimeError(f"corral up exited early:\n{running.text()[-3000:]}")
         try:
-            if httpx.get(f"{running.url}/readyz", timeout=1).status_code == 200:
+            # Ready, and welcomed: the first admin key (if any) is printed with the welcome.
+            ready = httpx.get(f"{running.url}/readyz", timeout=1).status_code == 200
+            if ready and "Corral is up" in running.text():
                 return
         except httpx.HTTPError:
             pass

@@ -1,15 +1,15 @@
-"""The Redis the tests use, and removing what a test wrote there under its own key prefix."""
+"""Removing what a test wrote in the tests' Redis under its own key prefix."""
 
 from __future__ import annotations
 
 import redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from support.services import redis_url
 
 
 def forget(prefix: str) -> None:
     """Delete every key Corral's counters made under ``prefix`` (they start ``{prefix}``)."""
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url())
     try:
         keys = list(client.scan_iter(match="{" + prefix + "}*", count=1000))
         if keys:

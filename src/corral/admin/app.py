@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -42,6 +42,7 @@ def build_admin_app(
     known_models: Callable[[], Collection[str]] | None = None,
     usage_ledger: UsageLedger | None = None,
     deployment_costs: Mapping[str, DeploymentCost] | None = None,
+    limits_changed: Callable[[], Awaitable[None]] | None = None,
 ) -> Starlette:
     """The admin API. ``keys`` is the process's KeySync: it authenticates callers from memory,
     hashes new keys, and is refreshed after every change so it applies here at once.
@@ -54,6 +55,7 @@ def build_admin_app(
         known_models=known_models,
         usage=usage_ledger,
         deployment_costs=deployment_costs or {},
+        limits_changed=limits_changed,
     )
     ops = operations()
     document = openapi_document(ops, _version())

@@ -50,7 +50,9 @@ class AdminClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        base = self.url if self.url.endswith(PREFIX) else self.url + PREFIX
+        # A pasted API base (…/v1) means the same Corral as its root: not …/v1/admin/v1.
+        root = self.url.removesuffix(PREFIX).removesuffix("/v1")
+        base = root + PREFIX
         try:
             self._http = httpx.Client(
                 base_url=base,

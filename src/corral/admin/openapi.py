@@ -122,4 +122,6 @@ def _operation_id(op: Operation[Any]) -> str:
     base = op.action.value.replace(".", "_") + ("_export" if op.output is None else "")
     if op.path == "/limits/me":
         return base + "_own"
+    if op.method == "PATCH" and op.path.endswith("/limits"):
+        return base + "_some"  # beside POST's replace-all on the same action
     return base

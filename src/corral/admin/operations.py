@@ -63,6 +63,9 @@ class AdminContext:
     usage: UsageLedger | None = None
     deployment_costs: Mapping[str, DeploymentCost] = field(default_factory=dict)
     """Model name → running cost of self-hosted models whose usage reports attribute it."""
+    limits_changed: Callable[[], Awaitable[None]] | None = None
+    """Reloads this process's limits at once after an admin changed them (others reload on
+    their own within ``limits.refresh_interval``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ PATTERN_HINTS = {
 """What to say, instead of the regular expression, when a value does not match one."""
 MAX_GRACE = 7 * 86400
 MAX_LIFETIME = 5 * 365 * 86400
+MIN_LIFETIME = 60
 
 TeamName = Annotated[
     str,
@@ -100,7 +101,10 @@ class KeyCreate(_In):
     )
     expires_at: datetime | None = Field(None, description="When the key stops working.")
     expires_in: int | None = Field(
-        None, ge=60, le=MAX_LIFETIME, description="Seconds from now until the key stops working."
+        None,
+        ge=MIN_LIFETIME,
+        le=MAX_LIFETIME,
+        description="Seconds from now until the key stops working.",
     )
 
 

@@ -55,7 +55,8 @@ class UsageReport(BaseModel):
 
 
 class LimitsIn(BaseModel):
-    """Limits and budget of a team; an unset field removes that limit."""
+    """Limits and budget of a team. POST replaces them all (an unset field removes that limit);
+    PATCH changes only the fields given (null removes that one)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -198,12 +199,27 @@ async def team_limits(ctx: AdminContext, call: Call[TeamRef]) -> LimitsOut:
 async def set_team_limits(ctx: AdminContext, call: Call[LimitsIn]) -> LimitsOut:
     team = await find_team(ctx, call.path["team"])
     call.authorize(Action.LIMITS_UPDATE, Scope(team.id))
-    values = call.input
-    setting = LimitSetting(
-        "team", team.id, values.rpm, values.tpm, values.max_concurrent, values.monthly_budget_usd
+    return await _store_limits(ctx, call, team.id, call.input.model_dump())
+
+
+async def patch_team_limits(ctx: AdminContext, call: Call[LimitsIn]) -> LimitsOut:
+    team = await find_team(ctx, call.path["team"])
+    call.authorize(Action.LIMITS_UPDATE, Scope(team.id))
+    current = await _usage(ctx).limits_of("team", team.id)
+    values = (
+        LimitsIn() if current is None else LimitsIn.model_validate(current, from_attributes=True)
     )
-    await _usage(ctx).set_limits(setting, call.actor)
-    return await _limits_out(ctx, team.id, call.now)
+    changed = call.input.model_dump(include=call.input.model_fields_set)
+    return await _store_limits(ctx, call, team.id, {**values.model_dump(), **changed})
+
+
+async def _store_limits(
+    ctx: AdminContext, call: Call[LimitsIn], team_id: str, values: dict[str, Any]
+) -> LimitsOut:
+    await _usage(ctx).set_limits(LimitSetting("team", team_id, **values), call.actor)
+    if ctx.limits_changed is not None:  # this process applies them now, not at its next reload
+        await ctx.limits_changed()
+    return await _limits_out(ctx, team_id, call.now)
 
 
 OPERATIONS: list[Operation[Any]] = [
@@ -248,9 +264,18 @@ OPERATIONS: list[Operation[Any]] = [
         "POST",
         "/teams/{team}/limits",
         Action.LIMITS_UPDATE,
-        "Set a team's limits and monthly budget",
+        "Set a team's limits and monthly budget (fields left out are removed)",
         LimitsIn,
         LimitsOut,
         set_team_limits,
+    ),
+    Operation(
+        "PATCH",
+        "/teams/{team}/limits",
+        Action.LIMITS_UPDATE,
+        "Change some of a team's limits (only the fields given; null removes one)",
+        LimitsIn,
+        LimitsOut,
+        patch_team_limits,
     ),
 ]

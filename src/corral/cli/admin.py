@@ -19,12 +19,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from corral.admin.client import AdminClient
+from corral.admin.schemas import MAX_GRACE, MAX_LIFETIME, MIN_LIFETIME
+from corral.cli.address import DEFAULT_URL, base_url
 from corral.cli.listing import KeyPagesOpt, LimitOpt, PagesOpt, PrefixOpt, pages, show_pages
+from corral.cli.names import Names
 from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
 from corral.principals import Role
 from corral.settings import read_yaml
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 _FLEXIBLE = {"Name", "Description", "Email", "Models", "Changes"}
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 CONFIG_ENV = "CORRAL_CLI_CONFIG"
@@ -88,7 +90,7 @@ def _client(url: str | None, api_key: str | None) -> Iterator[AdminClient]:
         raise AuthenticationFailed(
             f"no API key: pass --api-key, set CORRAL_API_KEY, or put api_key: in {path}"
         )
-    with AdminClient(str(url or stored.get("url") or DEFAULT_URL), str(key)) as client:
+    with AdminClient(base_url(url or stored.get("url")), str(key)) as client:
         yield client
 
 
@@ -150,40 +152,78 @@ def _col(name: str, field: str | None = None) -> Column:
 
 
 TEAM_COLUMNS = [_col("ID"), _col("Name"), _col("Description"), _col("Created", "created_at")]
-USER_COLUMNS = [_col("ID"), _col("Name"), _col("Email"), _col("Role"), _col("Team", "team_id")]
-KEY_COLUMNS = [
-    _col("ID"),
-    _col("Name"),
-    _col("Key", "display"),
-    _col("State"),
-    _col("User", "user_id"),
-    ("Models", lambda r: "all" if r["allowed_models"] is None else ", ".join(r["allowed_models"])),
-    _col("Expires", "expires_at"),
-    _col("Last used", "last_used_at"),
-]
-AUDIT_COLUMNS = [
-    _col("At", "at"),
-    _col("Actor", "actor_key_id"),
-    _col("Action"),
-    _col("Target", "target_id"),
-    _col("From", "address"),
-    ("Changes", lambda r: ", ".join(sorted(r["changes"]))),
-]
 
 
-def seconds(text: str, option: str) -> int:
-    """``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` in seconds."""
+def user_columns(names: Names | None = None) -> list[Column]:
+    team = names.column("Team", "team_id") if names else _col("Team", "team_id")
+    return [_col("ID"), _col("Name"), _col("Email"), _col("Role"), team]
+
+
+def key_columns(names: Names | None = None) -> list[Column]:
+    user = names.column("User", "user_id") if names else _col("User", "user_id")
+    team = names.column("Team", "team_id") if names else _col("Team", "team_id")
+    return [
+        _col("ID"),
+        _col("Name"),
+        _col("Key", "display"),
+        _col("State"),
+        user,
+        team,
+        (
+            "Models",
+            lambda r: "all" if r["allowed_models"] is None else ", ".join(r["allowed_models"]),
+        ),
+        _col("Expires", "expires_at"),
+        _col("Last used", "last_used_at"),
+    ]
+
+
+def audit_columns(names: Names) -> list[Column]:
+    return [
+        _col("At", "at"),
+        names.column("Actor", "actor_key_id"),
+        _col("Action"),
+        names.column("Target", "target_id"),
+        _col("From", "address"),
+        ("Changes", lambda r: ", ".join(sorted(r["changes"]))),
+    ]
+
+
+USER_COLUMNS = user_columns()
+KEY_COLUMNS = key_columns()
+
+
+def seconds(text: str, option: str, *, at_least: int = 0, at_most: int | None = None) -> int:
+    """``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` in seconds, within the bounds given."""
     match = re.fullmatch(r"(\d{1,6})([smhdw])", text.strip())
     if match is None:
         raise typer.BadParameter(
             f"expected a duration like 30m, 12h or 7d, got {text!r}", param_hint=option
         )
-    return int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+    value = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+    if value < at_least:
+        raise typer.BadParameter(
+            f"{text} is too short: at least {at_least // 60}m, e.g. 1h or 30d", param_hint=option
+        )
+    if at_most is not None and value > at_most:
+        days = at_most // 86400
+        raise typer.BadParameter(f"{text} is too long: at most {days}d", param_hint=option)
+    return value
 
 
 def _part(ref: str) -> str:
     """``ref`` as one URL path segment, whatever characters it holds."""
     return urllib.parse.quote(ref, safe="@")
+
+
+def named(positional: str | None, option: str | None, example: str) -> str:
+    """The name given either way (``add Ada`` or ``add --name Ada``); a clear error otherwise."""
+    if positional and option and positional != option:
+        raise typer.BadParameter(f"two names given: {positional!r} and {option!r}; give one")
+    chosen = option or positional
+    if not chosen:
+        raise typer.BadParameter(f"a name is needed, e.g. {example}", param_hint="--name")
+    return chosen
 
 
 def confirm(yes: bool, question: str) -> None:
@@ -236,7 +276,7 @@ def team_show(
     with reporting(), _client(url, api_key) as api:
         _render(output, api.get(f"/teams/{_part(team)}"), TEAM_COLUMNS)
         if output is Output.table:
-            _render(output, api.get("/users", {"team": team}), USER_COLUMNS)
+            _render(output, api.get("/users", {"team": team}), user_columns(Names(api)))
 
 
 @team_app.command("delete")
@@ -260,8 +300,13 @@ def team_delete(
 
 @user_app.command("add")
 def user_add(
-    name: Annotated[str, typer.Argument(help="The person's name.")],
+    name: Annotated[
+        str | None, typer.Argument(help="The person's name (or --name).", show_default=False)
+    ] = None,
     *,
+    name_option: Annotated[
+        str | None, typer.Option("--name", help="The person's name.", show_default=False)
+    ] = None,
     email: Annotated[str | None, typer.Option(help="E-mail (unique).")] = None,
     team: Annotated[str | None, typer.Option(help="Team name or id (default: yours).")] = None,
     role: Annotated[Role, typer.Option(help="What their keys may do.")] = Role.DEVELOPER,
@@ -270,7 +315,8 @@ def user_add(
     output: OutOpt = Output.table,
 ) -> None:
     """Add a user to a team."""
-    body = {"name": name, "email": email, "team": team, "role": role.value}
+    who = named(name, name_option, "--name Ada")
+    body = {"name": who, "email": email, "team": team, "role": role.value}
     with reporting(), _client(url, api_key) as api:
         _render(output, api.post("/users", body), USER_COLUMNS)
 
@@ -289,7 +335,8 @@ def user_list(
     """List users, by name."""
     params = {"team": team, "name_prefix": prefix}
     with reporting(), _client(url, api_key) as api:
-        _show(pages(api, "/users", params, limit=limit, every=all_), output, all_, USER_COLUMNS)
+        found = pages(api, "/users", params, limit=limit, every=all_)
+        _show(found, output, all_, user_columns(Names(api)))
 
 
 @user_app.command("set-role")
@@ -324,8 +371,16 @@ def user_remove(
 
 @key_app.command("create")
 def key_create(
-    name: Annotated[str, typer.Argument(help="What the key is for, e.g. laptop or ci.")],
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="What the key is for, e.g. laptop or ci (or --name).", show_default=False
+        ),
+    ] = None,
     *,
+    name_option: Annotated[
+        str | None, typer.Option("--name", help="What the key is for.", show_default=False)
+    ] = None,
     user: Annotated[str | None, typer.Option(help="Owner, id or e-mail (default: you).")] = None,
     team: Annotated[str | None, typer.Option(help="Team of a --service key.")] = None,
     service: Annotated[bool, typer.Option(help="A team key with no owner.")] = False,
@@ -338,9 +393,14 @@ def key_create(
     output: OutOpt = Output.table,
 ) -> None:
     """Create an API key; the key is printed once — store it now."""
-    body: dict[str, Any] = {"name": name, "user": user, "team": team, "service": service}
+    label = named(name, name_option, "--name laptop")
+    body: dict[str, Any] = {"name": label, "user": user, "team": team, "service": service}
     body["allowed_models"] = model or None
-    body["expires_in"] = None if expires is None else seconds(expires, "--expires")
+    body["expires_in"] = (
+        None
+        if expires is None
+        else seconds(expires, "--expires", at_least=MIN_LIFETIME, at_most=MAX_LIFETIME)
+    )
     with reporting(), _client(url, api_key) as api:
         created = api.post("/keys", body)
     _show_secret(output, created)
@@ -369,7 +429,8 @@ def key_list(
         "name_prefix": prefix,
     }
     with reporting(), _client(url, api_key) as api:
-        _show(pages(api, "/keys", params, limit=limit, every=every), output, every, KEY_COLUMNS)
+        found = pages(api, "/keys", params, limit=limit, every=every)
+        _show(found, output, every, key_columns(Names(api)))
 
 
 @key_app.command("revoke")
@@ -393,12 +454,20 @@ def key_rotate(
     output: OutOpt = Output.table,
 ) -> None:
     """Replace a key by a new one with the same owner, models and expiry."""
-    body = {"grace_seconds": 0 if grace is None else seconds(grace, "--grace")}
+    body = {"grace_seconds": 0 if grace is None else seconds(grace, "--grace", at_most=MAX_GRACE)}
     with reporting(), _client(url, api_key) as api:
         rotated = api.post(f"/keys/{_part(key_id)}/rotate", body)
     if output is Output.table:
-        _err.print(f"old key {rotated['old']['id']} is now {rotated['old']['state']}")
+        _err.print(_retired(rotated["old"], rotated["new"]))
     _show_secret(output, rotated if output is Output.json else rotated["new"])
+
+
+def _retired(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What happened to the old key, in words: kept for a grace period, or revoked now."""
+    if old["state"] == "active":
+        until = _cell(old.get("expires_at"))
+        return f"new key {new['id']} is active; old key {old['id']} keeps working until {until}"
+    return f"new key {new['id']} is active; old key {old['id']} is {old['state']} now"
 
 
 def _show_secret(output: Output, data: dict[str, Any]) -> None:
@@ -431,7 +500,7 @@ def audit_list(
     """List recent admin changes, newest first."""
     params = {"since": since, "action": action, "actor": actor, "team": team, "limit": limit}
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/audit", params), AUDIT_COLUMNS)
+        _render(output, api.get("/audit", params), audit_columns(Names(api)))
 
 
 @audit_app.command("export")

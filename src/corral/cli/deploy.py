@@ -83,6 +83,10 @@ def _rendered(spec: DeploymentSpec, prices: Path | None) -> list[dict[str, objec
 
 def workload_key(spec: DeploymentSpec) -> ObjectKey:
     """The object whose readiness says the deployment serves."""
+    if spec.engine.runtime == "deployment" and spec.accelerator.nodes > 1:
+        return ObjectKey(
+            "leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", spec.name, spec.namespace
+        )
     if spec.engine.runtime == "deployment":
         return ObjectKey("apps/v1", "Deployment", spec.name, spec.namespace)
     return ObjectKey("ray.io/v1", "RayService", spec.name, spec.namespace)
@@ -217,9 +221,14 @@ def status(
         for d in deployments:
             ready = "[green]yes[/]" if d.readiness.ready else "[red]no[/]"
             table.add_row(f"{d.namespace}/{d.name}", d.kind, ready, escape(d.readiness.detail))
-        nodes_table = Table("node", "accelerator", "ready", "schedulable")
+        nodes_table = Table("node", "accelerator", "ready", "schedulable", "devices", "problem")
         for n in nodes:
-            nodes_table.add_row(n.name, n.accelerator, str(n.ready), str(n.schedulable))
+            dev = n.devices
+            count = f"{dev.allocatable}/{dev.expected} {dev.resource}" if dev else "?"
+            problem = f"[red]{escape(dev.problem)}[/]" if dev and dev.problem else ""
+            nodes_table.add_row(
+                n.name, n.accelerator, str(n.ready), str(n.schedulable), count, problem
+            )
         console = Console()
         console.print(table)
         console.print(nodes_table)

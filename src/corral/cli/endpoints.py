@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from corral.cli.address import DEFAULT_URL, metrics_url
+from corral.cli.admin import OutOpt, Output
 from corral.cli.top import ScrapeError, fetch
 
 _FAMILIES = {
@@ -35,16 +37,22 @@ def endpoint_rows(metrics_text: str) -> list[dict[str, object]]:
 
 
 def endpoints(
-    url: Annotated[str, typer.Option(help="Corral's base URL.")] = "http://127.0.0.1:8000",
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CORRAL_URL",
+            help=f"Corral's address (default: $CORRAL_URL, else {DEFAULT_URL}).",
+        ),
+    ] = None,
+    output: OutOpt = Output.table,
 ) -> None:
     """Show every model's replicas: requests in flight, ejected or not, time to first byte."""
     try:
-        rows = endpoint_rows(fetch(url.rstrip("/") + "/metrics"))
+        rows = endpoint_rows(fetch(metrics_url(url)))
     except ScrapeError as exc:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
-    if output == "json":
+    if output is Output.json:
         print(json.dumps(rows, indent=2))
         return
     table = Table("Model", "Replica", "In flight", "State", "First byte")

@@ -83,7 +83,7 @@ def check(
 ) -> None:
     """Read this machine's accelerators once and print each device with a verdict.
 
-    Exits 0 when healthy or degraded, 1 when a device is faulty, 2 when nothing could be read.
+    Exits 0 when healthy or degraded, 1 when a device is faulty, 2 when no device could be read.
     """
     console = Console()
     use_dcgm = dcgm if dcgm is not None else shutil.which("dcgmi") is not None
@@ -96,7 +96,7 @@ def check(
 
 
 def run_check(console: Console, probe: GpuProbe) -> int:
-    """One probe round printed as a report; the exit status (0 ok, 1 faulty, 2 unreadable)."""
+    """One probe round printed as a report; the exit status (0 ok, 1 faulty, 2 no device read)."""
     try:
         seen = probe.observe()
     except PermanentError as exc:
@@ -104,7 +104,15 @@ def run_check(console: Console, probe: GpuProbe) -> int:
         return 2
     decision, _ = decide(socket.gethostname(), seen, History(), SystemClock().now())
     print_report(console, seen, decision)
-    return 1 if decision.verdict is Verdict.FAULTY else 0
+    if decision.verdict is Verdict.FAULTY:
+        return 1
+    if not seen.devices:  # nothing read is no evidence of health: never a success
+        console.print(
+            f"[red]✗ no {seen.accelerator} device could be read on this machine[/] "
+            "(run it where the GPUs and their driver are visible)"
+        )
+        return 2
+    return 0
 
 
 def print_report(console: Console, seen: Observation, decision: Decision) -> None:
@@ -166,11 +174,31 @@ def agent(
     interval: Annotated[float, typer.Option(help="Seconds between rounds.")] = 30.0,
     dry_run: Annotated[bool, typer.Option(help="Only report what would be done.")] = False,
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port; 0: none.")] = 9400,
+    eks_node_conditions: Annotated[
+        bool,
+        typer.Option(
+            envvar="CORRAL_HEALTH_EKS_NODE_CONDITIONS",
+            help="Also read the EKS node monitoring agent's node conditions each round.",
+        ),
+    ] = False,
+    repair_owner: Annotated[
+        str,
+        typer.Option(
+            envvar="CORRAL_HEALTH_REPAIR_OWNER",
+            help="Who repairs a faulty node: corral (reset, reboot, replace) or eks (EKS node "
+            "auto repair is on; Corral only stops routing and drains).",
+        ),
+    ] = "corral",
 ) -> None:
     """Run the health loop for this node (the DaemonSet's command)."""
     from corral.health.wiring import run_agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if repair_owner not in ("corral", "eks"):
+        Console(stderr=True).print(
+            f"[red]✗[/] --repair-owner must be corral or eks, not {escape(repair_owner)!r}"
+        )
+        raise typer.Exit(2)
     try:
         probe = build_probe(accelerator, expected, kernel_log, dcgm)
         asyncio.run(
@@ -182,6 +210,8 @@ def agent(
                 dry_run=dry_run,
                 metrics_port=metrics_port,
                 stop_signals=(signal.SIGTERM, signal.SIGINT),
+                eks_node_conditions=eks_node_conditions,
+                repair_owner="eks" if repair_owner == "eks" else "corral",
             )
         )
     except CorralError as exc:

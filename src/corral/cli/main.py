@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corral.cli import admin, deploy, endpoints, engine, health, money, ray, top
+from corral.cli import admin, deploy, endpoints, engine, health, money, ray, recovery, simulate, top
 from corral.errors import CorralError
 from corral.settings import CorralSettings, load_settings
 
@@ -29,9 +30,34 @@ app.add_typer(ray.app, name="ray")
 admin.register(app)
 money.register(app)
 app.add_typer(top.app, name="top")
+app.add_typer(recovery.admin_app, name="admin")
 app.command("endpoints")(endpoints.endpoints)
+app.command("simulate")(simulate.simulate_command)
 # Model deployments are top-level verbs: corral deploy|undeploy|status|plan|schema.
 app.registered_commands.extend(deploy.app.registered_commands)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        try:
+            shown = version("corral")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            shown = "unknown (not installed)"
+        print(f"corral {shown}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Corral: one OpenAI-compatible endpoint for many models, with self-service and GPU ops."""
+
 
 ConfigOption = Annotated[
     Path | None,

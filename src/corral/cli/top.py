@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from corral.cli.address import DEFAULT_URL, metrics_url
 from corral.observability.snapshot import (
     UNROUTED,
     Frame,
@@ -24,7 +25,6 @@ from corral.observability.snapshot import (
     parse_metrics,
 )
 
-DEFAULT_URL = "http://127.0.0.1:8000/metrics"
 _TIMEOUT_S = 5.0
 _HEALTH = {1.0: ("healthy", "green"), 0.5: ("degraded", "yellow"), 0.0: ("faulty", "red")}
 
@@ -147,8 +147,9 @@ def top(
         typer.Option(
             "--url",
             "-u",
-            help="/metrics URL to read; repeat it for health agents and local engines "
-            f"(default {DEFAULT_URL}).",
+            envvar="CORRAL_URL",
+            help="Corral's address or a /metrics URL to read; repeat it for health agents and "
+            f"local engines (default: $CORRAL_URL, else {DEFAULT_URL}).",
         ),
     ] = None,
     interval: Annotated[
@@ -157,11 +158,16 @@ def top(
     ] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
 ) -> None:
-    """Models, requests/s, TTFT p50/p99, tokens/s, errors and GPU health, refreshed live."""
-    urls = url or [DEFAULT_URL]
+    """Models, requests/s, TTFT p50/p99, tokens/s, errors and GPU health, refreshed live.
+
+    When the output is not a terminal (a pipe, a file), prints one snapshot and exits."""
+    urls = [metrics_url(u) for u in url] if url else [metrics_url(None)]
     console = Console()
     try:
         previous = scrape(urls)
+        if not once and not console.is_terminal:  # no screen to refresh: totals, once
+            console.print(render(frame(None, previous), urls))
+            return
         if once:
             time.sleep(interval)
             console.print(render(frame(previous, scrape(urls)), urls))

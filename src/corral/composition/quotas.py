@@ -72,6 +72,29 @@ async def apply_limit_changes(book: LimitBook, usage: UsageLedger, version: int)
         version = batch.version
 
 
+class LimitReload:
+    """Keeps a running process's limits in step with the store by applying the changes after
+    the version it last applied. The admin API calls it after a change, so the process that
+    took the change applies it at once; the refresh loop calls it every refresh_interval."""
+
+    def __init__(self) -> None:
+        self._book: LimitBook | None = None
+        self._usage: UsageLedger | None = None
+        self._version = 0
+        self._lock = asyncio.Lock()
+
+    def attach(self, book: LimitBook, usage: UsageLedger, version: int) -> None:
+        """Keep ``book`` (loaded as of ``version``) in step with ``usage`` from now on."""
+        self._book, self._usage, self._version = book, usage, version
+
+    async def __call__(self) -> None:
+        if self._book is None or self._usage is None:
+            return
+        # Serialised: the loop and the admin API must not apply the same versions twice over.
+        async with self._lock:
+            self._version = await apply_limit_changes(self._book, self._usage, self._version)
+
+
 RECONCILE_INTERVAL = 30.0
 """Seconds between settling reservations a crashed gateway left and re-seeding month spend."""
 
@@ -82,12 +105,14 @@ async def running_quotas(
     usage: UsageLedger,
     clock: Clock,
     registry: CollectorRegistry,
+    reload: LimitReload | None = None,
     *,
     processes: int = 1,
 ) -> AsyncIterator[Quotas]:
     """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
 
-    ``processes``: gateway processes sharing the Redis counters (budget shares in an outage).
+    ``reload`` (the admin API's hook) applies a change to this book at once; ``processes``:
+    gateway processes sharing the Redis counters (budget shares in an outage).
     """
     counters: Counters
     redis: RedisCounters | None = None
@@ -108,16 +133,16 @@ async def running_quotas(
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
-    version = await refresh_limits(book, usage)
+    sync = reload or LimitReload()
+    sync.attach(book, usage, await refresh_limits(book, usage))
     await seed_and_reconcile(counters, usage, clock)
 
     async def refresh_forever() -> None:
-        nonlocal version
         last_reconcile = clock.monotonic()
         while True:
             await clock.sleep(settings.refresh_interval)
             try:
-                version = await apply_limit_changes(book, usage, version)
+                await sync()
                 if clock.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
                     last_reconcile = clock.monotonic()
                     await seed_and_reconcile(counters, usage, clock)

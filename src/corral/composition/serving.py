@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import socket
@@ -16,6 +17,7 @@ import uvicorn
 import uvloop
 
 from corral.composition.platform import Platform
+from corral.errors import ConfigError
 
 logger = logging.getLogger("corral.serving")
 T = TypeVar("T")
@@ -35,6 +37,28 @@ def uvicorn_config(app: Any, host: str, port: int = 0, drain_timeout: float = 30
         log_config=None,
         timeout_graceful_shutdown=int(drain_timeout),
     )
+
+
+def exclusive_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` for this process alone, bound before anything
+    else starts; a ConfigError naming the fix when another process holds the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use by another process (another Corral?). "
+                f"Stop it, or start Corral on a free port: corral up --port {port + 1} "
+                "(or server.port in corral.yaml)"
+            ) from exc
+        raise ConfigError(f"server: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
 
 
 def freeze_startup_heap() -> None:

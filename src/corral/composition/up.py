@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,13 +17,14 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.pricing import with_instance_prices
 from corral.composition.quotas import running_quotas
-from corral.composition.serving import serve
+from corral.composition.serving import exclusive_socket, serve
 from corral.composition.tenancy import open_tenancy
 from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
 from corral.errors import ConfigError
 from corral.gateway.logs import configure_logging
 from corral.settings import CorralSettings, ServerSettings, workers_problem
+from corral.store.keysync import DEFAULT_INTERVAL as KEY_SYNC_INTERVAL
 
 
 def run_up(
@@ -47,7 +49,9 @@ def run_up(
         settings,
         console,
         prepare=lambda s: uvloop.run(_prepare(s, console)),
-        welcome=lambda s, key: _welcome(console, s, [m.name for m in s.models], key),
+        welcome=lambda s, _: _welcome(
+            console, s, [m.name for m in s.models], uvloop.run(_first_key_once_serving(s, console))
+        ),
         serve_worker=serve_worker,
     )
 
@@ -59,9 +63,20 @@ def serve_worker(settings: CorralSettings, index: int) -> None:
 
 
 async def _prepare(settings: CorralSettings, console: Console) -> str | None:
-    """Migrate the store and make the first admin key once, before the workers start."""
-    async with open_tenancy(settings, SystemClock(), console) as tenancy:
-        return tenancy.bootstrap_key
+    """Migrate the store once, before the workers start (the first key waits for them)."""
+    async with open_tenancy(settings, SystemClock(), console, first_key=False):
+        return None
+
+
+async def _first_key_once_serving(settings: CorralSettings, console: Console) -> str | None:
+    """Workers: the first admin key, made once they all answer (a failed start keeps none),
+    and shown only after their key sync has loaded it."""
+    clock = SystemClock()
+    async with open_tenancy(settings, clock, console, first_key=False) as tenancy:
+        await tenancy.create_first_key(clock.now())
+    if tenancy.bootstrap_key is not None:
+        await asyncio.sleep(KEY_SYNC_INTERVAL + 0.5)
+    return tenancy.bootstrap_key
 
 
 def _with_overrides(
@@ -80,15 +95,29 @@ def _with_overrides(
 
 
 async def _serve(settings: CorralSettings, console: Console, *, worker: int | None = None) -> None:
+    host, port = settings.server.host, settings.server.port
+    # The port first: a busy one is a clear error before the store or any engine is touched.
+    sock = exclusive_socket(host, port) if worker is None else listening_socket(host, port)
+    try:
+        await _serve_on(settings, console, sock, worker)
+    finally:
+        sock.close()
+
+
+async def _serve_on(
+    settings: CorralSettings, console: Console, sock: socket.socket, worker: int | None
+) -> None:
     clock = SystemClock()
     registry = CollectorRegistry()
     async with (
-        open_tenancy(settings, clock, console) as tenancy,
+        # Workers: the parent made the first key before starting them (see _prepare).
+        open_tenancy(settings, clock, console, first_key=False) as tenancy,
         running_quotas(
             settings.limits,
             tenancy.usage,
             clock,
             registry,
+            tenancy.limits_reload,
             processes=settings.limits.gateway_processes or settings.server.workers,
         ) as quotas,
         portal_mount(settings, tenancy, clock),
@@ -109,19 +138,20 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 tenancy.learned_models = platform.routes.learned
+                if worker is None:  # engines up, port held: only now is a first key kept
+                    await tenancy.create_first_key(clock.now())
                 yield platform
 
         def ready(platform: Platform) -> None:
             if worker is None:  # workers: the parent welcomes once all of them listen
                 _welcome(console, settings, platform.routes.names(), tenancy.bootstrap_key)
 
-        host, port = settings.server.host, settings.server.port
         await serve(
             factory,
-            host,
-            port,
+            settings.server.host,
+            sock.getsockname()[1],
             ready,
-            sockets=None if worker is None else [listening_socket(host, port)],
+            sockets=[sock],
             drain_grace=settings.server.drain_grace,
             drain_timeout=settings.server.drain_timeout,
         )
@@ -133,13 +163,6 @@ def _welcome(
     host = settings.server.host
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104  (a display choice)
     url = f"http://{shown_host}:{settings.server.port}"
-    key = bootstrap_key or "$CORRAL_API_KEY"
-    lines = [f"[bold]Corral is up[/] at {url}  (API: {url}/v1, portal: {url}/ui)"]
-    lines.append(f"Models: {', '.join(models) or '(none configured)'}")
-    if bootstrap_key:
-        lines.append(
-            f"\n[bold yellow]Admin API key (shown once, stored hashed):[/] {bootstrap_key}"
-        )
     first = next(
         (
             spec.name
@@ -148,19 +171,40 @@ def _welcome(
         ),
         "MODEL",
     )
+    # Soft wrap: a key or command broken across lines would not survive copy and paste.
+    console.print(welcome_text(url, models, first, bootstrap_key), soft_wrap=True, highlight=False)
+
+
+def welcome_text(url: str, models: list[str], chat_model: str, bootstrap_key: str | None) -> str:
+    """What `corral up` prints once serving: where, which models, the first key (once) and
+    snippets that work when pasted: the key itself, or $CORRAL_API_KEY read from the shell."""
+    lines = [f"[bold]Corral is up[/] at {url}  (API: {url}/v1, portal: {url}/ui)"]
+    lines.append(f"Models: {', '.join(models) or '(none configured)'}")
+    if bootstrap_key:
+        lines.append(
+            f"\n[bold yellow]Admin API key (shown once, stored hashed):[/] {bootstrap_key}"
+        )
+    else:
+        lines.append(
+            "\nUse your API key (export CORRAL_API_KEY=ck-...); a lost admin key is replaced "
+            "with `corral admin key --reset` on this machine."
+        )
+    key = bootstrap_key or "$CORRAL_API_KEY"  # double quotes below: the shell expands it
+    body = f'{{"model": "{chat_model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
     lines.append(
-        f"\n[bold]curl[/]\n  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' "
-        f"-H 'Content-Type: application/json' "
-        f'-d \'{{"model": "{first}", "messages": [{{"role": "user", "content": "Hello!"}}]}}\''
+        f'\n[bold]curl[/]\n  curl {url}/v1/chat/completions -H "Authorization: Bearer {key}" '
+        f"-H 'Content-Type: application/json' -d '{body}'"
     )
+    python_key = f'"{bootstrap_key}"' if bootstrap_key else 'os.environ["CORRAL_API_KEY"]'
     lines.append(
-        "\n[bold]Python[/]\n  from openai import OpenAI\n"
-        f'  client = OpenAI(base_url="{url}/v1", api_key="{key}")\n'
-        f'  print(client.chat.completions.create(model="{first}", '
+        "\n[bold]Python[/]\n"
+        + ("" if bootstrap_key else "  import os\n")
+        + "  from openai import OpenAI\n"
+        f'  client = OpenAI(base_url="{url}/v1", api_key={python_key})\n'
+        f'  print(client.chat.completions.create(model="{chat_model}", '
         'messages=[{"role": "user", "content": "Hello!"}]).choices[0].message.content)'
     )
-    # Soft wrap: a key or command broken across lines would not survive copy and paste.
-    console.print("\n".join(lines), soft_wrap=True)
+    return "\n".join(lines)
 
 
 def run_fake_engine(*, port: int, tokens: int, ttft: float, token_delay: float) -> None:

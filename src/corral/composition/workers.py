@@ -56,10 +56,15 @@ def run_workers(
 ) -> None:
     """Prepare the store (``prepare`` returns a first-run admin key), start the workers, print
     ``welcome`` once they answer, and supervise them until a signal or a worker's death."""
-    key = prepare(settings)
     server = settings.server
     # Held, not listening, for the workers' lifetime: resolves port 0 and keeps the port ours.
+    # Taken before the store is prepared: a busy port must not cost the first admin key.
     reservation = listening_socket(server.host, server.port, listen=False)
+    try:
+        key = prepare(settings)
+    except BaseException:
+        reservation.close()
+        raise
     port = reservation.getsockname()[1]
     settings = settings.model_copy(update={"server": server.model_copy(update={"port": port})})
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads

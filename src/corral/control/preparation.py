@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from corral.control.feasibility.check import ensure_feasible
 from corral.control.feasibility.report import FeasibilityReport
+from corral.control.planner.cold_start import cold_start_note
 from corral.control.planner.instances import PriceTable
 from corral.control.planner.sizing import size_to_plan
 from corral.control.render.manifests import render
@@ -29,5 +30,6 @@ def prepare(spec: DeploymentSpec, table: PriceTable) -> Prepared:
     sizing = size_to_plan(spec, table)
     objs = render(sizing.spec, table)
     report = ensure_feasible(sizing.spec, objs, table)
-    notes = [n for n in (sizing.note, *report.notes) if n]
+    cold_start = cold_start_note(sizing.spec, table)
+    notes = [n for n in (sizing.note, *report.notes, cold_start) if n]
     return Prepared(sizing.spec, objs, report, notes)

@@ -34,6 +34,7 @@ def autoscaling(spec: DeploymentSpec, *, look_back_period_s: float = 30.0) -> Au
         upscale_delay_s=replicas.upscale_delay_s,
         downscale_delay_s=replicas.downscale_delay_s,
         look_back_period_s=look_back_period_s,
+        upscaling_factor=replicas.upscaling_factor,
         target_tokens_in_flight=float(spec.engine.max_num_seqs * TOKENS_PER_SEQUENCE),
     )
 

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.clock import Clock
-from corral.errors import TemporaryError
+from corral.control.accelerators import ACCELERATORS
+from corral.control.node_devices import (
+    ACCELERATOR_LABEL,
+    DEVICE_PLUGINS,
+    NodeDevices,
+    expected_device,
+    node_devices,
+)
+from corral.control.planner.instances import PriceTable, load_price_table
+from corral.errors import PermanentError, TemporaryError
 from corral.kube.port import KubeClient, Manifest, ObjectKey
 
 APPLY_ORDER = (
@@ -17,11 +26,13 @@ APPLY_ORDER = (
     "ConfigMap",
     "Secret",
     "EC2NodeClass",
+    "NodeClass",
     "NodePool",
     "PersistentVolume",
     "PersistentVolumeClaim",
     "RayService",
     "Deployment",
+    "LeaderWorkerSet",
     "HorizontalPodAutoscaler",
     "Service",
     "PodDisruptionBudget",
@@ -33,12 +44,14 @@ APPLY_ORDER = (
 
 OWNED_KINDS: tuple[tuple[str, str, bool], ...] = (
     ("karpenter.k8s.aws/v1", "EC2NodeClass", False),
+    ("eks.amazonaws.com/v1", "NodeClass", False),
     ("karpenter.sh/v1", "NodePool", False),
     ("v1", "PersistentVolume", False),
     ("v1", "PersistentVolumeClaim", True),
     ("v1", "ServiceAccount", True),
     ("ray.io/v1", "RayService", True),
     ("apps/v1", "Deployment", True),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", True),
     ("autoscaling/v2", "HorizontalPodAutoscaler", True),
     ("v1", "Service", True),
     ("policy/v1", "PodDisruptionBudget", True),
@@ -47,6 +60,21 @@ OWNED_KINDS: tuple[tuple[str, str, bool], ...] = (
     ("monitoring.coreos.com/v1", "ServiceMonitor", True),
 )
 """Kinds Corral renders per deployment: (apiVersion, kind, namespaced)."""
+
+OPTIONAL_KINDS = frozenset({"NodeClass", "LeaderWorkerSet"})
+"""Kinds whose CRD only some clusters have (EKS Auto Mode; LeaderWorkerSet): where listing them
+fails, the cluster has none of them and there is nothing to delete or show."""
+
+
+async def _list_owned(
+    kube: KubeClient, api_version: str, kind: str, namespace: str | None, selector: dict[str, str]
+) -> list[Manifest]:
+    try:
+        return await kube.list(api_version, kind, namespace, selector)
+    except PermanentError:
+        if kind in OPTIONAL_KINDS:
+            return []
+        raise
 
 
 def owner_selector(name: str) -> dict[str, str]:
@@ -87,7 +115,9 @@ async def undeploy(kube: KubeClient, name: str, namespace: str) -> list[ObjectKe
     selector = owner_selector(name)
     deleted = []
     for api_version, kind, namespaced in reversed(OWNED_KINDS):
-        found = await kube.list(api_version, kind, namespace if namespaced else None, selector)
+        found = await _list_owned(
+            kube, api_version, kind, namespace if namespaced else None, selector
+        )
         for obj in found:
             key = ObjectKey.of(obj)
             await kube.delete(api_version, kind, key.name, key.namespace)
@@ -105,7 +135,7 @@ class Readiness:
 
 
 def readiness(obj: Manifest | None) -> Readiness:
-    """Read a RayService's or Deployment's status."""
+    """Read a RayService's, Deployment's or LeaderWorkerSet's status."""
     if obj is None:
         return Readiness(False, "not found")
     status = obj.get("status") or {}
@@ -114,6 +144,10 @@ def readiness(obj: Manifest | None) -> Readiness:
         want = obj.get("spec", {}).get("replicas", 1)
         have = status.get("availableReplicas", 0)
         return Readiness(have >= want, f"{have}/{want} replicas available", conditions)
+    if obj["kind"] == "LeaderWorkerSet":
+        want = obj.get("spec", {}).get("replicas", 1)
+        have = status.get("readyReplicas", 0)
+        return Readiness(have >= want, f"{have}/{want} groups ready", conditions)
     ready = next((c for c in conditions if c.get("type") == "Ready"), None)
     if ready is not None:
         detail = (
@@ -173,31 +207,58 @@ class NodeStatus:
     accelerator: str
     ready: bool
     schedulable: bool
+    devices: NodeDevices | None = None
+    """Its devices against its instance type (None when the type is not in the table)."""
 
 
 async def cluster_status(
-    kube: KubeClient, namespace: str | None = None
+    kube: KubeClient, namespace: str | None = None, table: PriceTable | None = None
 ) -> tuple[list[DeploymentStatus], list[NodeStatus]]:
     """Corral's deployments (RayServices and Deployments it manages) and accelerator nodes."""
     managed = {"app.kubernetes.io/managed-by": "corral"}
     found = []
-    for api_version, kind in (("ray.io/v1", "RayService"), ("apps/v1", "Deployment")):
-        for obj in await kube.list(api_version, kind, namespace, managed):
+    workloads = (
+        ("ray.io/v1", "RayService"),
+        ("apps/v1", "Deployment"),
+        ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+    )
+    for api_version, kind in workloads:
+        for obj in await _list_owned(kube, api_version, kind, namespace, managed):
             meta = obj["metadata"]
             found.append(
                 DeploymentStatus(meta["name"], meta.get("namespace", ""), kind, readiness(obj))
             )
+    return found, await accelerator_nodes(kube, table or load_price_table())
+
+
+async def accelerator_nodes(kube: KubeClient, table: PriceTable) -> list[NodeStatus]:
+    """Nodes Corral's NodePools made or whose instance type carries accelerators, with whether
+    their devices are allocatable (and why not)."""
+    plugins = await _plugin_nodes(kube)
     nodes = []
     for node in await kube.list("v1", "Node"):
         labels = node["metadata"].get("labels", {})
-        if "corral.dev/accelerator" not in labels:
+        instance = expected_device(node, table)
+        if instance is None and ACCELERATOR_LABEL not in labels:
             continue
         conditions = node.get("status", {}).get("conditions", [])
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         schedulable = not node.get("spec", {}).get("unschedulable", False)
-        nodes.append(
-            NodeStatus(
-                node["metadata"]["name"], labels["corral.dev/accelerator"], ready, schedulable
-            )
-        )
-    return found, nodes
+        name = node["metadata"]["name"]
+        devices = None
+        if instance is not None:
+            vendor = ACCELERATORS[instance.accelerator].vendor
+            devices = node_devices(node, instance, (name, vendor) in plugins)
+        accel = labels.get(ACCELERATOR_LABEL) or (instance.accelerator if instance else "")
+        nodes.append(NodeStatus(name, accel, ready, schedulable, devices))
+    return nodes
+
+
+async def _plugin_nodes(kube: KubeClient) -> set[tuple[str, str]]:
+    """(node, vendor) pairs where that vendor's device-plugin pod is running."""
+    out = set()
+    for vendor, app in DEVICE_PLUGINS.items():
+        for pod in await kube.list("v1", "Pod", None, {"app.kubernetes.io/name": app}):
+            if pod.get("status", {}).get("phase", "Running") == "Running":
+                out.add((pod.get("spec", {}).get("nodeName", ""), vendor))
+    return out

@@ -27,6 +27,7 @@ class AutoscalingConfig(_Serve):
     target_ongoing_requests: int = Field(ge=1)
     upscale_delay_s: float = Field(ge=0)
     downscale_delay_s: float = Field(ge=0)
+    upscaling_factor: float | None = Field(None, gt=0)
 
 
 class DeploymentConfig(_Serve):

@@ -24,6 +24,10 @@ _LABEL_KEY = re.compile(
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DURATION = r"^[0-9]+(s|m|h)$"
+DEFAULT_AMI_ALIAS = "al2023@v20251120"
+"""The EKS-optimized AL2023 release accelerator pools pin by default (amazon-eks-ami releases);
+Karpenter's ``amiSelectorTerms`` alias format ``family@version`` (karpenter.k8s.aws_ec2nodeclasses
+CRD: "pinned to a specific AMI release ... latest ... not recommended for production")."""
 HPA_MAX_WINDOW_S = 3600
 """The longest stabilization window a HorizontalPodAutoscaler accepts, in seconds."""
 
@@ -52,10 +56,19 @@ class ModelSource(_Strict):
         description="Hugging Face id (org/name), s3://bucket/prefix, or pvc://claim[/path]."
     )
     served_name: str | None = Field(None, description="Model name clients use; default: the id.")
-    s3_mode: Literal["mountpoint", "init-container"] = Field(
+    s3_mode: Literal["mountpoint", "init-container", "stream"] = Field(
         "mountpoint",
         description="S3 weights: mount with the Mountpoint for Amazon S3 CSI driver, "
-        "or copy with an init container.",
+        "copy with an init container, or stream into device memory with vLLM's Run:ai model "
+        "streamer (--load-format runai_streamer) using the pod's IAM role (EKS Pod Identity or "
+        "IRSA); corral plan's cold-start estimate says which is fastest for the model.",
+    )
+    iam_role_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
+        description="IAM role that may read the S3 weights. Set: annotates the ServiceAccount "
+        "for IRSA (eks.amazonaws.com/role-arn). Unset: bind the ServiceAccount with an EKS Pod "
+        "Identity association (docs/eks.md).",
     )
     s3_region: str | None = Field(None, description="Region of the S3 bucket.")
     hf_token_secret: str | None = Field(
@@ -139,15 +152,29 @@ class AcceleratorSpec(_Strict):
     )
     tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel size.")
     pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel size.")
+    nodes: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Nodes one replica spans. Above 1: a multi-node replica (pipeline stages "
+        "across nodes over EFA): KubeRay worker groups with numOfHosts for rayservice, a "
+        "LeaderWorkerSet for deployment. pipeline_parallel must be a multiple of it.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AcceleratorSpec:
         device = accelerator(self.type)
         parallel = self.tensor_parallel * self.pipeline_parallel
         if device.vendor == "cpu":
-            if self.count not in (None, 0) or parallel != 1:
-                raise ValueError("cpu takes no count and no tensor/pipeline parallelism")
+            if self.count not in (None, 0) or parallel != 1 or self.nodes != 1:
+                raise ValueError("cpu takes no count, no tensor/pipeline parallelism, one node")
             return self
+        if self.pipeline_parallel % self.nodes:
+            raise ValueError(
+                f"nodes ({self.nodes}) must divide pipeline_parallel ({self.pipeline_parallel}): "
+                "each node holds whole pipeline stages (tensor parallelism stays on one node's "
+                "NVLink); set pipeline_parallel to a multiple of nodes"
+            )
         cores = self.devices * device.cores_per_device
         if parallel != cores:
             unit = "NeuronCores" if device.vendor == "neuron" else "GPUs"
@@ -171,6 +198,11 @@ class AcceleratorSpec(_Strict):
             * self.pipeline_parallel
             // accelerator(self.type).cores_per_device,
         )
+
+    @property
+    def devices_per_node(self) -> int:
+        """Devices one pod of a replica holds (all of them unless the replica spans nodes)."""
+        return self.devices // self.nodes
 
 
 class ReplicaSpec(_Strict):
@@ -204,6 +236,15 @@ class ReplicaSpec(_Strict):
     downscale_delay_s: float = Field(
         600.0, ge=0, description="Wait before removing replicas (HPA scale-down window)."
     )
+    upscaling_factor: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of the gap to the wanted replicas added per scale-up decision "
+        "(Ray Serve's upscaling_factor; rayservice runtime). Below 1 it stops a burst shorter "
+        "than a replica's start-up from launching nodes that arrive after it; see "
+        "bench/simulation/RESULTS.md.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReplicaSpec:
@@ -222,8 +263,26 @@ class NodeClassSpec(_Strict):
         None, description="Node IAM role; default KarpenterNodeRole-<cluster>."
     )
     ami_alias: str = Field(
-        "al2023@latest", pattern=r"^(al2023|bottlerocket)@", description="AMI alias."
+        DEFAULT_AMI_ALIAS,
+        pattern=r"^(al2023|bottlerocket)@",
+        description="EKS-optimized AMI as family@version, pinned (al2023@v20251120, "
+        "bottlerocket@v1.50.0): changing the version drifts the pool's nodes onto the new AMI one "
+        "at a time (docs/eks.md). @latest is refused: a new AMI would drift every GPU node.",
     )
+
+    @field_validator("ami_alias")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if value.endswith("@latest"):
+            family = value.split("@", 1)[0]
+            example = DEFAULT_AMI_ALIAS if family == "al2023" else "bottlerocket@v1.50.0"
+            raise ValueError(
+                f"{value} drifts every node whenever AWS publishes an AMI; pin a release, e.g. "
+                f"{example}, and upgrade by changing it (Karpenter drift replaces nodes under "
+                "the NodePool's disruption budget)"
+            )
+        return value
+
     root_volume_gib: int | None = Field(
         None,
         ge=20,
@@ -243,17 +302,30 @@ class CapacitySpec(_Strict):
         "spot-first", description="spot-first falls back to on-demand; on-demand never uses spot."
     )
     instance_types: list[str] | None = Field(None, description="Restrict to these instance types.")
-    node_class: NodeClassSpec | None = Field(None, description="Required for karpenter.")
+    zone: str | None = Field(
+        None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$",
+        description="Availability zone for the NodePool (e.g. us-east-1a). Multi-node replicas "
+        "stay in one zone anyway (pod affinity); setting it pins where (EFA capacity blocks).",
+    )
+    node_class: NodeClassSpec | None = Field(
+        None,
+        description="Required for karpenter and auto-mode (auto-mode uses cluster_name, role and "
+        "root_volume_gib, which sizes the NodeClass's ephemeral storage).",
+    )
     device_limit: int | None = Field(None, ge=1, description="NodePool cap on devices.")
-    consolidate_after: str = Field("300s", pattern=_DURATION, description="Idle before removal.")
+    consolidate_after: str = Field(
+        "60s", pattern=_DURATION, description="Idle before removal (simulated: RESULTS.md)."
+    )
     expire_after: str = Field("720h", pattern=_DURATION, description="Node lifetime.")
 
     @model_validator(mode="after")
     def _node_class_for_karpenter(self) -> CapacitySpec:
-        if self.provisioner == "karpenter" and self.node_class is None:
+        if self.provisioner != "none" and self.node_class is None:
             raise ValueError(
-                "provisioner karpenter needs node_class (at least cluster_name); "
-                "or use provisioner auto-mode or none"
+                f"provisioner {self.provisioner} needs node_class (at least cluster_name, whose "
+                "karpenter.sh/discovery tag selects subnets and security groups); or use "
+                "provisioner none"
             )
         return self
 
@@ -322,6 +394,38 @@ class DeploymentSpec(_Strict):
                     f"replicas.{name} must be at most {HPA_MAX_WINDOW_S} with engine.runtime "
                     "deployment (the HorizontalPodAutoscaler's longest stabilization window)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _streamable(self) -> DeploymentSpec:
+        streams = self.model.kind == "s3" and self.model.s3_mode == "stream"
+        if streams and accelerator(self.accelerator.type).vendor == "neuron":
+            raise ValueError(
+                "model.s3_mode stream uses vLLM's Run:ai model streamer, which the Neuron "
+                "vLLM (neuronx) does not offer; use s3_mode mountpoint or init-container"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _multi_node_supported(self) -> DeploymentSpec:
+        if self.accelerator.nodes == 1:
+            return self
+        if accelerator(self.accelerator.type).vendor != "nvidia":
+            raise ValueError(
+                "accelerator.nodes above 1 needs an NVIDIA accelerator (vLLM's multi-node "
+                "pipeline parallelism runs over NCCL); use one node with Neuron"
+            )
+        if self.capacity.provisioner == "auto-mode":
+            raise ValueError(
+                "accelerator.nodes above 1 needs provisioner karpenter (or none): Corral "
+                "renders EFA-capable single-zone pools for Karpenter only"
+            )
+        if self.engine.runtime == "deployment" and self.replicas.max != self.replicas.min:
+            raise ValueError(
+                "a multi-node replica with engine.runtime deployment (a LeaderWorkerSet) has a "
+                "fixed group count: set replicas.max to replicas.min, or use engine.runtime "
+                "rayservice, whose autoscaler adds whole multi-node replicas"
+            )
         return self
 
     @property

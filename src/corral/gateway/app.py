@@ -226,25 +226,46 @@ class Gateway:
         route = self._parts.routes.get(model)
         if route is not None and principal.may_use(route.name):
             return route
-        allowed = [n for n in self._parts.routes.names() if principal.may_use(n)]
-        return self._parts.routes.resolve(model, allowed)
+        if route is not None:
+            if _may_use_alias(principal, route):
+                return route
+            raise PermissionDenied(
+                f"This API key may not use model {model[:200]!r}; it may use: "
+                f"{', '.join(self._usable(principal)) or '(none)'}. Ask your team-admin for a "
+                "key that includes it.",
+                param="model",
+                code="model_not_allowed",
+            )
+        return self._parts.routes.resolve(model, self._usable(principal))
+
+    def _usable(self, principal: Principal) -> list[str]:
+        """The model names a key may call (an allow-list may name a model by an alias)."""
+        routes = self._parts.routes
+        return [
+            n
+            for n in routes.names()
+            if principal.may_use(n) or _may_use_alias(principal, routes.get(n))
+        ]
 
     async def _models(self, scope: Scope, send: Send) -> None:
         request_id = "req_" + os.urandom(12).hex()
         headers: Headers = [(b"x-request-id", request_id.encode())]
         try:
             principal = self._authenticate(scope)
-            names = [n for n in self._parts.routes.names() if principal.may_use(n)]
+            names = self._usable(principal)
             path: str = scope["path"]
             if path == "/v1/models":
                 await send_json(send, 200, wire.model_list(names, "corral", 0), headers)
                 return
             name = path.removeprefix("/v1/models/")
-            if name not in names:
-                if self._parts.routes.get(name) is not None:
-                    raise PermissionDenied(
-                        f"This API key may not use model {name!r}.", param="model"
-                    )
+            route = self._parts.routes.get(name)  # a model's name or one of its aliases
+            if route is not None and route.name not in names:
+                raise PermissionDenied(
+                    f"This API key may not use model {name[:200]!r}.",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            if route is None:
                 raise NotFound(
                     f"The model {name[:200]!r} does not exist.",
                     param="model",
@@ -351,3 +372,8 @@ def _outcome_of(error: RequestError) -> str:
     if error.status in (429, 503):
         return "refused"
     return "client_error"
+
+
+def _may_use_alias(principal: Principal, route: ModelRoute | None) -> bool:
+    """Whether a key's allow-list names ``route`` by one of its aliases (e.g. ``smollm2``)."""
+    return route is not None and any(principal.may_use(a) for a in route.spec.aliases)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.clock import Clock
@@ -17,7 +18,8 @@ from corral.gateway.asgi import Headers, Send
 from corral.gateway.calls import ApiCall, upstream_body
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.policies.admission_queue import AdmissionOutcome
-from corral.gateway.policies.descriptors import request_cost, routing_key
+from corral.gateway.policies.descriptors import routing_key, token_demand
+from corral.gateway.policies.fair_queue import Served
 from corral.gateway.policies.routing import RoutingKey
 from corral.gateway.relay import Exchange, Outcome, Relay
 from corral.gateway.routes import ModelRoute, RouteTable
@@ -96,28 +98,37 @@ class Dispatcher:
         if queue is None:
             await self._attempts(attempt, route, send)
             return
-        cost = request_cost(attempt.call.body, route.spec.max_tokens_default)
-        admission = await queue.acquire(attempt.team, cost)
+        demand = token_demand(attempt.call.body, route.spec.max_tokens_default)
+        admission = await queue.acquire(attempt.team, demand)
         self._metrics.queue_wait.labels(route.name).observe(admission.waited_s)
         if admission.outcome is AdmissionOutcome.QUEUE_FULL:
             raise RateLimited(
-                f"Model {route.name!r} is saturated and its queue is full; "
-                f"retry in {admission.retry_after_s:g} s.",
+                f"Model {route.name!r} is saturated and its queue is full, your team's "
+                f"share the largest; send fewer at once, or retry in "
+                f"{admission.retry_after_s:g} s.",
                 code="queue_full",
                 retry_after=admission.retry_after_s,
             )
-        if admission.outcome is not AdmissionOutcome.GO:
+        if admission.outcome is not AdmissionOutcome.GO or admission.lease is None:
             raise Overloaded(
                 f"Model {route.name!r} stayed saturated for {admission.waited_s:.1f} s; "
                 f"retry in {admission.retry_after_s:g} s.",
                 retry_after=admission.retry_after_s,
             )
+        lease = admission.lease
+        outcome = attempt.outcome
         try:
-            await self._attempts(attempt, route, send)
+            await self._attempts(attempt, route, send, lambda n: queue.progress(lease, n))
         finally:
-            queue.release()
+            queue.release(lease, _served(outcome))
 
-    async def _attempts(self, attempt: Attempt, route: ModelRoute, send: Send) -> None:
+    async def _attempts(
+        self,
+        attempt: Attempt,
+        route: ModelRoute,
+        send: Send,
+        on_tokens: Callable[[int], None] | None = None,
+    ) -> None:
         """First attempt, then retries on other endpoints within the retry budget."""
         clock = self._clock
         body = upstream_body(attempt.call, route.spec.upstream_name())
@@ -141,6 +152,7 @@ class Dispatcher:
                 attempt.request_id,
                 attempt.headers,
                 attempt.outcome,
+                on_tokens,
             )
             started = asyncio.get_running_loop().time()  # the clock of outcome.first_byte_at
             endpoint.in_flight += 1
@@ -166,3 +178,11 @@ class Dispatcher:
             route.succeeded(index, max(0.0, outcome.first_byte_at - started))
         else:
             route.succeeded(index, None)
+
+
+def _served(outcome: Outcome) -> Served | None:
+    """What the fair queue charges: nothing when no answer came (failed, refused); else the
+    tokens relayed, with the engine's prompt count when it gave one."""
+    if outcome.first_byte_at is None:
+        return None
+    return Served(outcome.completion_tokens, outcome.prompt_tokens or None)

@@ -129,7 +129,7 @@ class Quotas:
             raise Overloaded(exc.message, retry_after=math.ceil(exc.delay)) from exc
         headers += [(k.encode(), v.encode()) for k, v in ratelimit_headers(decision)]
         if isinstance(decision, Refused):
-            raise refusal_error(decision, now)
+            raise refusal_error(decision, now, principal.team_name)
         return decision.reservation
 
     async def settle(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,8 @@ class Exchange:
     request_id: str
     headers: Headers
     outcome: Outcome
+    on_tokens: Callable[[int], None] | None = None
+    """Told the completion tokens streamed so far, as they stream (the fair queue's charge)."""
 
 
 def new_session(connections: int = 0) -> aiohttp.ClientSession:
@@ -243,7 +245,15 @@ async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
             *ex.headers,
         ]
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-        await _relay_chunks(first, chunks, scanner, send, idle=timeouts.idle, outcome=outcome)
+        await _relay_chunks(
+            first,
+            chunks,
+            scanner,
+            send,
+            idle=timeouts.idle,
+            outcome=outcome,
+            on_tokens=ex.on_tokens,
+        )
     finally:
         if not _apply_usage(scanner.usage, outcome):
             outcome.completion_tokens = scanner.tokens_seen
@@ -258,6 +268,7 @@ async def _relay_chunks(
     *,
     idle: float,
     outcome: Outcome,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     try:
@@ -267,7 +278,10 @@ async def _relay_chunks(
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             async for chunk in chunks:
                 deadline.reschedule(loop.time() + idle)
+                seen = scanner.tokens_seen
                 out = scanner.feed(chunk)
+                if on_tokens is not None and scanner.tokens_seen != seen:
+                    on_tokens(scanner.tokens_seen)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
     except TimeoutError:

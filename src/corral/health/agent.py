@@ -6,20 +6,32 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 from corral.clock import Clock
 from corral.errors import CorralError
+from corral.health.eks_node_health import read_conditions
 from corral.health.fleet import Breaker, Replacements, read_fleet
 from corral.health.markers import CONDITION
 from corral.health.metrics import HealthMetrics
-from corral.health.observations import Observation
-from corral.health.policy import Action, Decision, History, PolicyConfig, Verdict, decide
+from corral.health.observations import Observation, merge
+from corral.health.policy import (
+    Action,
+    Decision,
+    History,
+    PolicyConfig,
+    Verdict,
+    decide,
+    hand_repair_to,
+)
 from corral.health.port import GpuProbe
 from corral.health.remediation import Remediator
 from corral.health.safety import Fleet, SafetyConfig, clear
 from corral.kube.port import KubeClient
 
 log = logging.getLogger(__name__)
+
+RepairOwner = Literal["corral", "eks"]
 
 _REASONS = {
     Verdict.HEALTHY: "GpuHealthy",
@@ -40,6 +52,11 @@ class AgentConfig:
     """How long a node taken out must stay healthy-looking before it is put back in service."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    eks_node_conditions: bool = False
+    """Also read the EKS node monitoring agent's conditions on this node each round."""
+    repair_owner: RepairOwner = "corral"
+    """Who repairs a faulty node: corral (reset, reboot, replace), or eks when EKS node auto
+    repair is enabled for the node's pool (Corral then only stops routing, cordons and drains)."""
 
 
 class HealthAgent:
@@ -73,7 +90,10 @@ class HealthAgent:
         """One round: probe, decide, report, act (or hold). Returns the round's decision."""
         node, now = self._config.node, self._clock.now()
         seen = await asyncio.to_thread(self._probe.observe)
+        if self._config.eks_node_conditions:
+            seen = merge([seen, await read_conditions(self._kube, node)])
         decision, self._history = decide(node, seen, self._history, now, self._config.policy)
+        decision = hand_repair_to(decision, self._config.repair_owner)
         self._metrics.record(seen, decision)
         await self._report(decision, seen)
         fleet = await read_fleet(self._kube, node, self._breaker, self._replacements)

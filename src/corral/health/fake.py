@@ -7,8 +7,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import yaml
+
 from corral.errors import CorralError
 from corral.health.dcgm import DcgmProbe
+from corral.health.eks_node_health import conditions_of
 from corral.health.kernel_log import KernelLogProbe
 from corral.health.neuron import NeuronMonitorProbe
 from corral.health.nvml import NvmlProbe
@@ -157,9 +160,14 @@ class FakeGpuProbe:
         kernel_log: Path | None = None,
         neuron: Path | None = None,
         dcgm: Path | None = None,
+        eks_node: Path | None = None,
         expected_devices: int | None = None,
     ) -> FakeGpuProbe:
         probes: list[GpuProbe] = []
+        if eks_node is not None:
+            probes.append(
+                _NodeConditionsProbe(yaml.safe_load(eks_node.read_text(encoding="utf-8")))
+            )
         if nvml is not None:
             state = json.loads(nvml.read_text(encoding="utf-8"))
             expected = expected_devices or state.get("expected_devices")
@@ -183,6 +191,16 @@ class FakeGpuProbe:
         if self._script:
             return self._script.pop(0)
         return self._probe.observe() if self._probe is not None else Observation()
+
+
+class _NodeConditionsProbe:
+    """A recorded Node's EKS conditions, as the agent reads them through the KubeClient."""
+
+    def __init__(self, node: dict[str, Any]) -> None:
+        self._node = node
+
+    def observe(self) -> Observation:
+        return conditions_of(self._node)
 
 
 class RecordingEjector:

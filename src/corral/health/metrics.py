@@ -30,7 +30,8 @@ class HealthMetrics:
         )
         self.node_action = gauge(
             "corral_gpu_node_action_severity",
-            "Severity of the action the policy wants for this node (0 none .. 5 drain-replace).",
+            "Severity of the action the policy wants for this node (0 none .. 6 drain-replace; "
+            "4 drain: EKS node auto repair repairs).",
         )
         self.xids = counter("corral_gpu_xid_events", "Xid errors reported by the driver.", "code")
         self.throttle = gauge(

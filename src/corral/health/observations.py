@@ -81,6 +81,17 @@ class DcgmIncident:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeCondition:
+    """A node condition another agent set (the EKS node monitoring agent's), as read from the
+    Node: its type, ``True``/``False``/``Unknown``, and the reason and message it gave."""
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """Everything one probe round saw on a node. Probes fill the parts they know.
 
@@ -96,6 +107,7 @@ class Observation:
     xids: tuple[XidEvent, ...] = ()
     neuron_errors: tuple[NeuronError, ...] = ()
     dcgm: tuple[DcgmIncident, ...] = ()
+    node_conditions: tuple[NodeCondition, ...] = ()
     problems: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())
 
@@ -112,6 +124,7 @@ def merge(parts: Iterable[Observation]) -> Observation:
             xids=result.xids + part.xids,
             neuron_errors=result.neuron_errors + part.neuron_errors,
             dcgm=result.dcgm + part.dcgm,
+            node_conditions=result.node_conditions + part.node_conditions,
             problems=result.problems + part.problems,
             sources=result.sources + part.sources,
         )

@@ -17,19 +17,42 @@
     a ``dcgmi health`` incident                          dcgm-incident              warn
     throttling seen fewer than M times                   throttled                  none
 
+The EKS node monitoring agent's conditions (``eks_node_health``), when False, map onto the same
+rows: AcceleratedHardwareReady with reason NvidiaXID<code>Error is that Xid; its other reasons
+follow ``ACCELERATED_REASONS`` (double-bit ECC and page retirement: memory-error; NVLink, device
+count: fatal-hardware; thermal, power: repeated-throttle; DCGM: dcgm-incident; Neuron
+uncorrectable: neuron-hardware); and
+
+    AcceleratedHardwareReady False, any other reason     eks-accelerated            out-of-rotation
+    KernelReady False                                    eks-kernel                 drain-replace
+    NetworkingReady False                                eks-networking             out-of-rotation
+    StorageReady False                                   eks-storage                out-of-rotation
+
 Actions, weakest first: none; warn (a Warning event only); restart-workload (evict the pod that
 hit the Xid, never a node action); out-of-rotation (stop routing, cordon, alert); drain-reset
 (stop routing, cordon, drain, reset the GPU or reboot); drain-replace (stop routing, cordon,
 drain, delete the node so Karpenter provisions a fresh one). A node gets its strongest action.
 Application Xids never lead to drain-replace; unknown codes never lead past warn.
+
+Who repairs: with ``repair_owner`` eks (EKS node auto repair on the node's pool), ``hand_repair_to``
+turns drain-reset and drain-replace into drain (stop routing, cordon, drain the replicas): EKS
+reboots or replaces the node itself, and Corral never starts a second, competing repair.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from corral.health.observations import DeviceReading, Observation, XidEvent
+from corral.health.eks_node_health import (
+    ACCELERATED_HARDWARE,
+    KERNEL,
+    NETWORKING,
+    SOURCE,
+    STORAGE,
+    xid_of,
+)
+from corral.health.observations import DeviceReading, NodeCondition, Observation, XidEvent
 
 APPLICATION_XIDS = frozenset({13, 31, 43, 45, 68, 109})
 MEMORY_XIDS = frozenset({48, 63, 64, 94, 95})
@@ -43,6 +66,7 @@ class Action(StrEnum):
     WARN = "warn"
     RESTART_WORKLOAD = "restart-workload"
     OUT_OF_ROTATION = "out-of-rotation"
+    DRAIN = "drain"
     DRAIN_RESET = "drain-reset"
     DRAIN_REPLACE = "drain-replace"
 
@@ -68,6 +92,37 @@ class Rule(StrEnum):
     NEURON_HARDWARE = "neuron-hardware"
     UNKNOWN_XID = "unknown-xid"
     DCGM_INCIDENT = "dcgm-incident"
+    EKS_ACCELERATED = "eks-accelerated"
+    EKS_KERNEL = "eks-kernel"
+    EKS_NETWORKING = "eks-networking"
+    EKS_STORAGE = "eks-storage"
+
+
+ACCELERATED_REASONS: dict[str, tuple[Rule, Action]] = {
+    "NvidiaDoubleBitError": (Rule.MEMORY_ERROR, Action.DRAIN_RESET),
+    "NvidiaPageRetirement": (Rule.MEMORY_ERROR, Action.DRAIN_RESET),
+    "NvidiaNVLinkError": (Rule.FATAL_HARDWARE, Action.DRAIN_REPLACE),
+    "NvidiaDeviceCountMismatch": (Rule.FATAL_HARDWARE, Action.DRAIN_REPLACE),
+    "NvidiaThermalError": (Rule.REPEATED_THROTTLE, Action.OUT_OF_ROTATION),
+    "NvidiaPowerError": (Rule.REPEATED_THROTTLE, Action.OUT_OF_ROTATION),
+    "DCGMHealthCode": (Rule.DCGM_INCIDENT, Action.WARN),
+    "DCGMError": (Rule.DCGM_INCIDENT, Action.WARN),
+    "DCGMDiagnosticFailure": (Rule.DCGM_INCIDENT, Action.WARN),
+    "NeuronHBMUncorrectableError": (Rule.NEURON_HARDWARE, Action.DRAIN_REPLACE),
+    "NeuronSRAMUncorrectableError": (Rule.NEURON_HARDWARE, Action.DRAIN_REPLACE),
+    "NeuronNCUncorrectableError": (Rule.NEURON_HARDWARE, Action.DRAIN_REPLACE),
+    "NeuronDMAError": (Rule.NEURON_HARDWARE, Action.DRAIN_REPLACE),
+}
+"""AcceleratedHardwareReady reasons (EKS user guide, "Detect node health issues and enable
+automatic node repair", NVIDIA and Neuron tables) onto the rows NVML/DCGM/Neuron findings use."""
+
+NODE_CONDITION_ROWS: dict[str, tuple[Rule, Action]] = {
+    KERNEL: (Rule.EKS_KERNEL, Action.DRAIN_REPLACE),
+    NETWORKING: (Rule.EKS_NETWORKING, Action.OUT_OF_ROTATION),
+    STORAGE: (Rule.EKS_STORAGE, Action.OUT_OF_ROTATION),
+}
+"""The node-level conditions: a kernel fault needs a fresh node; a networking or storage fault
+takes the node out of rotation and alerts (the replica cannot be trusted, the GPUs are fine)."""
 
 
 class Verdict(StrEnum):
@@ -176,8 +231,43 @@ def decide(
             Finding(Rule.DCGM_INCIDENT, Action.WARN, _gpu(i.gpu), f"DCGM {i.system}: {i.message}")
             for i in seen.dcgm
         ),
+        *(
+            _condition_finding(c, seen.devices, history, config)
+            for c in seen.node_conditions
+            if c.status == "False"
+        ),
     ]
     return Decision(node, tuple(findings)), history
+
+
+def hand_repair_to(decision: Decision, owner: str) -> Decision:
+    """With ``owner`` eks, repairs become drains: EKS node auto repair reboots or replaces the
+    node once it is drained; Corral only moves traffic and replicas off it."""
+    if owner != "eks":
+        return decision
+    repairs = (Action.DRAIN_RESET, Action.DRAIN_REPLACE)
+    findings = tuple(
+        replace(f, action=Action.DRAIN, detail=f"{f.detail} (EKS node auto repair repairs it)")
+        if f.action in repairs
+        else f
+        for f in decision.findings
+    )
+    return Decision(decision.node, findings)
+
+
+def _condition_finding(
+    c: NodeCondition, devices: tuple[DeviceReading, ...], history: History, config: PolicyConfig
+) -> Finding:
+    detail = f"{c.type}=False {c.reason}" + (f": {c.message}" if c.message else "")
+    if c.type != ACCELERATED_HARDWARE:
+        rule, action = NODE_CONDITION_ROWS[c.type]
+        return Finding(rule, action, "node", detail)
+    code = xid_of(c.reason)
+    if code is not None:
+        event = XidEvent(code=code, message=f"{c.reason} from EKS", source=SOURCE)
+        return _xid_finding(event, devices, history, config)
+    rule, action = ACCELERATED_REASONS.get(c.reason, (Rule.EKS_ACCELERATED, Action.OUT_OF_ROTATION))
+    return Finding(rule, action, "node", detail)
 
 
 def device_name(index: int | None, accelerator: str = "nvidia") -> str:

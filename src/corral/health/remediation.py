@@ -77,6 +77,10 @@ class Remediator:
         result = await self._drain(node)
         if result is None or result.capped:
             return
+        if action is Action.DRAIN:
+            detail = f"drained for EKS node auto repair, which reboots or replaces it: {why}"
+            await self._event(node, "GpuRepairHandedToEks", detail, "Warning")
+            return
         if action is Action.DRAIN_RESET and await self._reset(decision):
             return
         await self._step(

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from corral.clock import SystemClock
 from corral.errors import PermanentError
-from corral.health.agent import AgentConfig, HealthAgent
+from corral.health.agent import AgentConfig, HealthAgent, RepairOwner
 from corral.health.audit_log import LogAuditSink
 from corral.health.fleet import Breaker, ConfigMapEjector, Replacements
 from corral.health.markers import BREAKER_NAME
@@ -47,6 +47,8 @@ async def run_agent(
     kube: KubeClient | None = None,
     ejector: EndpointEjector | None = None,
     audit: AuditSink | None = None,
+    eks_node_conditions: bool = False,
+    repair_owner: RepairOwner = "corral",
 ) -> None:
     """Run the agent until one of ``stop_signals`` arrives. Unset adapters get the defaults."""
     clock = SystemClock()
@@ -65,7 +67,12 @@ async def run_agent(
         dry_run=dry_run,
     )
     agent = HealthAgent(
-        config=AgentConfig(node=node, interval_s=interval_s),
+        config=AgentConfig(
+            node=node,
+            interval_s=interval_s,
+            eks_node_conditions=eks_node_conditions,
+            repair_owner=repair_owner,
+        ),
         probe=probe,
         kube=kube,
         remediator=remediator,

@@ -39,6 +39,7 @@ CUSTOM_KINDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("karpenter.sh", "v1", "NodeClaim", "nodeclaims", False),
     ("karpenter.k8s.aws", "v1", "EC2NodeClass", "ec2nodeclasses", False),
     ("eks.amazonaws.com", "v1", "NodeClass", "nodeclasses", False),
+    ("leaderworkerset.x-k8s.io", "v1", "LeaderWorkerSet", "leaderworkersets", True),
     ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", True),
     ("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors", True),
 )

@@ -81,7 +81,48 @@ VLLM = ExternalSource(
     labels=frozenset({"model_name", "engine"}),
 )
 
-EXTERNAL_SOURCES: tuple[ExternalSource, ...] = (PROMETHEUS, DCGM, VLLM)
+NEURON_MONITOR = ExternalSource(
+    name="neuron-monitor",
+    description="AWS neuron-monitor through its neuron-monitor-prometheus.py exporter "
+    "(deploy/kustomize/components/accelerators/neuron-monitor.yaml); names and labels as a "
+    "recorded scrape shows them (tests/fixtures/observability/neuron-monitor.prom)",
+    series=frozenset(
+        {
+            "neuroncore_utilization_ratio",
+            "neuroncore_memory_usage_constants",
+            "neuroncore_memory_usage_model_code",
+            "neuroncore_memory_usage_model_shared_scratchpad",
+            "neuroncore_memory_usage_runtime_memory",
+            "neuroncore_memory_usage_tensors",
+            "neuron_runtime_memory_used_bytes",
+            "execution_errors_total",
+            "execution_status_total",
+            "system_memory_total_bytes",
+            "system_memory_used_bytes",
+            "system_vcpu_count",
+            "system_vcpu_usage_ratio",
+            "instance_info",
+        }
+    ),
+    labels=frozenset(
+        {
+            "neuroncore",
+            "memory_location",
+            "error_type",
+            "status_type",
+            "usage_type",
+            "runtime_tag",
+            "instance_type",
+            "instance_id",
+            "instance_name",
+            "availability_zone",
+            "region",
+            "subnet_id",
+        }
+    ),
+)
+
+EXTERNAL_SOURCES: tuple[ExternalSource, ...] = (PROMETHEUS, DCGM, VLLM, NEURON_MONITOR)
 
 
 def external_source(series_name: str) -> ExternalSource | None:

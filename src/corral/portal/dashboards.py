@@ -90,7 +90,10 @@ async def team_page(visit: Visit) -> Response:
         "since": since,
         "windows": WINDOWS,
         "usage": None if usage is None else by_member(usage.get("data", []), names),
-        "budget": budget_view(await upstream.admin_if_present("/limits/me", visit.key)),
+        # The team shown, not the viewer's own (a platform-admin looks at other teams).
+        "budget": budget_view(
+            await upstream.admin_if_present(f"/teams/{quote(team_id)}/limits", visit.key)
+        ),
     }
     return visit.page("team.html", context)
 

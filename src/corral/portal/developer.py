@@ -53,6 +53,8 @@ async def _models(visit: Visit) -> list[dict[str, Any]]:
                 "input_per_1m": spec.pricing.input_per_1m if spec else 0.0,
                 "output_per_1m": spec.pricing.output_per_1m if spec else 0.0,
                 "engine": spec.engine.kind if spec else "external",
+                # Only the local engine says what a model does; the others serve chat.
+                "task": getattr(spec.engine, "task", "chat") if spec else "chat",
                 "status": "available",
             }
         )
@@ -63,13 +65,13 @@ async def catalog(visit: Visit) -> Response:
     models = await _models(visit)
     base_url = api_base_url(visit)
     for model in models:
-        model["snippets"] = snippets(base_url, model["name"])
+        model["snippets"] = snippets(base_url, model["name"], model["task"])
     context = {"title": "Models", "models": models, "base_url": base_url}
     return visit.page("catalog.html", context)
 
 
 async def playground(visit: Visit) -> Response:
-    models = await _models(visit)
+    models = [m for m in await _models(visit) if m["task"] == "chat"]  # it only chats
     chosen = visit.request.query_params.get("model")
     context = {"title": "Playground", "models": models, "chosen": chosen}
     return visit.page("playground.html", context)

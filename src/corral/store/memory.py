@@ -221,7 +221,15 @@ class InMemoryStore:
         if user is not None and user.deleted_at is not None:
             return None
         role = user.role if user is not None else Role.DEVELOPER
-        return Principal(key.id, role, key.team_id, key.user_id, key.allowed_models, key.expires_at)
+        return Principal(
+            key.id,
+            role,
+            key.team_id,
+            key.user_id,
+            key.allowed_models,
+            key.expires_at,
+            team_name=team.name,
+        )
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         for key_id, at in last_used.items():

@@ -234,7 +234,7 @@ class SqlStore:
 
     async def active_keys(self, now: float) -> dict[str, Principal]:
         query = (
-            select(KeyRow, UserRow.role)
+            select(KeyRow, UserRow.role, TeamRow.name)
             .join(TeamRow, and_(TeamRow.id == KeyRow.team_id, TeamRow.deleted_at.is_(None)))
             .outerjoin(UserRow, UserRow.id == KeyRow.user_id)
             .where(KeyRow.revoked_at.is_(None), _unexpired(now))
@@ -242,7 +242,7 @@ class SqlStore:
         )
         async with self._tx() as s:
             rows = (await s.execute(query)).all()
-        return {key.key_hash: key.principal(role) for key, role in rows}
+        return {key.key_hash: key.principal(role, team) for key, role, team in rows}
 
     async def change_version(self) -> int:
         async with self._tx() as s:
@@ -270,10 +270,10 @@ class SqlStore:
             rows = (await s.execute(_principals().where(or_(*touched)))).all() if touched else []
         active: dict[str, Principal] = {}
         gone: set[str] = set()
-        for key, role, user_gone, team_gone in rows:
+        for key, role, user_gone, team_name, team_gone in rows:
             works = key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
             if works and team_gone is None and user_gone is None:
-                active[key.key_hash] = key.principal(role)
+                active[key.key_hash] = key.principal(role, team_name)
             else:
                 gone.add(key.key_hash)
         return KeyChanges(changes[-1].version, active, frozenset(gone))
@@ -351,10 +351,11 @@ _CHANGED = "corral.changes"
 _CHANGED_AT = "corral.changes_at"
 
 
-def _principals() -> Select[KeyRow, str, float | None, float | None]:
-    """Keys with what decides whether they work: owner role, owner and team deletion times."""
+def _principals() -> Select[KeyRow, str, float | None, str, float | None]:
+    """Keys with what their principal holds and what decides whether they work: owner role
+    and deletion time, team name and deletion time."""
     return (
-        select(KeyRow, UserRow.role, UserRow.deleted_at, TeamRow.deleted_at)
+        select(KeyRow, UserRow.role, UserRow.deleted_at, TeamRow.name, TeamRow.deleted_at)
         .outerjoin(TeamRow, TeamRow.id == KeyRow.team_id)
         .outerjoin(UserRow, UserRow.id == KeyRow.user_id)
     )

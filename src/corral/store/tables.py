@@ -147,7 +147,7 @@ class KeyRow(Base):
             revoked_at=self.revoked_at,
         )
 
-    def principal(self, owner_role: str | None) -> Principal:
+    def principal(self, owner_role: str | None, team_name: str | None = None) -> Principal:
         """The principal this key stands for: its owner's role (developer for a team key)."""
         return Principal(
             key_id=self.id,
@@ -156,6 +156,7 @@ class KeyRow(Base):
             user_id=self.user_id,
             allowed_models=None if self.allowed_models is None else frozenset(self.allowed_models),
             expires_at=self.expires_at,
+            team_name=team_name,
         )
 
 

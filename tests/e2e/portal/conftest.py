@@ -41,7 +41,8 @@ from corral.store.memory import InMemoryStore
 from corral.store.migrate import upgrade
 from corral.store.usage import SqlUsage
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium; CORRAL_TEST_CHROMIUM points elsewhere (a missing path shows the skip).
+CHROMIUM = os.environ.get("CORRAL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -71,8 +72,6 @@ MODEL = ModelSpec(
     pricing=Pricing(input_per_1m=0.5, output_per_1m=1.5),
     context_length=8192,
 )
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
 
 
 def free_port() -> int:
@@ -197,6 +196,10 @@ def corral(oidc_issuer: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # A skip here, not a pytestmark: pytest ignores pytestmark in a conftest.py, and every
+    # portal test asks for the browser before anything else is started.
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium (scripts/test-tools)")
     # Module scope: while Playwright's sync API is open, the main thread looks like it runs an
     # event loop, which would break every async test collected after these.
     with sync_playwright() as playwright:

@@ -106,15 +106,24 @@ def _of(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def _node_matches(pod_spec: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Kubernetes required node affinity: terms ORed, expressions ANDed (In/Exists only)."""
+    """Kubernetes required node affinity: terms ORed, expressions ANDed
+    (k8s.io/component-helpers/scheduling/corev1/nodeaffinity: NotIn and DoesNotExist match a
+    node without the label)."""
     terms = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    for term in terms["nodeSelectorTerms"]:
-        if all(
-            e["key"] in labels and (e["operator"] == "Exists" or labels[e["key"]] in e["values"])
-            for e in term["matchExpressions"]
-        ):
-            return True
-    return False
+    return any(
+        all(_expression_matches(e, labels) for e in term["matchExpressions"])
+        for term in terms["nodeSelectorTerms"]
+    )
+
+
+def _expression_matches(expr: dict[str, Any], labels: dict[str, str]) -> bool:
+    value = labels.get(expr["key"])
+    return {
+        "In": value is not None and value in expr.get("values", []),
+        "NotIn": value is None or value not in expr.get("values", []),
+        "Exists": value is not None,
+        "DoesNotExist": value is None,
+    }[expr["operator"]]
 
 
 def _node_labels(instance: Any, provisioner: str) -> dict[str, str]:
@@ -124,11 +133,14 @@ def _node_labels(instance: Any, provisioner: str) -> dict[str, str]:
     labels = {"node.kubernetes.io/instance-type": instance.name}
     prefix = {"karpenter": "karpenter.k8s.aws", "auto-mode": "eks.amazonaws.com"}.get(provisioner)
     if prefix is not None:
+        labels["karpenter.sh/nodepool"] = "gpu"  # Auto Mode's NodePools are Karpenter's
         labels[f"{prefix}/instance-family"] = instance.family
         if vendor == "nvidia":
             labels[f"{prefix}/instance-gpu-manufacturer"] = "nvidia"
     else:
         labels["eks.amazonaws.com/nodegroup"] = "gpu"
+    if provisioner == "auto-mode":
+        labels["eks.amazonaws.com/compute-type"] = "auto"
     return labels
 
 
@@ -235,3 +247,68 @@ def test_the_corral_image_is_defined_multi_stage_non_root_from_the_hash_pinned_l
     }
     assert images == {"ghcr.io/corral-dev/corral:0.1.0"}
     assert "ghcr.io/corral-dev/corral" in text
+
+
+# Issue 18: accelerator add-ons run where the node does not bring its own.
+@pytest.mark.parametrize("provisioner", ["karpenter", "auto-mode", "managed-node-group"])
+def test_device_plugins_run_where_nodes_lack_them(provisioner: str) -> None:
+    objs = build("eks")
+    plugins = {
+        name: _of(objs, "DaemonSet", name)["spec"]["template"]["spec"]
+        for name in ("nvidia-device-plugin", "neuron-device-plugin", "aws-efa-k8s-device-plugin")
+    }
+    monitor = _of(objs, "DaemonSet", "neuron-monitor")["spec"]["template"]["spec"]
+    own = provisioner != "auto-mode"  # Auto Mode installs device plugins itself
+    for instance in load_price_table().instances:
+        labels = _node_labels(instance, provisioner)
+        vendor = ACCELERATORS[instance.accelerator].vendor
+        assert _node_matches(plugins["nvidia-device-plugin"], labels) == (
+            own and vendor == "nvidia"
+        ), instance.name
+        assert _node_matches(plugins["neuron-device-plugin"], labels) == (
+            own and vendor == "neuron"
+        ), instance.name
+        assert _node_matches(plugins["aws-efa-k8s-device-plugin"], labels) == (
+            own and instance.efa > 0
+        ), instance.name
+        assert _node_matches(monitor, labels) == (vendor == "neuron"), instance.name
+
+
+@pytest.mark.parametrize("provisioner", ["karpenter", "managed-node-group"])
+def test_bottlerocket_nodes_keep_their_built_in_nvidia_plugin(provisioner: str) -> None:
+    objs = build("eks")
+    plugin = _of(objs, "DaemonSet", "nvidia-device-plugin")["spec"]["template"]["spec"]
+    p5 = next(i for i in load_price_table().instances if i.name == "p5.48xlarge")
+    labels = {**_node_labels(p5, provisioner), "corral.dev/ami-family": "bottlerocket"}
+    assert not _node_matches(plugin, labels)
+
+
+def test_add_on_images_are_pinned_and_neuron_monitor_is_scraped() -> None:
+    objs = build("eks")
+    for obj in objs:
+        if obj["kind"] not in ("DaemonSet", "Deployment"):
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            tag = container["image"].rsplit(":", 1)[-1]
+            assert tag != "latest", obj["metadata"]["name"]
+            assert "/" not in tag, obj["metadata"]["name"]  # a tag, not a bare repository
+    monitor = _of(objs, "ServiceMonitor", "neuron-monitor")
+    service = _of(objs, "Service", "neuron-monitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+
+
+def test_the_neuron_scheduler_is_the_one_neuron_pods_name() -> None:
+    from corral.control.render.common import NEURON_SCHEDULER
+
+    objs = build("eks")
+    config = yaml.safe_load(
+        _of(objs, "ConfigMap", "neuron-scheduler-config")["data"]["config.yaml"]
+    )
+    assert [p["schedulerName"] for p in config["profiles"]] == [NEURON_SCHEDULER]
+    (extender,) = config["extenders"]
+    service = _of(objs, "Service", "k8s-neuron-scheduler")
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    assert extender["urlPrefix"] == f"http://{host}:{service['spec']['ports'][0]['port']}"

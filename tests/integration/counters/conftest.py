@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from corral.counters.redis import RedisCounters
-from support.redis_keys import REDIS_URL, forget
+from support.redis_keys import forget
+from support.services import redis_url
 
 GatewayFactory = Callable[[], RedisCounters]
 
@@ -24,7 +25,7 @@ async def gateways(prefix: str) -> AsyncIterator[GatewayFactory]:
     made: list[RedisCounters] = []
 
     def make() -> RedisCounters:
-        counters = RedisCounters.from_url(REDIS_URL, prefix=prefix)
+        counters = RedisCounters.from_url(redis_url(), prefix=prefix)
         made.append(counters)
         return counters
 

@@ -20,18 +20,18 @@ from corral.gateway.policies import quotas
 from corral.gateway.policies.lost_requests import lost_request_record
 from corral.settings import LimitSettings
 from corral.store.usage import SqlUsage, UsageFilter
+from support.services import redis_url
 from support.usage import PRICED_MODEL, costly_request
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL = PRICED_MODEL
 TTL = MODEL.timeouts.total + quotas.RESERVATION_MARGIN_S
 
 
 async def crash_mid_request(prefix: str, clock: FakeClock, request_id: str) -> UsageEvent:
     """A gateway admits a request and dies before settling it; the record it would have made."""
-    gateway = RedisCounters.from_url(REDIS_URL, prefix=prefix)
+    gateway = RedisCounters.from_url(redis_url(), prefix=prefix)
     request = costly_request(request_id, clock.now())
     decision = await gateway.reserve(request, clock.now())
     assert isinstance(decision, Admitted)
@@ -50,7 +50,7 @@ async def crash_mid_request(prefix: str, clock: FakeClock, request_id: str) -> U
 
 async def start_gateway(prefix: str, usage: SqlUsage, clock: FakeClock) -> None:
     """A gateway process starting (and, at once, stopping): its start reconciles."""
-    settings = LimitSettings(redis_url=REDIS_URL, redis_prefix=prefix)
+    settings = LimitSettings(redis_url=redis_url(), redis_prefix=prefix)
     async with running_quotas(settings, usage, clock, CollectorRegistry()):
         pass
 
@@ -82,7 +82,7 @@ async def test_the_next_start_bills_a_lost_request_once_and_settles_its_hold(
         assert await records(usage) == {"req-1": (104, 896, True, "gateway_lost")}
         total = await usage.report(UsageFilter(since=0, team_id="t1"), [])
         assert total[0]["cost_usd"] == pytest.approx(0.001896)
-        shared = RedisCounters.from_url(REDIS_URL, prefix=prefix)
+        shared = RedisCounters.from_url(redis_url(), prefix=prefix)
         try:
             spend = await shared.spend("team:t1", quotas.month_window(clock.now()).key)
             assert (spend.spent_micros, spend.held_micros) == (1896, 0)

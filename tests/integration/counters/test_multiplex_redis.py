@@ -13,13 +13,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from corral.counters.multiplex import ScriptMultiplexer
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[Redis]:
-    redis = Redis.from_url("redis://127.0.0.1:6379/0")
+    redis = Redis.from_url(redis_url())
     yield redis
     await redis.aclose()
 

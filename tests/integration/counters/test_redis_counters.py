@@ -23,10 +23,10 @@ from corral.counters import (
     Scope,
 )
 from corral.counters.redis import RedisCounters
+from support.services import redis_url
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 GatewayFactory = Callable[[], RedisCounters]
 MONTH = BudgetPeriod(key="2023-11", starts_at=1_698_796_800.0, resets_at=1_701_388_800.0)
 SCOPES = {
@@ -192,7 +192,7 @@ async def test_two_gateway_processes_share_one_limit(prefix: str, gateways: Gate
     def run_both() -> list[int]:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", GATEWAY_PROCESS, REDIS_URL, prefix],
+                [sys.executable, "-c", GATEWAY_PROCESS, redis_url(), prefix],
                 stdout=subprocess.PIPE,
                 text=True,
             )

@@ -18,7 +18,8 @@ from corral.counters.failopen import FailOpenCounters
 from corral.counters.outage import CountersState
 from corral.counters.port import CountersBusy, CountersUnreachable
 from corral.counters.redis import RedisCounters
-from support.redis_keys import REDIS_URL, forget
+from support.redis_keys import forget
+from support.services import redis_host_port, redis_url
 from support.tcp_proxy import CuttableProxy
 
 pytestmark = pytest.mark.redis
@@ -41,7 +42,7 @@ Fleet = Callable[..., FailOpenCounters]
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[CuttableProxy]:
-    running = CuttableProxy("127.0.0.1", 6379)
+    running = CuttableProxy(*redis_host_port())
     await running.start()
     yield running
     await running.cut()
@@ -83,7 +84,7 @@ async def one_request(gateway: FailOpenCounters, now: float) -> int:
 
 
 async def spent(prefix: str) -> int:
-    admin = Redis.from_url(REDIS_URL)
+    admin = Redis.from_url(redis_url())
     try:
         raw = await admin.hget(f"{{{prefix}}}:b:team:t1:{MONTH.key}", "spent")
     finally:

@@ -15,6 +15,7 @@ from corral.store.migrate import upgrade
 from corral.store.usage import SqlUsage, UsageRow
 from support.databases import postgres_database
 from support.gateway_harness import start_gateway
+from support.services import pg_host_port
 from support.tcp_proxy import CuttableProxy
 
 pytestmark = pytest.mark.postgres
@@ -24,10 +25,11 @@ CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "one two"
 def test_outage_spools_and_replays_without_loss_or_duplicates(tmp_path: Path) -> None:
     with postgres_database() as direct_url:
         asyncio.run(upgrade(direct_url))
-        proxy = CuttableProxy("127.0.0.1", 5432)
+        host, port = pg_host_port()
+        proxy = CuttableProxy(host, port)
 
         def proxied() -> str:  # known once the proxy listens, on the server's loop
-            return direct_url.replace("@127.0.0.1/", f"@127.0.0.1:{proxy.port}/")
+            return direct_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
 
         server, _, key = start_gateway(
             data_dir=tmp_path, usage_url=proxied, before_start=proxy.start

@@ -126,6 +126,8 @@ CASES: list[tuple[str, str, str, Any, tuple[int, int, int]]] = [
         {"monthly_budget_usd": 100},
         (200, 403, 403),
     ),
+    ("change own team's rpm", "PATCH", "/teams/alpha/limits", {"rpm": 60}, (200, 200, 403)),
+    ("change other team's rpm", "PATCH", "/teams/beta/limits", {"rpm": 60}, (200, 403, 403)),
 ]
 
 

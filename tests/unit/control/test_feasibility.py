@@ -202,14 +202,16 @@ def _disruptions_allowed(pdb: dict[str, Any], healthy: int, expected: int) -> in
 def test_no_voluntary_eviction_of_the_last_ready_replica(name: str) -> None:
     objs = golden(name)
     pdb = of_kind(objs, "PodDisruptionBudget")
-    replicas = load_spec(FIXTURES / "specs" / name).replicas
-    # The workload controller expects between max(1, min) and max replica pods.
+    spec = load_spec(FIXTURES / "specs" / name)
+    replicas, nodes = spec.replicas, spec.accelerator.nodes
+    # The workload controller expects between max(1, min) and max replicas of `nodes` pods each;
+    # losing any pod of the last replica loses that replica.
     for expected in range(max(1, replicas.min), replicas.max + 1):
-        assert _disruptions_allowed(pdb, healthy=1, expected=expected) == 0
-        assert _disruptions_allowed(pdb, healthy=2, expected=expected) <= 1
+        assert _disruptions_allowed(pdb, healthy=nodes, expected=expected * nodes) == 0
+        assert _disruptions_allowed(pdb, healthy=2 * nodes, expected=expected * nodes) <= nodes
     if any(o["kind"] == "RayService" for o in objs):
         # RayCluster has no /scale subresource: only an integer minAvailable works.
-        assert pdb["spec"] == {**pdb["spec"], "minAvailable": 1}
+        assert pdb["spec"] == {**pdb["spec"], "minAvailable": nodes}
 
 
 @pytest.mark.parametrize("name", [p.name for p in SPECS])

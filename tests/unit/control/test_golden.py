@@ -56,10 +56,11 @@ def test_karpenter_spec_renders_nodes_before_workload() -> None:
     ]
 
 
-def test_auto_mode_renders_no_ec2nodeclass_and_a_servicemonitor() -> None:
+def test_auto_mode_renders_its_own_nodeclass_and_a_servicemonitor() -> None:
     assert kinds("auto-mode.yaml") == [
         "Namespace",
         "ServiceAccount",
+        "NodeClass",
         "NodePool",
         "Deployment",
         "Service",

@@ -42,12 +42,24 @@ def test_a_faulty_gpu_exits_one_and_names_the_fault() -> None:
     assert "faulty → drain-replace (nvml, kernel-log)" in text
 
 
-def test_an_application_xid_alone_is_degraded_not_a_fault() -> None:
+def test_an_application_xid_is_degraded_not_a_fault() -> None:
     status, text = report(
-        FakeGpuProbe.from_fixtures(kernel_log=FIXTURES / "kernel-log" / "xid-31.log")
+        FakeGpuProbe.from_fixtures(
+            nvml=FIXTURES / "nvml" / "healthy-8xh100.json",
+            kernel_log=FIXTURES / "kernel-log" / "xid-31.log",
+        )
     )
     assert status == 0
     assert "degraded → restart-workload" in text
+
+
+def test_a_kernel_log_without_any_readable_device_is_not_a_success() -> None:
+    status, text = report(
+        FakeGpuProbe.from_fixtures(kernel_log=FIXTURES / "kernel-log" / "xid-31.log")
+    )
+    assert status == 2
+    assert "degraded → restart-workload" in text
+    assert "no nvidia device could be read" in text
 
 
 def test_nvml_unavailable_exits_two_with_a_clear_message() -> None:
@@ -72,6 +84,7 @@ def test_an_unknown_kernel_log_source_is_refused() -> None:
     assert "use auto, journal, kmsg, off or a file" in " ".join(result.output.split())
 
 
-def test_combined_probe_with_nothing_is_healthy() -> None:
-    status, _ = report(FakeGpuProbe(CombinedProbe([])))
-    assert status == 0
+def test_combined_probe_with_nothing_read_exits_two() -> None:
+    status, text = report(FakeGpuProbe(CombinedProbe([])))
+    assert status == 2
+    assert "no nvidia device could be read" in text

@@ -45,7 +45,7 @@ def test_metrics_per_device_xid_codes_and_throttle_reasons() -> None:
     assert value("corral_gpu_ecc_uncorrected_errors", {"device": "gpu0"}) == 2.0
     assert value("corral_gpu_temperature_celsius", {"device": "gpu0"}) == 51.0
     assert value("corral_neuron_hardware_errors_total", {"kind": "hbm_uncorrectable"}) == 3.0
-    assert value("corral_gpu_node_action_severity") == 5.0  # drain-replace (the Neuron error)
+    assert value("corral_gpu_node_action_severity") == 6.0  # drain-replace (the Neuron error)
 
 
 def test_two_registries_do_not_collide() -> None:

@@ -36,6 +36,8 @@ def probe_for(fixture: str) -> FakeGpuProbe:
         return FakeGpuProbe.from_fixtures(kernel_log=path)
     if kind == "neuron":
         return FakeGpuProbe.from_fixtures(neuron=path, expected_devices=16)
+    if kind == "eks-node":
+        return FakeGpuProbe.from_fixtures(eks_node=path)
     return FakeGpuProbe.from_fixtures(dcgm=path)
 
 
@@ -180,3 +182,48 @@ def test_decide_does_not_change_the_history_it_was_given() -> None:
     _, new = decide("n", seen, history, now=0.0)
     assert history == History()
     assert len(new.throttles) == 1
+
+
+# Issue 18: the EKS node monitoring agent's conditions go through the same rows.
+def test_every_eks_condition_type_has_a_fixture() -> None:
+    import yaml
+
+    from corral.health.eks_node_health import CONDITIONS
+
+    covered = set()
+    for case in EXPECTED:
+        if case["fixture"].startswith("eks-node/") and case["rule"] is not None:
+            node = yaml.safe_load((FIXTURES / case["fixture"]).read_text())
+            covered |= {c["type"] for c in node["status"]["conditions"] if c["status"] == "False"}
+    assert covered == set(CONDITIONS)
+
+
+def test_an_xid_reported_by_eks_maps_like_the_same_xid_from_the_kernel_log() -> None:
+    from corral.health.observations import NodeCondition
+
+    for code in sorted(APPLICATION_XIDS | MEMORY_XIDS | FATAL_XIDS):
+        eks = Observation(
+            node_conditions=(
+                NodeCondition("AcceleratedHardwareReady", "False", f"NvidiaXID{code}Error"),
+            )
+        )
+        kernel = Observation(xids=(XidEvent(code=code),))
+        from_eks, _ = decide("n", eks, History(), now=0.0)
+        from_kernel, _ = decide("n", kernel, History(), now=0.0)
+        assert from_eks.action is from_kernel.action, code
+        assert {f.rule for f in from_eks.findings} == {f.rule for f in from_kernel.findings}
+
+
+def test_handing_repair_to_eks_turns_repairs_into_drains_and_keeps_the_rest() -> None:
+    from corral.health.observations import NodeCondition
+    from corral.health.policy import hand_repair_to
+
+    kernel = NodeCondition("KernelReady", "False", "SoftLockup")
+    network = NodeCondition("NetworkingReady", "False", "IPAMDNotRunning")
+    decision, _ = decide("n", Observation(node_conditions=(kernel, network)), History(), now=0.0)
+    assert decision.action is Action.DRAIN_REPLACE
+    handed = hand_repair_to(decision, "eks")
+    assert handed.action is Action.DRAIN
+    assert {f.action for f in handed.findings} == {Action.DRAIN, Action.OUT_OF_ROTATION}
+    assert hand_repair_to(decision, "corral") == decision
+    assert Action.OUT_OF_ROTATION.severity < Action.DRAIN.severity < Action.DRAIN_RESET.severity

@@ -75,6 +75,7 @@ class Cluster:
         resetter: FakeResetter | None = None,
         dry_run: bool = False,
         limits: DrainLimits | None = None,
+        **config: Any,
     ) -> HealthAgent:
         remediator = Remediator(
             kube=self.kube,
@@ -87,7 +88,7 @@ class Cluster:
             dry_run=dry_run,
         )
         return HealthAgent(
-            config=AgentConfig(node=node),
+            config=AgentConfig(node=node, **config),
             probe=probe,
             kube=self.kube,
             remediator=remediator,
@@ -332,3 +333,51 @@ async def test_a_held_decision_is_recorded_once_not_every_round() -> None:
 
     assert len(cluster.audit.entries) == 1
     assert len(cluster.calls("set_node_condition")) == 1
+
+
+# Issue 18: EKS node monitoring agent conditions, and EKS node auto repair owning repair.
+def eks_fault(cluster: Cluster, node: str, reason: str = "NvidiaXID79Error") -> None:
+    condition = {"type": "AcceleratedHardwareReady", "status": "False", "reason": reason}
+    cluster.kube.set_status(ObjectKey("v1", "Node", node), {"conditions": [condition]})
+
+
+async def test_the_agent_reads_eks_conditions_through_the_kube_port() -> None:
+    cluster = Cluster()
+    eks_fault(cluster, "node-0")
+    healthy = FakeGpuProbe()
+    ignored = await cluster.agent("node-1", healthy, eks_node_conditions=True).run_once()
+    assert ignored.action is Action.NONE
+    decision = await cluster.agent("node-0", FakeGpuProbe(), eks_node_conditions=True).run_once()
+    assert decision.action is Action.DRAIN_REPLACE
+    assert "Xid 79" in decision.reasons()
+    off = await Cluster().agent("node-0", FakeGpuProbe()).run_once()
+    assert off.action is Action.NONE  # the source is off unless configured
+
+
+async def test_when_eks_owns_repair_corral_only_drains() -> None:
+    cluster = Cluster()
+    eks_fault(cluster, "node-0")
+    resetter = FakeResetter()
+    agent = cluster.agent(
+        "node-0", faulty(79), resetter=resetter, eks_node_conditions=True, repair_owner="eks"
+    )
+    decision = await agent.run_once()
+    assert decision.action is Action.DRAIN
+    assert cluster.steps() == [
+        ("node/node-0", "stop-routing", "ok"),
+        ("node/node-0", "cordon", "ok"),
+        ("node/node-0", "drain", "ok"),
+    ]
+    assert "delete_node" not in cluster.kube.verbs()
+    assert resetter.resets == []
+    assert cluster.node("node-0") is not None
+    events = [args for verb, args in cluster.kube.calls if verb == "emit_event"]
+    assert any("GpuRepairHandedToEks" in str(e) for e in events)
+
+
+async def test_a_memory_fault_is_not_reset_when_eks_owns_repair() -> None:
+    cluster = Cluster()
+    resetter = FakeResetter()
+    agent = cluster.agent("node-0", faulty(48), resetter=resetter, repair_owner="eks")
+    assert (await agent.run_once()).action is Action.DRAIN
+    assert resetter.resets == []

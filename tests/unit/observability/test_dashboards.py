@@ -27,9 +27,9 @@ def catalogue() -> Catalogue:
     return build_catalogue()
 
 
-def test_the_three_dashboards_and_the_alert_rules_exist() -> None:
+def test_the_dashboards_and_the_alert_rules_exist() -> None:
     names = {p.stem for p in DASHBOARDS}
-    assert names == {"platform-overview", "model", "gpu-fleet"}
+    assert names == {"platform-overview", "model", "gpu-fleet", "neuron"}
     assert [p.name for p in RULES] == ["alerts.yaml"]
 
 
@@ -198,3 +198,19 @@ def test_rule_files_are_read_with_their_template_labels(tmp_path: Path) -> None:
         ("instance", "pod"),
     )
     assert record.where == "r.yaml: g/r:x"
+
+
+def test_the_neuron_allowlist_is_what_neuron_monitor_exports() -> None:
+    """Every allowlisted neuron-monitor series and label appears in a recorded scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from corral.observability.external import NEURON_MONITOR, TARGET_LABELS
+
+    scrape = (ROOT / "tests" / "fixtures" / "observability" / "neuron-monitor.prom").read_text()
+    series, labels = set(), set()
+    for family in text_string_to_metric_families(scrape):
+        for sample in family.samples:
+            series.add(sample.name)
+            labels |= set(sample.labels)
+    assert series >= NEURON_MONITOR.series
+    assert labels | TARGET_LABELS >= NEURON_MONITOR.labels

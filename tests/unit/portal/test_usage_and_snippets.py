@@ -132,3 +132,12 @@ def test_money_and_when() -> None:
     assert (money(0), money(1234.5), money(0.00012)) == ("$0.00", "$1,234.50", "$0.00012")
     assert when("2026-11-26T23:32:10Z") == "2026-11-26 23:32 UTC"
     assert when(None) == "—"
+
+
+def test_an_embeddings_model_gets_embedding_calls_that_compile() -> None:
+    got = snippets("http://x/v1", "all-minilm", "embeddings")
+    assert got["curl"].startswith("curl http://x/v1/embeddings ")
+    assert '"input": ["a cat", "a dog"]' in got["curl"]
+    assert "client.embeddings.create" in got["python"]
+    compile(got["python"], "snippet", "exec")
+    assert "chat" not in got["javascript"]

@@ -7,7 +7,13 @@ from typing import Any
 from corral.control.feasibility import pods
 from corral.control.feasibility.binpack import place
 from corral.control.feasibility.engine import engine_problems
-from corral.control.feasibility.node_disk import data_disk_gib, disk_problems, node_class_spec
+from corral.control.feasibility.groups import group_problems, groups
+from corral.control.feasibility.node_disk import (
+    NODE_CLASS_KINDS,
+    data_disk_gib,
+    disk_problems,
+    node_class_spec,
+)
 from corral.control.feasibility.ray_cluster import NodeType, node_types, replica_shapes
 from corral.control.feasibility.report import FeasibilityReport, Problem
 from corral.control.planner.instances import PriceTable
@@ -31,7 +37,10 @@ def check_feasibility(
     if pools:
         problems += pod_problems(objs, pools, table)
         checked.append("pods against NodePool instance types")
-    classes = [o for o in objs if o["kind"] == "EC2NodeClass"]
+    if groups(objs):
+        problems += group_problems(objs)
+        checked.append("multi-node groups (devices, EFA, one zone, NodePool limit)")
+    classes = [o for o in objs if o["kind"] in NODE_CLASS_KINDS]
     for node_class in classes:
         problems += disk_problems(spec, node_class, table)
     if classes:

@@ -114,15 +114,20 @@ def _multi_node(spec: DeploymentSpec, device: Accelerator, table: PriceTable) ->
     biggest = max(hosts, key=lambda i: i.count)
     nodes = -(-acc.devices // biggest.count)
     unit = "chips" if device.vendor == "neuron" else "GPUs"
+    if acc.nodes > 1:
+        reason = (
+            f"{acc.nodes} nodes × {acc.devices_per_node} {device.name} {unit} per replica need "
+            "an EFA-capable instance type with that many devices; none is allowed"
+        )
+        return [Problem("engine", reason, "allow an EFA-capable instance type, or more nodes")]
     reason = (
         f"TP{acc.tensor_parallel}×PP{acc.pipeline_parallel} needs {acc.devices} {device.name} "
-        f"{unit} on {nodes} nodes ({biggest.name} has {biggest.count}); Corral renders one pod "
-        "per replica, and multi-node replicas are not rendered yet"
+        f"{unit} on {nodes} nodes ({biggest.name} has {biggest.count})"
     )
-    return [Problem("engine", reason, _single_node_fix(spec, table))]
+    return [Problem("engine", reason, _single_node_fix(spec, table, nodes))]
 
 
-def _single_node_fix(spec: DeploymentSpec, table: PriceTable) -> str:
+def _single_node_fix(spec: DeploymentSpec, table: PriceTable, nodes: int) -> str:
     shape = spec.model.resolved_shape()
     tips = []
     if shape is not None:
@@ -136,4 +141,7 @@ def _single_node_fix(spec: DeploymentSpec, table: PriceTable) -> str:
         ]
     if spec.engine.quantization == "none":
         tips.append("engine.quantization fp8 or awq to need fewer devices")
+    acc = spec.accelerator
+    if ACCELERATORS[acc.type].vendor == "nvidia" and acc.pipeline_parallel % nodes == 0:
+        tips.insert(0, f"accelerator.nodes {nodes} (a multi-node replica over EFA)")
     return "choose " + "; or ".join(tips)

@@ -28,7 +28,8 @@ class PodTemplate:
 
 
 def pod_templates(objs: list[Manifest]) -> Iterator[PodTemplate]:
-    """Accelerator-bound pod templates: RayService worker groups and Deployments."""
+    """Accelerator-bound pod templates: RayService worker groups, Deployments, LeaderWorkerSet
+    leaders and workers."""
     for obj in objs:
         name = obj["metadata"]["name"]
         if obj["kind"] == "RayService":
@@ -36,6 +37,11 @@ def pod_templates(objs: list[Manifest]) -> Iterator[PodTemplate]:
                 yield PodTemplate(f"RayService/{name} {group['groupName']}", group["template"])
         elif obj["kind"] == "Deployment":
             yield PodTemplate(f"Deployment/{name}", obj["spec"]["template"])
+        elif obj["kind"] == "LeaderWorkerSet":
+            lws = obj["spec"]["leaderWorkerTemplate"]
+            if "leaderTemplate" in lws:
+                yield PodTemplate(f"LeaderWorkerSet/{name} leader", lws["leaderTemplate"])
+            yield PodTemplate(f"LeaderWorkerSet/{name} worker", lws["workerTemplate"])
 
 
 def allocatable(instance: InstanceType, disk_gib: float) -> dict[str, float]:

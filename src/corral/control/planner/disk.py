@@ -58,7 +58,7 @@ def pod_ephemeral_gib(spec: DeploymentSpec) -> int:
 
 def pods_per_node(spec: DeploymentSpec, instance: InstanceType) -> int:
     """Replica pods one instance can carry by devices (at least one)."""
-    return max(1, instance.count // max(1, spec.accelerator.devices))
+    return max(1, instance.count // max(1, spec.accelerator.devices_per_node))
 
 
 def disk_need(spec: DeploymentSpec, instance: InstanceType) -> DiskNeed:
@@ -68,8 +68,12 @@ def disk_need(spec: DeploymentSpec, instance: InstanceType) -> DiskNeed:
 
 
 def allowed_instances(spec: DeploymentSpec, table: PriceTable) -> list[InstanceType]:
-    """Instance types the deployment's NodePool may launch for it (one replica fits by devices)."""
-    found = table.for_accelerator(spec.accelerator.type, max(1, spec.accelerator.devices))
+    """Instance types the deployment's NodePool may launch for it: one replica pod fits by
+    devices, and for a replica spanning nodes the instance has EFA."""
+    acc = spec.accelerator
+    found = table.for_accelerator(acc.type, max(1, acc.devices_per_node))
+    if acc.nodes > 1:
+        found = [i for i in found if i.efa > 0]
     if spec.capacity.instance_types:
         found = [i for i in found if i.name in spec.capacity.instance_types]
     return found

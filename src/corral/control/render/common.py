@@ -7,6 +7,7 @@ from typing import Any
 from corral.control.accelerators import ACCELERATORS, Accelerator
 from corral.control.planner import disk
 from corral.control.planner.instances import PriceTable, allocatable_cpu_memory
+from corral.control.render import multi_node
 from corral.control.spec import DeploymentSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -30,6 +31,11 @@ HF_HOME = "/cache/huggingface"
 MODEL_CACHE_HOST_DIR = "/mnt/k8s-disks/0/corral-models"
 """Where the shared per-node model cache lives: on the NVMe RAID0 array where Karpenter builds
 one (nodeadm mounts it at /mnt/k8s-disks/0), else created on the node's data volume."""
+NEURON_SCHEDULER = "neuron-scheduler"
+"""The second kube-scheduler the accelerators component runs with the Neuron scheduler extension
+(deploy/kustomize/components/accelerators/neuron-scheduler.yaml), which allocates a pod's
+NeuronCores contiguously. EKS Auto Mode runs its own Neuron device plugin and no extension, so
+Auto Mode pods keep the default scheduler."""
 SERVE_PORT = 8000
 METRICS_PORT = 8080
 
@@ -55,6 +61,10 @@ VLLM_IMAGES = {
     "neuron": NEURON_VLLM_IMAGE,
     "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
 }
+STREAMER_ENV = {"RUNAI_STREAMER_CONCURRENCY": "16"}
+"""Concurrent S3 reads of vLLM's Run:ai model streamer (its documented default, written out so
+the cold-start estimate in ``planner.cold_start`` and the pod agree; vLLM docs, "Loading models
+with Run:ai Model Streamer")."""
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.0"
 
 
@@ -64,6 +74,22 @@ def device_of(spec: DeploymentSpec) -> Accelerator:
 
 def nodepool_name(spec: DeploymentSpec) -> str:
     return f"corral-{spec.name}"
+
+
+def discovery_selectors(cluster_name: str) -> dict[str, Any]:
+    """Subnets and security groups a node class selects: those tagged
+    ``karpenter.sh/discovery: <cluster>`` (Karpenter's getting-started convention, kept for Auto
+    Mode's NodeClass so one set of tags serves both)."""
+    tags = {"karpenter.sh/discovery": cluster_name}
+    return {
+        "subnetSelectorTerms": [{"tags": dict(tags)}],
+        "securityGroupSelectorTerms": [{"tags": dict(tags)}],
+    }
+
+
+def node_class_tags(spec: DeploymentSpec) -> dict[str, str]:
+    """EC2 tags on the deployment's instances, for cost allocation and cleanup."""
+    return {DEPLOYMENT_LABEL: spec.name, MANAGED_BY: "corral"}
 
 
 def owned_labels(spec: DeploymentSpec) -> dict[str, str]:
@@ -98,6 +124,8 @@ def model_source(spec: DeploymentSpec) -> str:
         return source.source
     if source.kind == "s3" and source.s3_mode == "init-container":
         return MODEL_DIR
+    if source.kind == "s3" and source.s3_mode == "stream":
+        return source.source  # vLLM's Run:ai streamer reads s3:// URIs itself
     rest = source.source.split("://", 1)[1]
     path = rest.split("/", 1)[1] if source.kind == "pvc" and "/" in rest else ""
     return f"{MODEL_DIR}/{path}".rstrip("/")
@@ -113,12 +141,18 @@ def weights_claim(spec: DeploymentSpec) -> str | None:
 
 
 def env(spec: DeploymentSpec) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = multi_node.efa_env() if multi_node.is_multi_node(spec) else []
     if spec.model.kind == "huggingface" and device_of(spec).vendor != "cpu":
         out.append({"name": "HF_HOME", "value": HF_HOME})
     if spec.model.hf_token_secret:
         ref = {"name": spec.model.hf_token_secret, "key": "hf-token"}
         out.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    if spec.model.kind == "s3" and spec.model.s3_mode == "stream":
+        # The streamer's S3 client (AWS SDK) takes credentials from the pod's identity (EKS Pod
+        # Identity or IRSA) and the bucket's region from the environment.
+        if spec.model.s3_region:
+            out.append({"name": "AWS_REGION", "value": spec.model.s3_region})
+        out += [{"name": k, "value": v} for k, v in STREAMER_ENV.items()]
     return out
 
 
@@ -137,7 +171,7 @@ def volumes(
             {"name": "weights", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
         mounts.append({"name": "weights", "mountPath": MODEL_DIR, "readOnly": True})
-    elif spec.model.kind == "s3":
+    elif spec.model.kind == "s3" and spec.model.s3_mode == "init-container":
         size = f"{disk.pod_ephemeral_gib(spec)}Gi"
         vols.append({"name": "weights", "emptyDir": {"sizeLimit": size}})
         mounts.append({"name": "weights", "mountPath": MODEL_DIR})
@@ -182,14 +216,18 @@ def placement(spec: DeploymentSpec) -> dict[str, Any]:
         out["tolerations"] = [
             {"key": device.resource, "operator": "Exists", "effect": "NoSchedule"}
         ]
+    if device.vendor == "neuron" and spec.capacity.provisioner != "auto-mode":
+        out["schedulerName"] = NEURON_SCHEDULER
     return out
 
 
 def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]:
     """Requests and limits for one replica: its devices, and a fair share of the host."""
     device = device_of(spec)
-    devices = spec.accelerator.devices
+    devices = spec.accelerator.devices_per_node
     hosts = table.for_accelerator(device.name, max(1, devices))
+    if multi_node.is_multi_node(spec):
+        hosts = [i for i in hosts if multi_node.efa_capable(i)]
     if device.vendor == "cpu" or not hosts:
         cpu, mem = 4, 16
     else:
@@ -203,6 +241,8 @@ def replica_resources(spec: DeploymentSpec, table: PriceTable) -> dict[str, Any]
     amounts: dict[str, Any] = {"cpu": str(cpu), "memory": f"{mem}Gi"}
     if device.resource is not None:
         amounts[device.resource] = str(devices)
+    if multi_node.is_multi_node(spec):
+        amounts[multi_node.EFA_RESOURCE] = str(multi_node.efa_interfaces(hosts))
     # Ephemeral storage is requested (the scheduler then counts it) but not limited: a limit
     # would evict a replica whose compile caches grow, and it does not affect the QoS class.
     requests = {**amounts, "ephemeral-storage": f"{disk.pod_ephemeral_gib(spec)}Gi"}

@@ -1,4 +1,5 @@
-"""Karpenter v1 NodePool + EC2NodeClass for the spec's accelerator, or an EKS Auto Mode NodePool."""
+"""Karpenter v1 NodePool + EC2NodeClass for the spec's accelerator, or EKS Auto Mode's NodePool
+and NodeClass."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from corral.control.planner import disk
 from corral.control.planner.instances import PriceTable
 from corral.control.render import common
+from corral.control.render.auto_mode import auto_mode_requirements, render_node_class
 from corral.control.spec import DeploymentSpec
 from corral.kube.port import Manifest
 
@@ -22,22 +24,35 @@ def render_nodes(spec: DeploymentSpec, table: PriceTable) -> list[Manifest]:
     if spec.capacity.provisioner == "none" or common.device_of(spec).vendor == "cpu":
         return []
     if spec.capacity.provisioner == "auto-mode":
-        return [_nodepool(spec, auto_mode=True)]
-    return [_ec2nodeclass(spec, table), _nodepool(spec, auto_mode=False)]
+        return [render_node_class(spec, table), _nodepool(spec, table, auto_mode=True)]
+    return [_ec2nodeclass(spec, table), _nodepool(spec, table, auto_mode=False)]
 
 
-def _requirements(spec: DeploymentSpec, prefix: str) -> list[dict[str, Any]]:
+def _instance_types(spec: DeploymentSpec, table: PriceTable) -> list[str]:
+    """The instance types the spec restricts to; for a multi-node replica, the EFA-capable ones
+    (with the spec's restriction applied), so every node of a replica can talk over EFA."""
+    if spec.accelerator.nodes > 1:
+        return sorted(i.name for i in disk.allowed_instances(spec, table))
+    return sorted(spec.capacity.instance_types or [])
+
+
+def _requirements(spec: DeploymentSpec, table: PriceTable, prefix: str) -> list[dict[str, Any]]:
     device = common.device_of(spec)
     capacity = (
         ["spot", "on-demand"] if spec.capacity.capacity_types == "spot-first" else ["on-demand"]
     )
     reqs: list[dict[str, Any]] = []
-    if device.karpenter_gpu_name is not None:
+    if prefix == "eks.amazonaws.com":
+        reqs += auto_mode_requirements(spec)
+    elif device.karpenter_gpu_name is not None:
         reqs.append(_req(f"{prefix}/instance-gpu-name", [device.karpenter_gpu_name]))
     else:
         reqs.append(_req(f"{prefix}/instance-family", [device.name]))
-    if spec.capacity.instance_types:
-        reqs.append(_req("node.kubernetes.io/instance-type", sorted(spec.capacity.instance_types)))
+    types = _instance_types(spec, table)
+    if types:
+        reqs.append(_req("node.kubernetes.io/instance-type", types))
+    if spec.capacity.zone:
+        reqs.append(_req("topology.kubernetes.io/zone", [spec.capacity.zone]))
     reqs.append(_req("karpenter.sh/capacity-type", capacity))
     reqs.append(_req("kubernetes.io/arch", ["amd64"]))
     return reqs
@@ -47,13 +62,17 @@ def _req(key: str, values: list[str]) -> dict[str, Any]:
     return {"key": key, "operator": "In", "values": values}
 
 
-def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
+def _nodepool(spec: DeploymentSpec, table: PriceTable, *, auto_mode: bool) -> Manifest:
     device = common.device_of(spec)
     assert device.resource is not None  # CPU was excluded by render_nodes
     capacity = spec.capacity
     limit = capacity.device_limit or spec.replicas.max * spec.accelerator.devices
     if auto_mode:
-        ref = {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+        ref = {
+            "group": "eks.amazonaws.com",
+            "kind": "NodeClass",
+            "name": common.nodepool_name(spec),
+        }
         prefix = "eks.amazonaws.com"
     else:
         ref = {
@@ -81,14 +100,12 @@ def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
                 "budgets": [{"nodes": "1"}],
             },
             "template": {
-                "metadata": {
-                    "labels": {**common.owned_labels(spec), "corral.dev/accelerator": device.name}
-                },
+                "metadata": {"labels": _node_labels(spec, auto_mode=auto_mode)},
                 "spec": {
                     "nodeClassRef": ref,
                     "expireAfter": capacity.expire_after,
                     "terminationGracePeriod": "1h",
-                    "requirements": _requirements(spec, prefix),
+                    "requirements": _requirements(spec, table, prefix),
                     "taints": [{"key": device.resource, "effect": "NoSchedule"}],
                 },
             },
@@ -96,10 +113,21 @@ def _nodepool(spec: DeploymentSpec, *, auto_mode: bool) -> Manifest:
     }
 
 
+AMI_FAMILY_LABEL = "corral.dev/ami-family"
+"""On Karpenter nodes: the AMI family, so node add-ons can skip what the AMI brings itself
+(Bottlerocket's NVIDIA variants run the NVIDIA device plugin as a host service)."""
+
+
+def _node_labels(spec: DeploymentSpec, *, auto_mode: bool) -> dict[str, str]:
+    labels = {**common.owned_labels(spec), "corral.dev/accelerator": common.device_of(spec).name}
+    if not auto_mode and spec.capacity.node_class is not None:
+        labels[AMI_FAMILY_LABEL] = spec.capacity.node_class.ami_alias.split("@", 1)[0]
+    return labels
+
+
 def _ec2nodeclass(spec: DeploymentSpec, table: PriceTable) -> Manifest:
     node_class = spec.capacity.node_class
     assert node_class is not None  # the spec requires it for karpenter
-    discovery = {"karpenter.sh/discovery": node_class.cluster_name}
     return {
         "apiVersion": "karpenter.k8s.aws/v1",
         "kind": "EC2NodeClass",
@@ -107,11 +135,10 @@ def _ec2nodeclass(spec: DeploymentSpec, table: PriceTable) -> Manifest:
         "spec": {
             "role": node_class.role or f"KarpenterNodeRole-{node_class.cluster_name}",
             "amiSelectorTerms": [{"alias": node_class.ami_alias}],
-            "subnetSelectorTerms": [{"tags": discovery}],
-            "securityGroupSelectorTerms": [{"tags": discovery}],
+            **common.discovery_selectors(node_class.cluster_name),
             "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
             **storage(spec, table),
-            "tags": {common.DEPLOYMENT_LABEL: spec.name, common.MANAGED_BY: "corral"},
+            "tags": common.node_class_tags(spec),
         },
     }
 

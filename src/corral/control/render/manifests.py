@@ -8,6 +8,7 @@ from corral.control.planner.instances import PriceTable, load_price_table
 from corral.control.render.autoscaling import render_hpa
 from corral.control.render.deployment import render_deployment
 from corral.control.render.karpenter import render_nodes
+from corral.control.render.leader_worker_set import render_leader_worker_set
 from corral.control.render.monitoring import render_monitors
 from corral.control.render.network import (
     render_namespace,
@@ -19,17 +20,13 @@ from corral.control.render.network import (
 )
 from corral.control.render.rayservice import render_rayservice
 from corral.control.spec import DeploymentSpec
-from corral.kube.port import Manifests
+from corral.kube.port import Manifest, Manifests
 
 
 def render(spec: DeploymentSpec, table: PriceTable | None = None) -> Manifests:
     """The manifests for ``spec``: namespace and identity, nodes, storage, workload, networking."""
     table = table or load_price_table()
-    workload = (
-        render_deployment(spec, table)
-        if spec.engine.runtime == "deployment"
-        else render_rayservice(spec, table)
-    )
+    workload = _workload(spec, table)
     return [
         render_namespace(spec),
         render_service_account(spec),
@@ -44,11 +41,19 @@ def render(spec: DeploymentSpec, table: PriceTable | None = None) -> Manifests:
     ]
 
 
+def _workload(spec: DeploymentSpec, table: PriceTable) -> Manifest:
+    if spec.engine.runtime == "rayservice":
+        return render_rayservice(spec, table)
+    if spec.accelerator.nodes > 1:
+        return render_leader_worker_set(spec, table)
+    return render_deployment(spec, table)
+
+
 def external_references(spec: DeploymentSpec) -> list[str]:
     """Objects the manifests use but Corral does not render for this deployment.
 
     The PriorityClasses ship with the platform's Kustomize base; the Hugging Face token Secret
-    and a ``pvc://`` claim belong to the user; EKS Auto Mode provides the ``default`` NodeClass.
+    and a ``pvc://`` claim belong to the user.
     """
     refs = [f"PriorityClass/corral-{spec.priority}"]
     if spec.model.hf_token_secret:
@@ -56,8 +61,6 @@ def external_references(spec: DeploymentSpec) -> list[str]:
     if spec.model.kind == "pvc":
         claim = spec.model.source.removeprefix("pvc://").split("/", 1)[0]
         refs.append(f"PersistentVolumeClaim/{spec.namespace}/{claim}")
-    if spec.capacity.provisioner == "auto-mode":
-        refs.append("NodeClass/default")
     return refs
 
 

@@ -21,12 +21,17 @@ def render_namespace(spec: DeploymentSpec) -> Manifest:
     }
 
 
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+"""IAM roles for service accounts: the pod identity webhook gives the pods this role."""
+
+
 def render_service_account(spec: DeploymentSpec) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": common.metadata(spec, spec.name),
-    }
+    """The pods' identity; with ``model.iam_role_arn`` annotated for IRSA (EKS Pod Identity
+    instead binds the ServiceAccount by name, outside the manifests: docs/eks.md)."""
+    meta = common.metadata(spec, spec.name)
+    if spec.model.iam_role_arn:
+        meta["annotations"] = {IRSA_ANNOTATION: spec.model.iam_role_arn}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
 
 
 def render_weights_volume(spec: DeploymentSpec) -> list[Manifest]:
@@ -116,24 +121,28 @@ def disruption_budget(spec: DeploymentSpec) -> dict[str, int]:
     Ray worker pods belong to a RayCluster, which has no ``/scale`` subresource
     (ray.io_rayclusters.yaml ``subresources: {status: {}}``); for such pods Kubernetes honours
     only an integer ``minAvailable`` (docs: "Specifying a Disruption Budget", arbitrary workloads).
+
+    A replica spanning nodes is several pods, each of which it cannot lose: the budget counts
+    pods, so keeping the last replica means keeping all ``accelerator.nodes`` of its pods.
     """
     if spec.engine.runtime == "deployment" and spec.replicas.min >= 2:
         return {"maxUnavailable": 1}
-    return {"minAvailable": 1}
+    return {"minAvailable": spec.accelerator.nodes}
 
 
 def render_pdb(spec: DeploymentSpec) -> Manifest:
     """Voluntary disruption (drains) takes one replica pod at a time and never the last one."""
     role = "server" if spec.engine.runtime == "deployment" else "worker"
+    selector = {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: role}
+    if spec.engine.runtime == "deployment" and spec.accelerator.nodes > 1:
+        selector = {common.DEPLOYMENT_LABEL: spec.name}  # a group's leader and its workers
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": common.metadata(spec, spec.name),
         "spec": {
             **disruption_budget(spec),
-            "selector": {
-                "matchLabels": {common.DEPLOYMENT_LABEL: spec.name, common.ROLE_LABEL: role}
-            },
+            "selector": {"matchLabels": selector},
         },
     }
 
@@ -162,9 +171,12 @@ def render_network_policy(spec: DeploymentSpec) -> Manifest:
         }
     ]
     metrics_port = common.SERVE_PORT
+    if spec.engine.runtime == "rayservice" or spec.accelerator.nodes > 1:
+        # Ray (GCS, object transfer) and NCCL's TCP bootstrap between the deployment's pods.
+        # EFA traffic bypasses the IP stack, so the security group governs it, not this policy.
+        rules.append({"from": [{"podSelector": {"matchLabels": own}}]})
     if spec.engine.runtime == "rayservice":
         metrics_port = common.METRICS_PORT
-        rules.append({"from": [{"podSelector": {"matchLabels": own}}]})
         operator = {
             "namespaceSelector": {},
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},

@@ -19,8 +19,12 @@ SCHEMA_FILES = (
     "karpenter.k8s.aws_ec2nodeclasses.json",
     "monitoring.coreos.com_servicemonitors.json",
     "monitoring.coreos.com_podmonitors.json",
+    "leaderworkerset.x-k8s.io_leaderworkersets.json",
+    "eks.amazonaws.com_nodeclasses.json",
 )
-"""Packaged schemas (descriptions stripped) made from the upstream CRDs by ``compact_crd``."""
+"""Packaged schemas (descriptions stripped) made from the upstream CRDs by ``compact_crd``; the
+last two are encoded by hand where no CRD file was at hand or none is published (each file's
+``source`` says from what)."""
 
 AUTO_MODE_SCHEMA = "karpenter.sh_nodepools.core.json"
 """EKS Auto Mode runs its own NodePool CRD without the AWS label rules: check against core."""

@@ -13,6 +13,7 @@ from corral.control.validation.crds import (
     schema_file_for,
     validate_custom,
 )
+from corral.control.validation.embedded import embedded_problems
 from corral.control.validation.references import check_references
 from corral.errors import ConfigError
 from corral.kube.port import Manifest
@@ -52,7 +53,7 @@ def validate_manifests(
     for obj in objs:
         api_version = str(obj.get("apiVersion", ""))
         if schema_file_for(obj) is not None or known_group(api_version):
-            found = validate_custom(obj)
+            found = validate_custom(obj) + embedded_problems(obj, version)
             schema = openapi_schema(obj)
             if not found and schema is not None:
                 outcome = check_cel(obj, schema)

@@ -8,8 +8,19 @@ from typing import Any
 
 from corral.kube.port import Manifest
 
-RUNTIME_POD_LABELS = {"RayService": {"ray.io/serve": "true", "ray.io/node-type": "*"}}
+RUNTIME_POD_LABELS = {
+    "RayService": {"ray.io/serve": "true", "ray.io/node-type": "*"},
+    "LeaderWorkerSet": {
+        "leaderworkerset.sigs.k8s.io/name": "*",
+        "leaderworkerset.sigs.k8s.io/worker-index": "*",
+    },
+}
 """Labels controllers add to pods at run time (KubeRay marks serving pods), by owner kind."""
+
+BUILT_IN_OBJECTS = frozenset(
+    {"PriorityClass/system-node-critical", "PriorityClass/system-cluster-critical"}
+)
+"""Objects every Kubernetes cluster has (the API server creates both PriorityClasses)."""
 
 WORKLOAD_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job"}
 
@@ -71,6 +82,9 @@ def pod_templates(objs: Iterable[Manifest]) -> list[PodTemplate]:
             templates = [obj.get("spec", {}).get("template", {})]
         elif kind == "Pod":
             templates = [obj]
+        elif kind == "LeaderWorkerSet":
+            lws = obj.get("spec", {}).get("leaderWorkerTemplate", {})
+            templates = [lws[k] for k in ("leaderTemplate", "workerTemplate") if k in lws]
         elif kind == "RayService":
             cluster = obj.get("spec", {}).get("rayClusterConfig", {})
             groups = [cluster.get("headGroupSpec", {}), *cluster.get("workerGroupSpecs", [])]
@@ -85,7 +99,7 @@ def pod_templates(objs: Iterable[Manifest]) -> list[PodTemplate]:
 def check_references(objs: list[Manifest], external: Iterable[str] = ()) -> list[str]:
     """Problems, each naming the object; ``external`` lists objects that exist outside the set,
     as ``Kind/namespace/name`` or ``Kind/name`` for cluster-scoped ones."""
-    known = {_name(o) for o in objs} | set(external)
+    known = {_name(o) for o in objs} | set(external) | BUILT_IN_OBJECTS
     pods = pod_templates(objs)
     problems: list[str] = []
     for obj in objs:

@@ -12,7 +12,7 @@ from typing import Any
 from corral.engines import wire
 from corral.engines.local.chat_template import ChatTemplate
 from corral.engines.local.parsing import GenerationRequest
-from corral.engines.local.sampling import SamplingParams
+from corral.engines.local.sampling import GenerationDefaults, SamplingParams
 from corral.engines.local.scheduler import Delta, Generation, Scheduler
 from corral.engines.local.text import TokenizerPort
 from corral.errors import InvalidRequest
@@ -55,12 +55,14 @@ class ChatService:
         *,
         context_length: int,
         model_name: str,
+        defaults: GenerationDefaults | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._tokenizer = tokenizer
         self._template = template
         self._context = context_length
         self.model_name = model_name
+        self._defaults = defaults or GenerationDefaults(max_tokens=context_length)
 
     def start(self, request: GenerationRequest, *, chat: bool) -> Job:
         """Tokenize and queue ``request``; InvalidRequest (400) or Overloaded (503) if it cannot."""
@@ -73,8 +75,10 @@ class ChatService:
         max_tokens = self._budget(len(prompt), request.max_tokens)
         params = SamplingParams(
             max_tokens=max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
+            temperature=(
+                self._defaults.temperature if request.temperature is None else request.temperature
+            ),
+            top_p=self._defaults.top_p if request.top_p is None else request.top_p,
             seed=request.seed,
             stop=request.stop,
         )
@@ -183,8 +187,8 @@ class ChatService:
                 param="messages",
                 code="context_length_exceeded",
             )
-        if max_tokens is None:
-            return room
+        if max_tokens is None:  # a sensible answer length, not the whole context
+            return min(room, self._defaults.max_tokens)
         if max_tokens > room:
             raise InvalidRequest(
                 f"max_tokens is {max_tokens}, but the prompt ({prompt_tokens} tokens) leaves "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,8 @@ class PreparedModel:
     pooling: Literal["mean", "cls"] = "mean"
     normalize: bool = True
     dimensions: int = 0
+    sampling: dict[str, float] = field(default_factory=dict)
+    """The model's own temperature and top_p (generation_config.json); empty without one."""
 
     def write(self, root: Path) -> None:
         """Store under ``root``, with paths inside ``root`` kept relative so the folder can move."""

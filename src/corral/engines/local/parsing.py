@@ -38,8 +38,8 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     max_tokens: int | None
-    temperature: float
-    top_p: float
+    temperature: float | None  # None: the model's default (GenerationDefaults)
+    top_p: float | None
     seed: int | None
     stop: tuple[str, ...]
 
@@ -79,8 +79,8 @@ def parse_generation(body: dict[str, Any], *, chat: bool, max_n: int) -> Generat
         stream=bool(body.get("stream", False)),
         include_usage=bool(options.get("include_usage", False)),
         max_tokens=None if max_tokens is None else _integer(max_tokens, "max_tokens", 1, None),
-        temperature=_number(body.get("temperature"), "temperature", 0.0, 2.0, default=1.0),
-        top_p=_number(body.get("top_p"), "top_p", 0.0, 1.0, default=1.0, open_low=True),
+        temperature=_given(body, "temperature", 0.0, 2.0),
+        top_p=_given(body, "top_p", 0.0, 1.0, open_low=True),
         seed=None if body.get("seed") is None else _integer(body["seed"], "seed", None, None),
         stop=_stop(body.get("stop")),
     )
@@ -195,6 +195,16 @@ def _integer(value: Any, name: str, low: int | None, high: int | None, default: 
         span = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise InvalidRequest(f"{name} must be {span}; got {value}.", param=name)
     return value
+
+
+def _given(
+    body: dict[str, Any], name: str, low: float, high: float, *, open_low: bool = False
+) -> float | None:
+    """A number the request set, or None when it left it to the model's default."""
+    value = body.get(name)
+    return (
+        None if value is None else _number(value, name, low, high, default=0.0, open_low=open_low)
+    )
 
 
 def _number(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from corral.engines.local import conversions
 from corral.engines.local.manifest import PreparedModel
+from corral.engines.local.sampling import model_sampling
 from corral.engines.local.sources import ModelSource, Task, locate
 from corral.errors import ModelLoadError
 
@@ -126,6 +127,8 @@ def _prepare_chat(
         chat_template=meta["chat_template"],
         bos_token=meta["bos_token"],
         eos_token=meta["eos_token"],
+        # A GGUF file carries no generation config (the export's would be made up).
+        sampling={} if source.kind == "gguf" else model_sampling(_generation_config(hf_dir)),
     )
 
 
@@ -199,6 +202,11 @@ def _json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _generation_config(hf_dir: Path) -> dict[str, Any] | None:
+    path = hf_dir / "generation_config.json"
+    return _json(path) if path.is_file() else None
 
 
 def _json_list(path: Path) -> list[dict[str, Any]]:

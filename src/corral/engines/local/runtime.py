@@ -16,6 +16,7 @@ from corral.engines.local.embedding_service import EmbeddingService
 from corral.engines.local.encoders import Embedder, Encoder, OnnxEncoder, TorchEncoder
 from corral.engines.local.manifest import PreparedModel
 from corral.engines.local.metrics import EmbeddingCollector, SchedulerCollector
+from corral.engines.local.sampling import FALLBACK_TEMPERATURE, FALLBACK_TOP_P, GenerationDefaults
 from corral.engines.local.scheduler import Decoder, Scheduler
 from corral.engines.local.server import EngineLimits, EngineServer
 from corral.engines.local.text import HFTokenizer
@@ -108,12 +109,24 @@ def _load_chat(name: str, config: LocalEngineConfig, prepared: PreparedModel) ->
         template,
         context_length=context,
         model_name=name,
+        defaults=GenerationDefaults(
+            max_tokens=config.max_tokens,
+            temperature=_first(
+                config.temperature, prepared.sampling.get("temperature"), FALLBACK_TEMPERATURE
+            ),
+            top_p=_first(config.top_p, prepared.sampling.get("top_p"), FALLBACK_TOP_P),
+        ),
     )
     limits = EngineLimits(max_n=config.max_batch_size)
     metrics = CollectorRegistry()
     metrics.register(SchedulerCollector(name, scheduler))
     server = EngineServer(model_name=name, limits=limits, chat=service, metrics=metrics)
     return LoadedEngine(server, [GenerationLoop(scheduler)])
+
+
+def _first(*values: float | None) -> float:
+    """The first value set: the operator's setting, then the model's, then the fallback."""
+    return next(v for v in values if v is not None)
 
 
 def _load_embeddings(name: str, config: LocalEngineConfig, prepared: PreparedModel) -> LoadedEngine:

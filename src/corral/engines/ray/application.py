@@ -28,6 +28,8 @@ class Autoscaling:
     """Window the load metrics are averaged over."""
     target_tokens_in_flight: float | None = None
     """Tokens in flight per replica for the LLM-aware policy; None: Ray's request policy."""
+    upscaling_factor: float | None = None
+    """Share of the gap to the wanted replicas added per scale-up; None: Ray's default (1)."""
 
     def to_ray(self) -> dict[str, Any]:
         """The ``autoscaling_config`` mapping Ray Serve takes."""
@@ -42,6 +44,8 @@ class Autoscaling:
         if self.min_replicas == 0:
             # Scale from zero starts one replica; Ray's own default would be min_replicas.
             config["initial_replicas"] = 0
+        if self.upscaling_factor is not None:
+            config["upscaling_factor"] = self.upscaling_factor
         if self.downscale_to_zero_delay_s is not None:
             config["downscale_to_zero_delay_s"] = self.downscale_to_zero_delay_s
         if self.target_tokens_in_flight is not None:

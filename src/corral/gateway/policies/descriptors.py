@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from corral.gateway.policies.fair_queue import TokenDemand
 from corral.gateway.policies.routing import RoutingKey
 
 DEFAULT_PREFIX_BYTES = 256
 """Leading bytes of the rendered prompt that prefix affinity hashes."""
 
 BYTES_PER_TOKEN = 4
-"""Rough prompt-size estimate for queue costs; tokenizers average 3-4 bytes per token."""
+"""Rough prompt-size estimate for the fair queue; tokenizers average 3-4 bytes per token."""
 
 SESSION_HEADER = "x-session-id"
 """Request header carrying the client's session id for session affinity."""
@@ -55,11 +56,11 @@ def routing_key(
     return RoutingKey(prefix_key(body, prefix_bytes), session_key(body, session_header))
 
 
-def request_cost(body: Mapping[str, Any], max_tokens_default: int) -> int:
-    """Tokens a request may use: a prompt estimate plus its completion allowance.
+def token_demand(body: Mapping[str, Any], max_tokens_default: int) -> TokenDemand:
+    """What a request may use: a prompt estimate and its completion allowance.
 
     The allowance is ``max_completion_tokens`` or ``max_tokens`` when set, else the model's
-    default; ``n`` completions multiply it. The cost is at least 1.
+    default; ``n`` completions multiply it.
     """
     prompt = -(-len(rendered_prompt(body)) // BYTES_PER_TOKEN)
     allowance = _positive_int(body.get("max_completion_tokens"))
@@ -67,7 +68,7 @@ def request_cost(body: Mapping[str, Any], max_tokens_default: int) -> int:
         allowance = _positive_int(body.get("max_tokens"))
     choices = _positive_int(body.get("n")) or 1
     completion = (allowance if allowance is not None else max_tokens_default) * choices
-    return max(1, prompt + completion)
+    return TokenDemand(prompt, completion)
 
 
 def _render_message(message: Mapping[str, Any]) -> str:

@@ -174,46 +174,62 @@ def _window_headers(kind: str, window: RateWindow) -> list[tuple[str, str]]:
     ]
 
 
-def refusal_error(refused: Refused, now: float) -> RateLimited:
-    """The 429 a client gets: what was exceeded, by how much, when to retry and how to fix it."""
+def refusal_error(refused: Refused, now: float, team_name: str | None = None) -> RateLimited:
+    """The 429 a client gets: what was exceeded, by how much, when to retry and how to fix it.
+    ``team_name``: the caller's team, named beside its id (people know teams by name)."""
+    who = _who(refused, team_name)
     if refused.limit == "budget":
         return RateLimited(
-            _budget_message(refused, now), code="budget_exceeded", retry_after=refused.retry_after
+            _budget_message(refused, now, who),
+            code="budget_exceeded",
+            retry_after=refused.retry_after,
         )
     return RateLimited(
-        _rate_message(refused), code="rate_limit_exceeded", retry_after=refused.retry_after
+        _rate_message(refused, who), code="rate_limit_exceeded", retry_after=refused.retry_after
     )
 
 
-def _who(refused: Refused) -> str:
+def _who(refused: Refused, team_name: str | None) -> str:
     scope = refused.scope
-    return f"team {scope.id!r}" if scope.kind == "team" else f"API key {scope.id!r}"
+    if scope.kind != "team":
+        return f"API key {scope.id!r}"
+    if team_name and team_name != scope.id:
+        return f"team {team_name!r} ({scope.id})"
+    return f"team {scope.id!r}"
+
+
+def rough_duration(seconds: float) -> str:
+    """A wait as people say it: ``26 days 9 h``, ``3 h 20 min``, ``4 min``, ``12 s``."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")
+    if hours:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{minutes} min" if minutes else f"{secs} s"
 
 
 def _usd(micros: int) -> str:
     return f"${micros / MICROS_PER_USD:,.2f}" if micros >= 10_000 else f"${micros / 1e6:.6f}"
 
 
-def _budget_message(refused: Refused, now: float) -> str:
+def _budget_message(refused: Refused, now: float, who: str) -> str:
     resets_at = refused.resets_at if refused.resets_at is not None else now
     when = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    scope = refused.scope
-    fix = (
-        f"corral budget set --team {scope.id} --monthly-usd N"
-        if scope.kind == "team"
-        else "the key's monthly budget in the admin API or portal"
-    )
+    whose = "the team's" if refused.scope.kind == "team" else "this key's"
     return (
-        f"The monthly budget of {_who(refused)} cannot cover this request: {_usd(refused.used)} "
+        f"The monthly budget of {who} cannot cover this request: {_usd(refused.used)} "
         f"of {_usd(refused.allowed)} is spent or held by requests in flight, and this request "
         f"could cost up to {_usd(refused.needed)} (lower max_tokens to reserve less). The budget "
-        f"resets on {when} (in {format_reset(resets_at - now)}). A team-admin or "
-        f"platform-admin can raise it: {fix}."
+        f"resets on {when} (in {rough_duration(resets_at - now)}). To go on before then, ask "
+        f"your team-admin to raise {whose} monthly budget (portal: Team page, or "
+        "`corral budget set`)."
     )
 
 
-def _rate_message(refused: Refused) -> str:
-    who = _who(refused)
+def _rate_message(refused: Refused, who: str) -> str:
     if refused.limit == "concurrent":
         return (
             f"Too many concurrent requests for {who}: {refused.used} in flight, limit "

@@ -16,9 +16,9 @@ def chat(**extra: Any) -> dict[str, Any]:
     return {**CHAT, **extra}
 
 
-def test_defaults_follow_openai() -> None:
+def test_what_a_request_leaves_out_is_left_to_the_model() -> None:
     parsed = parse_generation(chat(), chat=True, max_n=4)
-    assert (parsed.n, parsed.temperature, parsed.top_p, parsed.max_tokens) == (1, 1.0, 1.0, None)
+    assert (parsed.n, parsed.temperature, parsed.top_p, parsed.max_tokens) == (1, None, None, None)
     assert parsed.stop == ()
     assert not parsed.stream
 

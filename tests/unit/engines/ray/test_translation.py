@@ -48,6 +48,7 @@ def test_cpu_spec_hosts_the_local_engine_with_llm_aware_autoscaling(tmp_path: Pa
         "upscale_delay_s": 5.0,
         "downscale_delay_s": 60.0,
         "look_back_period_s": 30.0,
+        "upscaling_factor": 0.3,
         "policy": {
             "policy_function": POLICY_PATH,
             "policy_kwargs": {"target_ongoing_requests": 4, "target_tokens_in_flight": 2048.0},

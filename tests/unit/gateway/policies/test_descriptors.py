@@ -1,4 +1,4 @@
-"""Routing keys and token costs read from OpenAI request bodies."""
+"""Routing keys and token demands read from OpenAI request bodies."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from corral.gateway.policies.descriptors import (
     prefix_key,
     rendered_prompt,
-    request_cost,
     routing_key,
     session_key,
+    token_demand,
 )
+from corral.gateway.policies.fair_queue import TokenDemand
 from corral.gateway.policies.routing import RoutingKey
 
 SYSTEM = {"role": "system", "content": "You are a terse assistant. " * 20}
@@ -75,16 +76,16 @@ def test_routing_key_carries_both() -> None:
     assert routing_key(body, None, 8) == RoutingKey(b"user\nhel", "alice")
 
 
-def test_cost_is_prompt_estimate_plus_completion_allowance() -> None:
+def test_demand_is_prompt_estimate_and_completion_allowance() -> None:
     body = chat({"role": "user", "content": "x" * 394}, max_tokens=100)  # 400 bytes rendered
-    assert request_cost(body, max_tokens_default=4096) == 100 + 100
+    assert token_demand(body, max_tokens_default=4096) == TokenDemand(100, 100)
 
 
-def test_cost_prefers_max_completion_tokens_and_multiplies_by_n() -> None:
+def test_demand_prefers_max_completion_tokens_and_multiplies_by_n() -> None:
     body = {"prompt": "abcd", "max_completion_tokens": 50, "max_tokens": 9, "n": 3}
-    assert request_cost(body, max_tokens_default=4096) == 1 + 150
+    assert token_demand(body, max_tokens_default=4096) == TokenDemand(1, 150)
 
 
-def test_cost_falls_back_to_the_model_default_and_ignores_junk() -> None:
+def test_demand_falls_back_to_the_model_default_and_ignores_junk() -> None:
     body = {"prompt": "", "max_tokens": True, "n": -2}
-    assert request_cost(body, max_tokens_default=512) == 512
+    assert token_demand(body, max_tokens_default=512) == TokenDemand(0, 512)

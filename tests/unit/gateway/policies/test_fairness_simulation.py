@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from corral.gateway.policies.fair_queue import FairQueue
+from corral.gateway.policies.fair_queue import FairQueue, Served, TokenDemand
 
 SLOTS = 8  # max in flight per endpoint × endpoints
 TOKENS_PER_SLOT_S = 100.0
@@ -24,8 +24,11 @@ WARM_UP_S = 300.0
 @dataclass(slots=True)
 class Request:
     team: str
-    cost: float
+    cost: int
+    """Tokens it is served (its service time is cost / TOKENS_PER_SLOT_S)."""
     arrived: float
+    allowance: int = 0
+    """What it asks for (max_tokens); 0: exactly its cost."""
     started: float | None = None
 
     @property
@@ -35,45 +38,59 @@ class Request:
         return self.started - self.arrived + self.cost / TOKENS_PER_SLOT_S
 
 
-def arrivals(seed: int, team: str, rate_per_s: float) -> list[Request]:
+def arrivals(seed: int, team: str, rate_per_s: float, allowance: int = 0) -> list[Request]:
     rng, now, out = random.Random(seed), 0.0, []
     while (now := now + rng.expovariate(rate_per_s)) < HORIZON_S:
-        out.append(Request(team, float(rng.randint(200, 1000)), now))
+        out.append(Request(team, rng.randint(200, 1000), now, allowance))
     return out
 
 
 def simulate(
-    requests: list[Request], weights: Mapping[str, float] | None = None, *, fifo: bool = False
+    requests: list[Request],
+    weights: Mapping[str, float] | None = None,
+    *,
+    fifo: bool = False,
+    charge_allowance: bool = False,
 ) -> list[Request]:
     """Serve ``requests`` through SLOTS slots and a FairQueue; returns those that started.
 
-    ``fifo`` queues everyone as one team: first come, first served, as a control.
+    ``fifo`` queues everyone as one team: first come, first served, as a control;
+    ``charge_allowance`` charges what requests asked for instead of what they got (the old rule).
     """
     queue: FairQueue[Request] = FairQueue(dict(weights or {}), max_items=64)
     order = itertools.count()
-    events = [(r.arrived, next(order), r, True) for r in requests]
+    events = [(r.arrived, next(order), r, -1) for r in requests]
     heapq.heapify(events)
-    in_flight, started = 0, []
+    started: list[Request] = []
+    in_flight = 0
 
-    def start(request: Request, now: float) -> None:
+    def team_of(request: Request) -> str:
+        return "everyone" if fifo else request.team
+
+    def demand(request: Request) -> TokenDemand:
+        return TokenDemand(0, request.allowance or request.cost)
+
+    def start(request: Request, now: float, lease: int) -> None:
         nonlocal in_flight
         in_flight += 1
         request.started = now
         started.append(request)
         done = now + request.cost / TOKENS_PER_SLOT_S
-        heapq.heappush(events, (done, next(order), request, False))
+        heapq.heappush(events, (done, next(order), request, lease))
 
     while events:
-        now, _, request, is_arrival = heapq.heappop(events)
-        if not is_arrival:
+        now, _, request, lease = heapq.heappop(events)
+        if lease >= 0:  # a request ends
             in_flight -= 1
-            if (popped := queue.pop(now)).item is not None:
-                start(popped.item, now)
+            charged = request.allowance if charge_allowance and request.allowance else request.cost
+            queue.finish(lease, Served(charged, 0))
+            popped = queue.pop(now)
+            if popped.item is not None and popped.lease is not None:
+                start(popped.item, now, popped.lease)
         elif in_flight < SLOTS and not queue:
-            start(request, now)
+            start(request, now, queue.admit(team_of(request), demand(request)))
         else:
-            team = "everyone" if fifo else request.team
-            queue.push(team, request.cost, request, now, deadline=now + 120.0)
+            queue.push(team_of(request), demand(request), request, now, deadline=now + 120.0)
     return started
 
 
@@ -105,6 +122,25 @@ def test_without_fair_queuing_the_flood_does_slow_the_quiet_team() -> None:
     quiet, flood = arrivals(1, "b", quiet_rate), arrivals(2, "a", 20 * quiet_rate)
     served = simulate(quiet + flood, fifo=True)
     assert p50_latency(served, "b") > 5 * alone
+    assert sum(r.started is None for r in quiet) > len(quiet) / 3  # shed or expired
+
+
+def test_a_quiet_team_without_max_tokens_is_not_slowed_by_a_flood_that_sets_it() -> None:
+    # b asks for up to 4096 tokens and gets 200-1000: a fifth of capacity, under its fair half
+    quiet_rate = 0.2 * CAPACITY_RPS
+    alone = p50_latency(simulate(arrivals(1, "b", quiet_rate, allowance=4096)), "b")
+    quiet = arrivals(1, "b", quiet_rate, allowance=4096)
+    served = simulate(quiet + arrivals(2, "a", 20 * quiet_rate))
+    assert all(r.started is not None for r in quiet)
+    assert p50_latency(served, "b") <= 2.0 * alone
+    b_waits = [r.started - r.arrived for r in quiet if r.started is not None]
+    assert statistics.median(b_waits) < MEAN_COST / TOKENS_PER_SLOT_S
+
+
+def test_charging_the_allowance_instead_starves_the_team_without_max_tokens() -> None:
+    quiet_rate = 0.2 * CAPACITY_RPS
+    quiet = arrivals(1, "b", quiet_rate, allowance=4096)
+    simulate(quiet + arrivals(2, "a", 20 * quiet_rate), charge_allowance=True)
     assert sum(r.started is None for r in quiet) > len(quiet) / 3  # shed or expired
 
 

@@ -153,16 +153,31 @@ def test_budget_refusal_says_when_it_resets_and_who_can_raise_it() -> None:
             resets_at=ts(2024, 3, 1),
             retry_after=ts(2024, 3, 1) - now,
         ),
-        now,
+        now - 0.994,
+        team_name="machine-learning",
     )
     assert error.status == 429
     assert error.code == "budget_exceeded"
+    assert "team 'machine-learning' (ml)" in error.message
     assert "$499.99 of $500.00" in error.message
     assert "up to $0.02" in error.message
     assert "2024-03-01 00:00 UTC" in error.message
-    assert "in 72h0m0s" in error.message
-    assert "corral budget set --team ml --monthly-usd N" in error.message
-    assert "team-admin or platform-admin" in error.message
+    assert "(in 3 days)" in error.message  # rounded, not 72h0m0.994s
+    assert "ask your team-admin to raise the team's monthly budget" in error.message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (2_282_077.994, "26 days 9 h"),
+        (86_400, "1 day"),
+        (12_000.4, "3 h 20 min"),
+        (240.2, "4 min"),
+        (12.4, "12 s"),
+    ],
+)
+def test_waits_are_rounded_as_people_say_them(seconds: float, said: str) -> None:
+    assert quotas.rough_duration(seconds) == said
 
 
 def test_rate_refusals_name_the_limit_the_wait_and_the_fix() -> None:
