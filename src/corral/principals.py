@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -63,8 +64,9 @@ def display_key(key: str) -> str:
 class KeyDirectory:
     """The gateway's in-memory map of key hash → principal; no database on the request path.
 
-    A refresher replaces the whole map every few seconds from the store, so a revoked or expired
-    key stops working everywhere within one refresh interval. Lookup is by the key's HMAC: a
+    A refresher loads the whole map once, then applies only the keys that changed (see
+    ``corral.store.keysync``), so a revoked key stops working everywhere within about a
+    second and an expired one at its expiry. Lookup is by the key's HMAC: a
     timing difference in the dict lookup tells an attacker nothing about any stored key, since
     they cannot steer an HMAC without the server secret (admin paths use ``same_hash``).
     """
@@ -78,6 +80,17 @@ class KeyDirectory:
         """Swap in a fresh map of key hash → principal (atomic for readers); pinned keys stay."""
         self._by_hash = {**entries, **self._pinned}
 
+    def apply(self, active: Mapping[str, Principal], gone: Iterable[str]) -> None:
+        """Apply changed keys: ``active`` ones work (new or updated), ``gone`` hashes stop.
+
+        In place: one event loop reads and writes it, so each lookup sees the map before or
+        after an entry changed, and a change costs what it touches, not the whole map.
+        """
+        for digest in gone:
+            if digest not in self._pinned:
+                self._by_hash.pop(digest, None)
+        self._by_hash.update(active)
+
     def pin(self, key: str, principal: Principal) -> None:
         """A key that lives only in this process's memory (e.g. the portal's own credential):
         never stored, gone when the process ends, kept across refreshes."""
@@ -87,7 +100,7 @@ class KeyDirectory:
 
     def add(self, key_hash: str, principal: Principal) -> None:
         """Make one new key usable at once, before the next refresh."""
-        self._by_hash = {**self._by_hash, key_hash: principal}
+        self._by_hash[key_hash] = principal
 
     def hash(self, key: str) -> str:
         """The keyed hash of ``key`` under this server's secret."""
@@ -102,6 +115,10 @@ class KeyDirectory:
         if principal.expires_at is not None and now >= principal.expires_at:
             return None
         return principal
+
+    def entries(self) -> dict[str, Principal]:
+        """A copy of the map of key hash → principal (pinned keys included)."""
+        return dict(self._by_hash)
 
     def __len__(self) -> int:
         return len(self._by_hash)

@@ -166,7 +166,10 @@ class LimitSettings(_Group):
         "budget's share while Redis is down is 1/this); unset: server.workers.",
     )
     refresh_interval: float = Field(
-        2.0, gt=0, description="Seconds between reloads of keys' and teams' limits."
+        1.0,
+        gt=0,
+        description="Seconds between looks for changed limits of keys and teams (one indexed "
+        "query that reads only what changed since the last look).",
     )
 
 

@@ -21,7 +21,7 @@ class KeyCache(Protocol):
         ...
 
     async def refresh(self) -> None:
-        """Reload from the store, so a change made here applies in this process at once."""
+        """Apply what changed in the store, so a change made here applies here at once."""
         ...
 
 

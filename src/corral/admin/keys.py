@@ -6,6 +6,7 @@ from datetime import UTC
 from typing import Any
 
 from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
+from corral.admin.paging import listing, page_of
 from corral.admin.policy import Action, Scope, Subject, decide
 from corral.admin.schemas import (
     Empty,
@@ -91,10 +92,14 @@ async def list_keys(ctx: AdminContext, call: Call[KeyQuery]) -> KeyList:
         user_id=scope.user_id,
         include_inactive=q.include_inactive,
         now=call.now,
+        state=q.state,
+        listing=listing(q),
     )
-    if p.role is not Role.PLATFORM_ADMIN:
-        keys = await _readable(ctx, p, keys)
-    return KeyList(data=[key_out(k, call.now) for k in keys])
+    shown, after = page_of(keys, q, lambda k: (k.created_at, k.id))
+    if p.role is not Role.PLATFORM_ADMIN:  # after paging: the cursor follows the store's order
+        shown = await _readable(ctx, p, shown)
+    data = [key_out(k, call.now) for k in shown]
+    return KeyList(data=data, has_more=after is not None, next_after=after)
 
 
 async def _readable(ctx: AdminContext, p: Principal, keys: list[ApiKey]) -> list[ApiKey]:

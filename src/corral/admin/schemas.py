@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from corral.admin.paging import PageQuery
 from corral.principals import Role
 from corral.store.records import ApiKey, AuditEntry, Team, User
 
@@ -80,7 +81,11 @@ class UserCreate(_In):
     team: Ref | None = Field(None, description="Team id or name; default: the caller's team.")
 
 
-class UserQuery(_In):
+class TeamQuery(PageQuery):
+    pass
+
+
+class UserQuery(PageQuery):
     team: Ref | None = Field(None, description="Only this team's users (id or name).")
 
 
@@ -106,10 +111,13 @@ class KeyCreate(_In):
     )
 
 
-class KeyQuery(_In):
+class KeyQuery(PageQuery):
     team: Ref | None = Field(None, description="Only this team's keys (id or name).")
     user: Ref | None = Field(None, description="Only this user's keys (id or e-mail).")
     include_inactive: bool = Field(False, description="Also list revoked and expired keys.")
+    state: Literal["active", "revoked", "expired"] | None = Field(
+        None, description="Only keys in this state (overrides include_inactive)."
+    )
 
 
 class KeyRotate(_In):
@@ -208,16 +216,22 @@ class Me(_Out):
 class TeamList(_Out):
     object: Literal["list"] = "list"
     data: list[TeamOut]
+    has_more: bool = False
+    next_after: str | None = Field(None, description="Pass as after= for the next page.")
 
 
 class UserList(_Out):
     object: Literal["list"] = "list"
     data: list[UserOut]
+    has_more: bool = False
+    next_after: str | None = Field(None, description="Pass as after= for the next page.")
 
 
 class KeyList(_Out):
     object: Literal["list"] = "list"
     data: list[KeyOut]
+    has_more: bool = False
+    next_after: str | None = Field(None, description="Pass as after= for the next page.")
 
 
 class AuditList(_Out):

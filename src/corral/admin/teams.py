@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
+from corral.admin.paging import listing, page_of
 from corral.admin.platform_admins import keep_a_platform_admin
 from corral.admin.policy import ANYWHERE, Action, Scope
-from corral.admin.schemas import Empty, TeamCreate, TeamDelete, TeamList, TeamOut, team_out
+from corral.admin.schemas import (
+    Empty,
+    TeamCreate,
+    TeamDelete,
+    TeamList,
+    TeamOut,
+    TeamQuery,
+    team_out,
+)
 from corral.errors import NotFound
 from corral.principals import Role
 from corral.store.records import Team
@@ -27,9 +36,12 @@ async def create_team(ctx: AdminContext, call: Call[TeamCreate]) -> TeamOut:
     return team_out(await ctx.store.create_team(body.name, body.description, actor=call.actor))
 
 
-async def list_teams(ctx: AdminContext, call: Call[Empty]) -> TeamList:
+async def list_teams(ctx: AdminContext, call: Call[TeamQuery]) -> TeamList:
     if call.principal.role is Role.PLATFORM_ADMIN:
-        return TeamList(data=[team_out(t) for t in await ctx.store.list_teams()])
+        teams = await ctx.store.list_teams(listing(call.input))
+        shown, after = page_of(teams, call.input, lambda t: (t.name, t.id))
+        data = [team_out(t) for t in shown]
+        return TeamList(data=data, has_more=after is not None, next_after=after)
     call.authorize(Action.TEAM_LIST, Scope(call.principal.team_id))
     own = await ctx.store.get_team(call.principal.team_id or "")
     return TeamList(data=[] if own is None else [team_out(own)])
@@ -53,7 +65,7 @@ OPERATIONS: list[Operation[Any]] = [
     Operation(
         "POST", "/teams", Action.TEAM_CREATE, "Create a team", TeamCreate, TeamOut, create_team, 201
     ),
-    Operation("GET", "/teams", Action.TEAM_LIST, "List teams", Empty, TeamList, list_teams),
+    Operation("GET", "/teams", Action.TEAM_LIST, "List teams", TeamQuery, TeamList, list_teams),
     Operation("GET", "/teams/{team}", Action.TEAM_READ, "Show a team", Empty, TeamOut, show_team),
     Operation(
         "DELETE",

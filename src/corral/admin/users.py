@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.admin.operations import AdminContext, Call, Operation, askable, quoted
+from corral.admin.paging import listing, page_of
 from corral.admin.platform_admins import keep_a_platform_admin
 from corral.admin.policy import Action, Scope
 from corral.admin.schemas import (
@@ -71,8 +72,20 @@ async def list_users(ctx: AdminContext, call: Call[UserQuery]) -> UserList:
         team_id = None if p.role is Role.PLATFORM_ADMIN else p.team_id
     only = p.user_id if p.role is Role.DEVELOPER else None
     call.authorize(Action.USER_LIST, Scope(team_id, only))
-    users = await ctx.store.list_users(team_id)
-    return UserList(data=[user_out(u) for u in users if only in (None, u.id)])
+    if only is not None:  # a developer sees themself only: no page to read
+        me = await ctx.store.get_user(only)
+        mine = [me] if me is not None and _listed(me, team_id, call.input) else []
+        return UserList(data=[user_out(u) for u in mine])
+    users = await ctx.store.list_users(team_id, listing(call.input))
+    shown, after = page_of(users, call.input, lambda u: (u.name, u.id))
+    return UserList(data=[user_out(u) for u in shown], has_more=after is not None, next_after=after)
+
+
+def _listed(user: User, team_id: str | None, query: UserQuery) -> bool:
+    """Whether ``user`` belongs on the first page ``query`` asks for (a one-record list)."""
+    prefix = query.name_prefix
+    in_team = team_id in (None, user.team_id)
+    return in_team and query.after is None and (prefix is None or user.name.startswith(prefix))
 
 
 async def show_user(ctx: AdminContext, call: Call[Empty]) -> UserOut:

@@ -21,6 +21,7 @@ from rich.table import Table
 from corral.admin.client import AdminClient
 from corral.admin.schemas import MAX_GRACE, MAX_LIFETIME, MIN_LIFETIME
 from corral.cli.address import DEFAULT_URL, base_url
+from corral.cli.listing import KeyPagesOpt, LimitOpt, PagesOpt, PrefixOpt, pages, show_pages
 from corral.cli.names import Names
 from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
 from corral.principals import Role
@@ -114,18 +115,27 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _render(output: Output, data: Any, columns: Sequence[Column]) -> None:
+def _render(output: Output, data: Any, columns: Sequence[Column], header: bool = True) -> None:
     if output is Output.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return
     rows = data["data"] if isinstance(data, dict) and "data" in data else [data]
-    table = Table(show_lines=False)
+    table = Table(show_lines=False, show_header=header)
     for name, _ in columns:
         # Ids and times stay whole (to copy); free text wraps when the terminal is narrow.
         table.add_column(name, no_wrap=name not in _FLEXIBLE, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(get(row)) for _, get in columns))
     _out.print(table)
+
+
+def _show(
+    found: Iterator[dict[str, Any]], output: Output, every: bool, columns: Sequence[Column]
+) -> None:
+    def render(page: dict[str, Any], first: bool) -> None:
+        _render(output, page, columns, header=first)
+
+    show_pages(found, as_json=output is Output.json, every=every, render=render, err=_err)
 
 
 def _cell(value: Any) -> str:
@@ -240,10 +250,19 @@ def team_create(
 
 
 @team_app.command("list")
-def team_list(url: UrlOpt = None, api_key: KeyOpt = None, output: OutOpt = Output.table) -> None:
-    """List the teams you can see."""
+def team_list(
+    *,
+    prefix: PrefixOpt = None,
+    limit: LimitOpt = 100,
+    all_: PagesOpt = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """List the teams you can see, by name."""
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/teams"), TEAM_COLUMNS)
+        found = pages(api, "/teams", {"name_prefix": prefix}, limit=limit, every=all_)
+        _show(found, output, all_, TEAM_COLUMNS)
 
 
 @team_app.command("show")
@@ -305,13 +324,19 @@ def user_add(
 @user_app.command("list")
 def user_list(
     team: Annotated[str | None, typer.Option(help="Only this team (name or id).")] = None,
+    *,
+    prefix: PrefixOpt = None,
+    limit: LimitOpt = 100,
+    all_: PagesOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     output: OutOpt = Output.table,
 ) -> None:
-    """List users."""
+    """List users, by name."""
+    params = {"team": team, "name_prefix": prefix}
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/users", {"team": team}), user_columns(Names(api)))
+        found = pages(api, "/users", params, limit=limit, every=all_)
+        _show(found, output, all_, user_columns(Names(api)))
 
 
 @user_app.command("set-role")
@@ -387,14 +412,25 @@ def key_list(
     team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
     user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include revoked and expired keys.")] = False,
+    state: Annotated[str | None, typer.Option(help="Only active, revoked or expired keys.")] = None,
+    prefix: PrefixOpt = None,
+    limit: LimitOpt = 100,
+    every: KeyPagesOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     output: OutOpt = Output.table,
 ) -> None:
-    """List API keys (shown by prefix and last four characters only)."""
-    params = {"team": team, "user": user, "include_inactive": all_}
+    """List API keys, newest first (shown by prefix and last four characters only)."""
+    params = {
+        "team": team,
+        "user": user,
+        "include_inactive": all_,
+        "state": state,
+        "name_prefix": prefix,
+    }
     with reporting(), _client(url, api_key) as api:
-        _render(output, api.get("/keys", params), key_columns(Names(api)))
+        found = pages(api, "/keys", params, limit=limit, every=every)
+        _show(found, output, every, key_columns(Names(api)))
 
 
 @key_app.command("revoke")

@@ -10,10 +10,11 @@ from corral.errors import CorralError
 
 # What each list holds, read once per command when a table first needs a name.
 _SOURCES: tuple[tuple[str, dict[str, str | bool | None] | None], ...] = (
-    ("/teams", None),
-    ("/users", None),
-    ("/keys", {"include_inactive": True}),
+    ("/teams", {"limit": "1000"}),
+    ("/users", {"limit": "1000"}),
+    ("/keys", {"include_inactive": True, "limit": "1000"}),
 )
+"""Where names come from: the first page of each list, as large as the API gives (lists page)."""
 
 
 class Names:

@@ -69,6 +69,7 @@ async def running_platform(
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
     metrics = GatewayMetrics(registry)
+    metrics.cached_keys.set_function(lambda: float(len(keys)))  # read at scrape time
     async with AsyncExitStack() as stack:
         routes = await start_engines(settings.models, settings.data_dir, stack, progress)
         if usage_sink is not None:

@@ -22,7 +22,7 @@ from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
 from corral.settings import LimitSettings, LimitValues
-from corral.store.usage import UsageLedger
+from corral.store.usage import LimitSetting, UsageLedger
 
 if TYPE_CHECKING:
     from corral.counters.redis import RedisCounters
@@ -34,35 +34,65 @@ def _limits(values: LimitValues) -> Limits:
     return Limits(**values.model_dump())
 
 
-async def refresh_limits(book: LimitBook, usage: UsageLedger) -> None:
-    """Load every key's and team's limits from the store into ``book``."""
+def _stored(row: LimitSetting) -> Limits:
+    return Limits(
+        rpm=row.rpm,
+        tpm=row.tpm,
+        max_concurrent=row.max_concurrent,
+        monthly_budget_usd=row.monthly_budget_usd,
+    )
+
+
+async def refresh_limits(book: LimitBook, usage: UsageLedger) -> int:
+    """Load every key's and team's limits from the store into ``book``; the change version
+    they are as of (apply later changes with ``apply_limit_changes``)."""
+    version = await usage.limits_version()  # first: changes after it are replayed
     keys: dict[str, Limits] = {}
     teams: dict[str, Limits] = {}
     for row in await usage.all_limits():
-        limits = Limits(
-            rpm=row.rpm,
-            tpm=row.tpm,
-            max_concurrent=row.max_concurrent,
-            monthly_budget_usd=row.monthly_budget_usd,
-        )
-        (keys if row.scope == "key" else teams)[row.scope_id] = limits
+        (keys if row.scope == "key" else teams)[row.scope_id] = _stored(row)
     book.replace(keys, teams)
+    return version
+
+
+async def apply_limit_changes(book: LimitBook, usage: UsageLedger, version: int) -> int:
+    """Apply the limits changed after ``version`` to ``book`` (all of them, when the change
+    log no longer reaches back that far); the version now applied."""
+    while True:
+        batch = await usage.limit_changes(version)
+        if batch is None:
+            log.warning("limits: change log passed version %d; reloading", version)
+            return await refresh_limits(book, usage)
+        if batch.version == version:
+            return version
+        changed: dict[str, dict[str, Limits | None]] = {"key": {}, "team": {}}
+        for (scope, holder), row in batch.limits.items():
+            changed[scope][holder] = None if row is None else _stored(row)
+        book.apply(changed["key"], changed["team"])
+        version = batch.version
 
 
 class LimitReload:
-    """Reloads a running process's limits on demand: the admin API calls it after a change, so
-    the process that took the change applies it at once (others within refresh_interval)."""
+    """Keeps a running process's limits in step with the store by applying the changes after
+    the version it last applied. The admin API calls it after a change, so the process that
+    took the change applies it at once; the refresh loop calls it every refresh_interval."""
 
     def __init__(self) -> None:
         self._book: LimitBook | None = None
         self._usage: UsageLedger | None = None
+        self._version = 0
+        self._lock = asyncio.Lock()
 
-    def attach(self, book: LimitBook, usage: UsageLedger) -> None:
-        self._book, self._usage = book, usage
+    def attach(self, book: LimitBook, usage: UsageLedger, version: int) -> None:
+        """Keep ``book`` (loaded as of ``version``) in step with ``usage`` from now on."""
+        self._book, self._usage, self._version = book, usage, version
 
     async def __call__(self) -> None:
-        if self._book is not None and self._usage is not None:
-            await refresh_limits(self._book, self._usage)
+        if self._book is None or self._usage is None:
+            return
+        # Serialised: the loop and the admin API must not apply the same versions twice over.
+        async with self._lock:
+            self._version = await apply_limit_changes(self._book, self._usage, self._version)
 
 
 RECONCILE_INTERVAL = 30.0
@@ -81,7 +111,7 @@ async def running_quotas(
 ) -> AsyncIterator[Quotas]:
     """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
 
-    ``reload`` (the admin API's hook) reloads this book at once after a change; ``processes``:
+    ``reload`` (the admin API's hook) applies a change to this book at once; ``processes``:
     gateway processes sharing the Redis counters (budget shares in an outage).
     """
     counters: Counters
@@ -103,9 +133,8 @@ async def running_quotas(
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
-    await refresh_limits(book, usage)
-    if reload is not None:
-        reload.attach(book, usage)
+    sync = reload or LimitReload()
+    sync.attach(book, usage, await refresh_limits(book, usage))
     await seed_and_reconcile(counters, usage, clock)
 
     async def refresh_forever() -> None:
@@ -113,7 +142,7 @@ async def running_quotas(
         while True:
             await clock.sleep(settings.refresh_interval)
             try:
-                await refresh_limits(book, usage)
+                await sync()
                 if clock.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
                     last_reconcile = clock.monotonic()
                     await seed_and_reconcile(counters, usage, clock)

@@ -50,15 +50,17 @@ class SeenRequest:
     outcome: str = "open"  # open | completed | client_gone | failed
 
 
-HISTORY = 1000
-"""Requests a FakeEngine remembers: enough for any assertion, bounded for demos and benchmarks."""
+REMEMBERED = 1_000
+"""Requests a FakeEngine keeps for assertions: the newest ones. Bounded, because `corral up`
+serves fake models with it for as long as it runs (unbounded, it grew ~1.4 KB per request)."""
 
 
 @dataclass
 class FakeEngineState:
-    """What the FakeEngine has seen, for assertions: the latest ``HISTORY`` requests."""
+    """What the FakeEngine has seen, for assertions: the newest requests, and how many in all."""
 
-    requests: deque[SeenRequest] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    requests: deque[SeenRequest] = field(default_factory=lambda: deque(maxlen=REMEMBERED))
+    received: int = 0
 
     @property
     def open_requests(self) -> int:
@@ -159,6 +161,7 @@ class FakeEngine:
         body = orjson.loads(await request.read())
         seen = SeenRequest(request.path, dict(request.headers), body, time.monotonic())
         self.state.requests.append(seen)
+        self.state.received += 1
         return seen
 
     def _planned_tokens(self, body: dict[str, Any]) -> list[str]:

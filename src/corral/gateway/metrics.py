@@ -102,6 +102,11 @@ class GatewayMetrics:
             "API requests being served by this process.",
             registry=registry,
         )
+        self.cached_keys = Gauge(
+            "corral_key_cache_keys",
+            "API keys this process holds in memory to authenticate requests (every active key).",
+            registry=registry,
+        )
 
     def record(self, event: UsageEvent) -> None:
         """Count one finished request (a Meter)."""

@@ -41,6 +41,20 @@ class LimitBook:
         self._teams = {k: v.over(self._team_defaults) for k, v in teams.items()}
         self._scopes = {}
 
+    def apply(self, keys: dict[str, Limits | None], teams: dict[str, Limits | None]) -> None:
+        """Apply changed limits (None: back to the defaults); cached scopes are rebuilt."""
+        for changed, book, defaults in (
+            (keys, self._keys, self._key_defaults),
+            (teams, self._teams, self._team_defaults),
+        ):
+            for holder, limits in changed.items():
+                if limits is None:
+                    book.pop(holder, None)
+                else:
+                    book[holder] = limits.over(defaults)
+        if keys or teams:
+            self._scopes = {}
+
     def scopes(self, key_id: str, team_id: str | None) -> tuple[Scope, ...] | None:
         """What a request of this key counts against; None when nothing limits it. Built once
         per key and kept until the limits change (a dict lookup on the request path)."""

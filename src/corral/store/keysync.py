@@ -13,17 +13,21 @@ from corral.store.port import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 2.0
-"""Seconds between refreshes: a key revoked anywhere stops working everywhere within ~2 s."""
+DEFAULT_INTERVAL = 1.0
+"""Seconds between looks at the change log: a key revoked anywhere stops working everywhere
+within about this long (a look that finds nothing is one indexed query)."""
 
 
 class KeySync:
-    """Loads every active key (hash → principal) into a KeyDirectory, then refreshes it.
+    """Loads every active key (hash → principal) into a KeyDirectory once, then applies changes.
 
-    Each refresh replaces the whole map, so revoked, expired and deleted keys drop out and
-    role changes arrive. The gateway calls ``touch`` per request (a dict write); last-used
-    times reach the store in one batch per interval, never on the request path. When the
-    store is unreachable the directory keeps its last contents and a warning is logged.
+    Each refresh reads the store's change log after the last version applied and reloads only
+    the keys those changes touch (revoked, rotated, created, or whose owner or team changed);
+    expired keys stop at their expiry in the directory itself. Nothing is reloaded in full
+    unless the log no longer reaches back to that version. The gateway calls ``touch`` per
+    request (a dict write); last-used times reach the store in one batch per interval, never
+    on the request path. When the store is unreachable the directory keeps its last contents
+    and a warning is logged.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class KeySync:
         self._clock = clock
         self._interval = interval
         self._used: dict[str, float] = {}
+        self._version: int | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -54,11 +59,35 @@ class KeySync:
         """Note that a key was used now; written to the store with the next batch."""
         self._used[key_id] = self._clock.now()
 
+    @property
+    def version(self) -> int | None:
+        """The newest change applied (None before the first load)."""
+        return self._version
+
     async def refresh(self) -> None:
-        """Reload the directory from the store now (the admin API calls this after a change)."""
-        # Serialised: a slow periodic refresh must not overwrite a newer one with older data.
+        """Apply what changed in the store since the last refresh (the admin API calls this
+        after a change, so it applies in this process at once)."""
+        # Serialised: two refreshes must not apply the same versions, or older over newer.
         async with self._lock:
-            self.directory.replace(await self._store.active_keys(self._clock.now()))
+            if self._version is None:
+                await self._reload()
+                return
+            while True:
+                batch = await self._store.key_changes(self._version, self._clock.now())
+                if batch is None:
+                    log.warning("key sync: change log passed version %d; reloading", self._version)
+                    await self._reload()
+                    return
+                if batch.version == self._version:
+                    return
+                self.directory.apply(batch.active, batch.gone)
+                self._version = batch.version
+
+    async def _reload(self) -> None:
+        # The version first: every change after it is replayed, so none falls between the two.
+        version = await self._store.change_version()
+        self.directory.replace(await self._store.active_keys(self._clock.now()))
+        self._version = version
 
     async def flush(self) -> None:
         """Write the pending last-used times to the store (kept for the next try on failure)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from corral.errors import Conflict, NotFound
 from corral.principals import Principal, Role
@@ -20,8 +21,11 @@ from corral.store.records import (
     ApiKey,
     AuditEntry,
     AuditQuery,
+    KeyChanges,
     KeyMaterial,
     KeySpec,
+    KeyState,
+    Listing,
     Team,
     User,
     new_id,
@@ -55,8 +59,9 @@ class InMemoryStore:
                 return team
         return None
 
-    async def list_teams(self) -> list[Team]:
-        return sorted((t for t in self._teams.values() if t.deleted_at is None), key=_name)
+    async def list_teams(self, listing: Listing | None = None) -> list[Team]:
+        live = (t for t in self._teams.values() if t.deleted_at is None)
+        return _page(sorted(live, key=_name), _name, listing or Listing())
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
         team = self._live_team(team_id)
@@ -92,9 +97,12 @@ class InMemoryStore:
                 return user
         return None
 
-    async def list_users(self, team_id: str | None = None) -> list[User]:
+    async def list_users(
+        self, team_id: str | None = None, listing: Listing | None = None
+    ) -> list[User]:
         live = (u for u in self._users.values() if u.deleted_at is None)
-        return sorted((u for u in live if team_id in (None, u.team_id)), key=_name)
+        mine = sorted((u for u in live if team_id in (None, u.team_id)), key=_name)
+        return _page(mine, _name, listing or Listing())
 
     async def update_user(
         self, user_id: str, *, actor: Actor, role: Role | None = None, name: str | None = None
@@ -133,15 +141,21 @@ class InMemoryStore:
         user_id: str | None = None,
         include_inactive: bool = False,
         now: float,
+        state: KeyState | None = None,
+        listing: Listing | None = None,
     ) -> list[ApiKey]:
+        wanted = state or (None if include_inactive else "active")
         found = [
             key
             for key in self._keys.values()
             if team_id in (None, key.team_id)
             and user_id in (None, key.user_id)
-            and (include_inactive or key.state(now) == "active")
+            and wanted in (None, key.state(now))
         ]
-        return sorted(found, key=lambda k: (-k.created_at, k.id))
+        page = listing or Listing()
+        if page.after is not None:  # keys go newest first: position (-created_at, id)
+            page = replace(page, after=(-page.after[0], page.after[1]))
+        return _page(sorted(found, key=_newest_first), _newest_first, page)
 
     async def revoke_key(self, key_id: str, *, actor: Actor) -> ApiKey:
         key = self._keys.get(key_id)
@@ -173,24 +187,49 @@ class InMemoryStore:
     async def active_keys(self, now: float) -> dict[str, Principal]:
         active: dict[str, Principal] = {}
         for key in self._keys.values():
-            if key.state(now) != "active" or key.team_id not in self._teams:
-                continue
-            if self._teams[key.team_id].deleted_at is not None:
-                continue
-            user = self._users.get(key.user_id) if key.user_id is not None else None
-            if user is not None and user.deleted_at is not None:
-                continue
-            role = user.role if user is not None else Role.DEVELOPER
-            active[self._hashes[key.id]] = Principal(
-                key.id,
-                role,
-                key.team_id,
-                key.user_id,
-                key.allowed_models,
-                key.expires_at,
-                team_name=self._teams[key.team_id].name,
-            )
+            principal = self._principal(key, now)
+            if principal is not None:
+                active[self._hashes[key.id]] = principal
         return active
+
+    async def change_version(self) -> int:
+        # Every change is audited, so the audit log doubles as the change log here.
+        return len(self._audit)
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        entries = self._audit[since:]
+        if not entries:
+            return KeyChanges(since, {}, frozenset())
+        refs = {e.target_id for e in entries}
+        active: dict[str, Principal] = {}
+        gone: set[str] = set()
+        for key in self._keys.values():
+            if refs.isdisjoint((key.id, key.team_id, key.user_id)):
+                continue
+            principal = self._principal(key, now)
+            if principal is None:
+                gone.add(self._hashes[key.id])
+            else:
+                active[self._hashes[key.id]] = principal
+        return KeyChanges(len(self._audit), active, frozenset(gone))
+
+    def _principal(self, key: ApiKey, now: float) -> Principal | None:
+        team = self._teams.get(key.team_id)
+        if key.state(now) != "active" or team is None or team.deleted_at is not None:
+            return None
+        user = self._users.get(key.user_id) if key.user_id is not None else None
+        if user is not None and user.deleted_at is not None:
+            return None
+        role = user.role if user is not None else Role.DEVELOPER
+        return Principal(
+            key.id,
+            role,
+            key.team_id,
+            key.user_id,
+            key.allowed_models,
+            key.expires_at,
+            team_name=team.name,
+        )
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         for key_id, at in last_used.items():
@@ -283,6 +322,26 @@ class InMemoryStore:
 
 def _name(record: Team | User) -> tuple[str, str]:
     return (record.name, record.id)
+
+
+def _newest_first(key: ApiKey) -> tuple[float, str]:
+    return (-key.created_at, key.id)
+
+
+_Listed = TypeVar("_Listed", Team, User, ApiKey)
+
+
+def _page(
+    ordered: list[_Listed], position: Callable[[_Listed], tuple[Any, str]], page: Listing
+) -> list[_Listed]:
+    """One page of ``ordered`` records (sorted by ``position``), as the SQL adapter pages."""
+    found = [
+        r
+        for r in ordered
+        if (page.name_prefix is None or r.name.startswith(page.name_prefix))
+        and (page.after is None or position(r) > page.after)
+    ]
+    return found if page.limit is None else found[: page.limit]
 
 
 def _matches(entry: AuditEntry, q: AuditQuery) -> bool:

@@ -11,8 +11,11 @@ from corral.store.records import (
     ApiKey,
     AuditEntry,
     AuditQuery,
+    KeyChanges,
     KeyMaterial,
     KeySpec,
+    KeyState,
+    Listing,
     Team,
     User,
 )
@@ -43,8 +46,8 @@ class Store(Protocol):
         """The live team with this id or name."""
         ...
 
-    async def list_teams(self) -> list[Team]:
-        """Every live team, by name."""
+    async def list_teams(self, listing: Listing | None = None) -> list[Team]:
+        """Live teams by (name, id), one page of them (a page's ``after`` is (name, id))."""
         ...
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
@@ -62,8 +65,10 @@ class Store(Protocol):
         """The live user with this id or e-mail."""
         ...
 
-    async def list_users(self, team_id: str | None = None) -> list[User]:
-        """Live users (of one team, or all), by name."""
+    async def list_users(
+        self, team_id: str | None = None, listing: Listing | None = None
+    ) -> list[User]:
+        """Live users (of one team, or all) by (name, id), one page of them."""
         ...
 
     async def update_user(
@@ -91,9 +96,12 @@ class Store(Protocol):
         user_id: str | None = None,
         include_inactive: bool = False,
         now: float,
+        state: KeyState | None = None,
+        listing: Listing | None = None,
     ) -> list[ApiKey]:
-        """Keys (of a team and/or user, or all), newest first; revoked and expired ones only
-        with ``include_inactive``."""
+        """Keys (of a team and/or user, or all), newest first (by created_at, then id; a
+        page's ``after`` is (created_at, id)); revoked and expired ones only with
+        ``include_inactive`` or a ``state`` asking for them."""
         ...
 
     async def revoke_key(self, key_id: str, *, actor: Actor) -> ApiKey:
@@ -110,6 +118,18 @@ class Store(Protocol):
 
     async def active_keys(self, now: float) -> dict[str, Principal]:
         """Key hash → principal for every key that works at ``now`` (for the gateway's cache)."""
+        ...
+
+    async def change_version(self) -> int:
+        """The newest change version committed (read before ``active_keys``, then replay the
+        changes after it with ``key_changes``)."""
+        ...
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        """Keys whose principal changed after version ``since`` (created, revoked, rotated, or
+        their owner or team changed), as of ``now``; None when the change log no longer reaches
+        back that far (load ``active_keys`` again). Reads at most a bounded batch: call again
+        until the version stops advancing."""
         ...
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:

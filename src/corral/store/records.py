@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from corral.principals import Role
+from corral.principals import Principal, Role
 
 JsonValue = Any
 """A value that survives ``json.dumps`` (str, number, bool, None, lists and dicts of those)."""
@@ -145,3 +145,27 @@ class AuditQuery:
     after_id: int | None = None
     oldest_first: bool = False
     limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    """What changed in the key directory since a version: keys that now work (hash →
+    principal) and hashes of keys that no longer do. ``version`` is the newest one applied."""
+
+    version: int
+    active: Mapping[str, Principal]
+    gone: frozenset[str]
+
+
+KeyState = Literal["active", "revoked", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Which page of a list to read (keyset pagination: no offset, so a page costs the same
+    however deep it is): at most ``limit`` records that sort after ``after`` — the (sort value,
+    id) of the last record of the page before — and whose names start with ``name_prefix``."""
+
+    limit: int | None = None
+    after: tuple[Any, str] | None = None
+    name_prefix: str | None = None

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from corral.errors import Conflict, NotFound
 from corral.principals import Principal, Role
+from corral.store.changelog import changes_since, current_version, record_changes
 from corral.store.changes import (
     BOOTSTRAP_META,
     PendingAudit,
@@ -26,8 +27,11 @@ from corral.store.records import (
     ApiKey,
     AuditEntry,
     AuditQuery,
+    KeyChanges,
     KeyMaterial,
     KeySpec,
+    KeyState,
+    Listing,
     Team,
     User,
     new_id,
@@ -50,6 +54,9 @@ class SqlStore:
         with translated(self._url):
             async with self._sessions() as session, session.begin():
                 yield session
+                changed: list[tuple[str, str]] = session.info.pop(_CHANGED, [])
+                if changed:
+                    await record_changes(session, changed, session.info.pop(_CHANGED_AT))
 
     # -- teams -------------------------------------------------------------------------------
 
@@ -69,10 +76,10 @@ class SqlStore:
             row = await s.scalar(_live(TeamRow).where(or_(TeamRow.id == ref, TeamRow.name == ref)))
         return None if row is None else row.record()
 
-    async def list_teams(self) -> list[Team]:
+    async def list_teams(self, listing: Listing | None = None) -> list[Team]:
+        query = _by_name(_live(TeamRow), TeamRow, listing or Listing())
         async with self._tx() as s:
-            rows = await s.scalars(_live(TeamRow).order_by(TeamRow.name, TeamRow.id))
-            return [r.record() for r in rows]
+            return [r.record() for r in await s.scalars(query)]
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
         async with self._tx() as s:
@@ -120,8 +127,10 @@ class SqlStore:
             row = await s.scalar(_live(UserRow).where(or_(UserRow.id == ref, UserRow.email == ref)))
         return None if row is None else row.record()
 
-    async def list_users(self, team_id: str | None = None) -> list[User]:
-        query = _live(UserRow).order_by(UserRow.name, UserRow.id)
+    async def list_users(
+        self, team_id: str | None = None, listing: Listing | None = None
+    ) -> list[User]:
+        query = _by_name(_live(UserRow), UserRow, listing or Listing())
         if team_id is not None:
             query = query.where(UserRow.team_id == team_id)
         async with self._tx() as s:
@@ -172,14 +181,23 @@ class SqlStore:
         user_id: str | None = None,
         include_inactive: bool = False,
         now: float,
+        state: KeyState | None = None,
+        listing: Listing | None = None,
     ) -> list[ApiKey]:
-        query = select(KeyRow).order_by(KeyRow.created_at.desc(), KeyRow.id)
+        page = listing or Listing()
+        query = select(KeyRow).order_by(KeyRow.created_at.desc(), KeyRow.id).limit(page.limit)
         if team_id is not None:
             query = query.where(KeyRow.team_id == team_id)
         if user_id is not None:
             query = query.where(KeyRow.user_id == user_id)
-        if not include_inactive:
-            query = query.where(KeyRow.revoked_at.is_(None), _unexpired(now))
+        query = query.where(*_key_state(state or (None if include_inactive else "active"), now))
+        if page.name_prefix is not None:
+            query = query.where(KeyRow.name.startswith(page.name_prefix, autoescape=True))
+        if page.after is not None:
+            at, key_id = page.after
+            query = query.where(
+                or_(KeyRow.created_at < at, and_(KeyRow.created_at == at, KeyRow.id > key_id))
+            )
         async with self._tx() as s:
             return [r.record() for r in await s.scalars(query)]
 
@@ -225,6 +243,40 @@ class SqlStore:
         async with self._tx() as s:
             rows = (await s.execute(query)).all()
         return {key.key_hash: key.principal(role, team) for key, role, team in rows}
+
+    async def change_version(self) -> int:
+        async with self._tx() as s:
+            return await current_version(s)
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        async with self._tx() as s:
+            changes = await changes_since(s, since)
+            if changes is None:
+                return None
+            if not changes:
+                return KeyChanges(since, {}, frozenset())
+            refs: dict[str, set[str]] = {"key": set(), "team": set(), "user": set()}
+            for change in changes:
+                refs.get(change.scope, set()).add(change.ref)
+            touched = [
+                column.in_(sorted(ids))
+                for column, ids in (
+                    (KeyRow.id, refs["key"]),
+                    (KeyRow.team_id, refs["team"]),
+                    (KeyRow.user_id, refs["user"]),
+                )
+                if ids
+            ]
+            rows = (await s.execute(_principals().where(or_(*touched)))).all() if touched else []
+        active: dict[str, Principal] = {}
+        gone: set[str] = set()
+        for key, role, user_gone, team_name, team_gone in rows:
+            works = key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+            if works and team_gone is None and user_gone is None:
+                active[key.key_hash] = key.principal(role, team_name)
+            else:
+                gone.add(key.key_hash)
+        return KeyChanges(changes[-1].version, active, frozenset(gone))
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         if not last_used:
@@ -295,8 +347,43 @@ class SqlStore:
 # -- row helpers -----------------------------------------------------------------------------
 
 
+_CHANGED = "corral.changes"
+_CHANGED_AT = "corral.changes_at"
+
+
+def _principals() -> Select[KeyRow, str, float | None, str, float | None]:
+    """Keys with what their principal holds and what decides whether they work: owner role
+    and deletion time, team name and deletion time."""
+    return (
+        select(KeyRow, UserRow.role, UserRow.deleted_at, TeamRow.name, TeamRow.deleted_at)
+        .outerjoin(TeamRow, TeamRow.id == KeyRow.team_id)
+        .outerjoin(UserRow, UserRow.id == KeyRow.user_id)
+    )
+
+
 def _live(model: type[TeamRow] | type[UserRow]) -> Select[Any]:
     return select(model).where(model.deleted_at.is_(None))
+
+
+def _by_name(query: Select[Any], model: type[_Live], page: Listing) -> Select[Any]:
+    """``query`` in (name, id) order, one page of it."""
+    query = query.order_by(model.name, model.id).limit(page.limit)
+    if page.name_prefix is not None:
+        query = query.where(model.name.startswith(page.name_prefix, autoescape=True))
+    if page.after is not None:
+        name, id_ = page.after
+        query = query.where(or_(model.name > name, and_(model.name == name, model.id > id_)))
+    return query
+
+
+def _key_state(state: KeyState | None, now: float) -> list[Any]:
+    if state == "active":
+        return [KeyRow.revoked_at.is_(None), _unexpired(now)]
+    if state == "revoked":
+        return [KeyRow.revoked_at.is_not(None)]
+    if state == "expired":
+        return [KeyRow.revoked_at.is_(None), KeyRow.expires_at <= now]
+    return []
 
 
 def _active(*where: Any) -> Select[KeyRow]:
@@ -341,6 +428,9 @@ def _revoke(s: AsyncSession, row: KeyRow, actor: Actor) -> None:
 
 
 def _log(s: AsyncSession, actor: Actor, pending: PendingAudit) -> None:
+    # Every audited change is also a change for the key directories (written at commit).
+    s.info.setdefault(_CHANGED, []).append((pending.target_type, pending.target_id))
+    s.info[_CHANGED_AT] = actor.at
     changes = {name: [old, new] for name, (old, new) in pending.changes.items()}
     s.add(
         AuditRow(

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Boolean, Float, Integer, String, bindparam, func, select
+from sqlalchemy import Boolean, Float, Index, Integer, String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from corral.store.changelog import changes_since, current_version, record_changes
 from corral.store.engine import open_engine, translated
 from corral.store.records import Actor
 from corral.store.tables import AuditRow, Base, UtcTime, sqlite_time
@@ -21,12 +22,19 @@ GROUPS = ("day", "model", "team", "key", "user")
 
 class UsageRow(Base):
     __tablename__ = "usage_records"
+    # Every report filters on time; team, key and developer views add their holder.
+    __table_args__ = (
+        Index("ix_usage_records_time", "time"),
+        Index("ix_usage_records_team_id_time", "team_id", "time"),
+        Index("ix_usage_records_user_id_time", "user_id", "time"),
+        Index("ix_usage_records_key_id_time", "key_id", "time"),
+    )
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     time: Mapped[float] = mapped_column(UtcTime)
     day: Mapped[str] = mapped_column(String(10), index=True)  # UTC YYYY-MM-DD, for reports
-    key_id: Mapped[str] = mapped_column(String(40), index=True)
-    team_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    team_id: Mapped[str | None] = mapped_column(String(40))
     user_id: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(128))
     endpoint: Mapped[str] = mapped_column(String(300))
@@ -63,6 +71,14 @@ class UsageFilter:
     key_ids: frozenset[str] | None = None
     user_id: str | None = None
     model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChanges:
+    """Limits changed since a version: (scope, id) → the limits now (None: none set)."""
+
+    version: int
+    limits: dict[tuple[str, str], LimitSetting | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +132,15 @@ class UsageLedger(Protocol):
 
     async def all_limits(self) -> list[LimitSetting]:
         """Every team's and key's limits."""
+        ...
+
+    async def limits_version(self) -> int:
+        """The newest change version (read before ``all_limits``, then replay from it)."""
+        ...
+
+    async def limit_changes(self, since: int) -> LimitChanges | None:
+        """Limits set after version ``since`` (a bounded batch: call again until the version
+        stops advancing); None when the change log no longer reaches back that far."""
         ...
 
 
@@ -232,6 +257,9 @@ class SqlUsage:
                         changes=_changes(before, setting),
                     )
                 )
+                await record_changes(
+                    conn, [(f"{setting.scope}_limits", setting.scope_id)], actor.at
+                )
         return before
 
     async def limits_of(self, scope: str, scope_id: str) -> LimitSetting | None:
@@ -261,6 +289,28 @@ class SqlUsage:
                     )
                     for r in rows
                 ]
+
+    async def limits_version(self) -> int:
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                return await current_version(conn)
+
+    async def limit_changes(self, since: int) -> LimitChanges | None:
+        with translated(self._url):
+            async with self._engine.connect() as conn:
+                changes = await changes_since(conn, since)
+                if changes is None:
+                    return None
+                if not changes:
+                    return LimitChanges(since, {})
+                found: dict[tuple[str, str], LimitSetting | None] = {
+                    (c.scope.removesuffix("_limits"), c.ref): None
+                    for c in changes
+                    if c.scope.endswith("_limits")
+                }
+                for scope, scope_id in list(found):
+                    found[(scope, scope_id)] = await self._limits_of(conn, scope, scope_id)
+        return LimitChanges(changes[-1].version, found)
 
 
 _LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent", "monthly_budget_usd")

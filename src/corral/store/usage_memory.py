@@ -8,7 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from corral.store.records import Actor
-from corral.store.usage import LOST_OUTCOME, LimitSetting, SpendScope, UsageFilter, day_of
+from corral.store.usage import (
+    LOST_OUTCOME,
+    LimitChanges,
+    LimitSetting,
+    SpendScope,
+    UsageFilter,
+    day_of,
+)
 
 
 class InMemoryUsage:
@@ -68,6 +75,17 @@ class InMemoryUsage:
         self.limits[(setting.scope, setting.scope_id)] = replace(setting)
         self.audit.append((actor, setting))
         return before
+
+    async def limits_version(self) -> int:
+        # Every change of limits is audited: the audit list doubles as the change log.
+        return len(self.audit)
+
+    async def limit_changes(self, since: int) -> LimitChanges | None:
+        found: dict[tuple[str, str], LimitSetting | None] = {}
+        for _, setting in self.audit[since:]:
+            ref = (setting.scope, setting.scope_id)
+            found[ref] = self.limits.get(ref)
+        return LimitChanges(len(self.audit), found)
 
     async def limits_of(self, scope: str, scope_id: str) -> LimitSetting | None:
         return self.limits.get((scope, scope_id))

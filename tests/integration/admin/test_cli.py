@@ -95,6 +95,28 @@ def test_teams_users_and_keys_from_the_command_line(
     assert [t["name"] for t in corral.json("team", "list")["data"]] == ["platform"]
 
 
+def test_lists_page_with_limit_and_stream_every_page_with_all(corral: Corral) -> None:
+    for n in range(5):
+        corral("team", "create", f"squad-{n}")
+    first = corral.json("team", "list", "--prefix", "squad-", "--limit", "2")
+    assert [t["name"] for t in first["data"]] == ["squad-0", "squad-1"]
+    assert first["has_more"] is True
+    assert "--all" in corral("team", "list", "--prefix", "squad-", "--limit", "2").stderr
+    streamed = corral("team", "list", "--prefix", "squad-", "--limit", "2", "--all", "-o", "json")
+    names = [json.loads(line)["name"] for line in streamed.stdout.splitlines()]
+    assert names == [f"squad-{n}" for n in range(5)]
+    table = corral("team", "list", "--prefix", "squad-", "--limit", "2", "--all").stdout
+    assert all(f"squad-{n}" in table for n in range(5))
+    for n in range(3):
+        corral("key", "create", f"ci-{n}", "--service", "--team", "squad-0")
+    keys = corral("key", "list", "--team", "squad-0", "--limit", "1", "--all-pages", "-o", "json")
+    assert sorted(json.loads(line)["name"] for line in keys.stdout.splitlines()) == [
+        "ci-0",
+        "ci-1",
+        "ci-2",
+    ]
+
+
 def test_the_audit_log_from_the_command_line(corral: Corral) -> None:
     corral("team", "create", "audited")
     table = corral("audit", "list", "--since", "1h").stdout

@@ -7,11 +7,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from corral.clock import FakeClock
 from corral.errors import Conflict, NotFound
-from corral.principals import Role
+from corral.principals import KeyDirectory, Role
+from corral.store import changelog
+from corral.store.keysync import KeySync
 from corral.store.memory import InMemoryStore
 from corral.store.port import Store
-from corral.store.records import SYSTEM, Actor, AuditQuery, KeyMaterial, KeySpec
+from corral.store.records import (
+    SYSTEM,
+    Actor,
+    AuditQuery,
+    KeyChanges,
+    KeyMaterial,
+    KeySpec,
+    Listing,
+)
 from corral.store.sql import SqlStore
 
 MakeDatabase = Callable[[str], Awaitable[str]]
@@ -270,3 +281,137 @@ async def test_meta_is_set_once(store: Store) -> None:
     assert await store.put_meta_once("x", "1") is True
     assert await store.put_meta_once("x", "2") is False
     assert await store.get_meta("x") == "1"
+
+
+async def test_key_changes_replay_what_changed_since_a_version(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    lead = await store.create_user(team.id, "Lead", None, Role.TEAM_ADMIN, actor=at())
+    await store.create_key(material(1), KeySpec(team.id, lead.id, "laptop"), actor=at())
+    ci = await store.create_key(material(2), KeySpec(team.id, None, "ci"), actor=at())
+    since = await store.change_version()
+    assert await store.key_changes(since, T0) == KeyChanges(since, {}, frozenset())
+    await store.create_key(material(3), KeySpec(team.id, None, "new"), actor=at(1))
+    await store.revoke_key(ci.id, actor=at(1))
+    await store.update_user(lead.id, actor=at(1), role=Role.DEVELOPER)
+    changed = await store.key_changes(since, T0 + 1)
+    assert changed is not None
+    assert changed.version == await store.change_version() > since
+    assert set(changed.active) == {material(1).key_hash, material(3).key_hash}
+    assert changed.active[material(1).key_hash].role is Role.DEVELOPER
+    assert changed.gone == {material(2).key_hash}
+    assert await store.key_changes(changed.version, T0 + 1) == KeyChanges(
+        changed.version, {}, frozenset()
+    )
+    await store.delete_team(team.id, actor=at(2), force=True)
+    dropped = await store.key_changes(changed.version, T0 + 2)
+    assert dropped is not None
+    assert dropped.active == {}
+    # Every key of the team is gone (the one revoked before may be named again: harmless).
+    assert dropped.gone >= {material(1).key_hash, material(3).key_hash}
+
+
+async def test_a_directory_kept_by_changes_matches_a_full_reload(store: Store) -> None:
+    clock = FakeClock(T0)
+    sync = KeySync(store, KeyDirectory(b"s" * 32), clock)
+    await sync.start()
+    teams = [await store.create_team(f"t{n}", "", actor=at()) for n in range(3)]
+    users = [
+        await store.create_user(t.id, f"u{n}", None, Role.DEVELOPER, actor=at())
+        for n, t in enumerate(teams)
+    ]
+    keys = [
+        await store.create_key(
+            material(n), KeySpec(teams[n % 3].id, users[n % 3].id, f"k{n}"), actor=at()
+        )
+        for n in range(12)
+    ]
+    await sync.refresh()
+    await store.revoke_key(keys[0].id, actor=at(1))
+    await store.rotate_key(keys[1].id, material(100), actor=at(1), grace_until=None)
+    await store.update_user(users[1].id, actor=at(1), role=Role.TEAM_ADMIN)
+    await store.delete_user(users[2].id, actor=at(1))
+    await sync.refresh()
+    assert sync.directory.entries() == await store.active_keys(clock.now())
+    await sync.stop()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_log_pruned_past_a_version_asks_for_a_full_reload(
+    kind: str, make_database: MakeDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changelog, "RETAINED", 2)
+    monkeypatch.setattr(changelog, "PRUNE_EVERY", 1)
+    store = SqlStore(await make_database(kind))
+    try:
+        team = await store.create_team("t", "", actor=at())
+        since = await store.change_version()
+        for n in range(4):
+            await store.create_key(material(n), KeySpec(team.id, None, f"k{n}"), actor=at())
+        assert await store.key_changes(since, T0) is None
+        assert await store.key_changes(since + 2, T0) is not None
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_concurrent_writers_get_versions_in_commit_order(make_database: MakeDatabase) -> None:
+    store = SqlStore(await make_database("postgres"))
+    try:
+        team = await store.create_team("t", "", actor=at())
+        since = await store.change_version()
+        await asyncio.gather(
+            *(
+                store.create_key(material(n), KeySpec(team.id, None, f"k{n}"), actor=at())
+                for n in range(30)
+            )
+        )
+        changed = await store.key_changes(since, T0)
+        assert changed is not None
+        assert changed.version == since + 30
+        assert set(changed.active) == {material(n).key_hash for n in range(30)}
+    finally:
+        await store.close()
+
+
+async def test_lists_page_by_keyset_and_filter_by_name_prefix(store: Store) -> None:
+    for name in ("delta", "alpha", "charlie", "bravo", "alps"):
+        await store.create_team(name, "", actor=at())
+    pages, after = [], None
+    while True:
+        page = await store.list_teams(Listing(limit=2, after=after))
+        pages.append([t.name for t in page])
+        if len(page) < 2:
+            break
+        after = (page[-1].name, page[-1].id)
+    assert pages == [["alpha", "alps"], ["bravo", "charlie"], ["delta"]]
+    assert [t.name for t in await store.list_teams(Listing(name_prefix="al"))] == ["alpha", "alps"]
+    team = (await store.list_teams(Listing(name_prefix="delta")))[0]
+    for n in range(3):
+        await store.create_user(team.id, f"user {n}", None, Role.DEVELOPER, actor=at())
+    first = await store.list_users(team.id, Listing(limit=2))
+    rest = await store.list_users(team.id, Listing(limit=2, after=(first[-1].name, first[-1].id)))
+    assert [u.name for u in first + rest] == ["user 0", "user 1", "user 2"]
+
+
+async def test_keys_page_newest_first_with_ties_broken_by_id(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    made = [
+        await store.create_key(material(n), KeySpec(team.id, None, f"k{n}"), actor=at(n // 2))
+        for n in range(5)
+    ]
+    await store.revoke_key(made[0].id, actor=at(9))
+    expected = sorted(made[1:], key=lambda k: (-k.created_at, k.id))
+    seen, after = [], None
+    while True:
+        page = await store.list_keys(now=T0 + 10, listing=Listing(limit=2, after=after))
+        seen += page
+        if len(page) < 2:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    assert [k.id for k in seen] == [k.id for k in expected]
+    revoked = await store.list_keys(now=T0 + 10, state="revoked")
+    assert [k.id for k in revoked] == [made[0].id]
+    named = await store.list_keys(
+        now=T0 + 10, include_inactive=True, listing=Listing(name_prefix="k0")
+    )
+    assert [k.id for k in named] == [made[0].id]

@@ -297,10 +297,10 @@ class BrokenStore(InMemoryStore):
     def break_now(self) -> None:
         self.failure = self._later
 
-    async def list_teams(self):  # type: ignore[no-untyped-def]
+    async def list_teams(self, listing=None):  # type: ignore[no-untyped-def]
         if self.failure:
             raise self.failure
-        return await super().list_teams()
+        return await super().list_teams(listing)
 
     async def active_keys(self, now: float) -> dict[str, Principal]:
         return await super().active_keys(now)

@@ -13,7 +13,7 @@ from corral.errors import TemporaryError
 from corral.principals import KeyDirectory, Principal, display_key, hash_key, new_api_key
 from corral.store.keysync import KeySync
 from corral.store.memory import InMemoryStore
-from corral.store.records import Actor, KeyMaterial, KeySpec
+from corral.store.records import Actor, KeyChanges, KeyMaterial, KeySpec
 
 SECRET = b"k" * 32
 
@@ -29,6 +29,16 @@ class FlakyStore(InMemoryStore):
         if self.down:
             raise TemporaryError("store down")
         return await super().active_keys(now)
+
+    async def change_version(self) -> int:
+        if self.down:
+            raise TemporaryError("store down")
+        return await super().change_version()
+
+    async def key_changes(self, since: int, now: float) -> KeyChanges | None:
+        if self.down:
+            raise TemporaryError("store down")
+        return await super().key_changes(since, now)
 
     async def record_key_use(self, last_used: Mapping[str, float]) -> None:
         if self.down:
