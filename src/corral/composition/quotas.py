@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -18,6 +20,7 @@ from corral.counters.local import LocalCounters
 from corral.counters.metrics import CountersMetrics
 from corral.counters.port import Counters, Reservation
 from corral.errors import TemporaryError
+from corral.gateway.ledger import UsageSink
 from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
@@ -55,9 +58,15 @@ RECONCILE_INTERVAL = 30.0
 
 @asynccontextmanager
 async def running_quotas(
-    settings: LimitSettings, usage: UsageLedger, clock: Clock, registry: CollectorRegistry
+    settings: LimitSettings,
+    usage: UsageLedger,
+    clock: Clock,
+    registry: CollectorRegistry,
+    *,
+    owner: str = "",
 ) -> AsyncIterator[Quotas]:
-    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded."""
+    """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
+    ``owner``: this process's name, kept on each reservation it makes."""
     counters: Counters
     redis: RedisCounters | None = None
     if settings.redis_url:
@@ -87,7 +96,7 @@ async def running_quotas(
 
     task = asyncio.get_running_loop().create_task(refresh_forever(), name="corral-limits")
     try:
-        yield Quotas(counters, book, clock)
+        yield Quotas(counters, book, clock, owner=owner)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -105,8 +114,32 @@ async def seed_and_reconcile(counters: Counters, usage: UsageLedger, clock: Cloc
         for holder, spent in (await usage.spend_since(period.starts_at, by)).items():
             await counters.seed_spend(f"{by}:{holder}", period.key, round(spent * MICROS_PER_USD))
     settled = await settle_lost_requests(counters, usage, clock.now())
+    for owner, count in Counter(r.owner or "an unknown process" for r in settled).items():
+        log.warning(
+            "quotas: settled %d expired reservations at their reserved size, made by %s",
+            count,
+            owner,
+        )
+
+
+async def settle_owned_by(
+    counters: Counters, usage: UsageSink, owner: str, now: float
+) -> list[Reservation]:
+    """Settle at once every reservation a process that died (``owner``) still holds, after its
+    usage journal was shipped and settled: these requests never got a whole answer, so each gets
+    the estimated record and worst-case settlement of a lost request (see ``lost_requests``)."""
+    held = [r for r in await counters.expired_reservations(math.inf) if r.owner == owner]
+    records = [lost_request_record(r) for r in held if r.request_id]
+    if records:
+        await usage.write_usage(records)
+    settled = [r for r in held if await counters.settle(r, r.tokens, r.cost_micros, now)]
     if settled:
-        log.warning("quotas: settled %d reservations left by an earlier process", len(settled))
+        log.warning(
+            "quotas: settled %d reservations of %s, which died mid-request, at their reserved size",
+            len(settled),
+            owner,
+        )
+    return settled
 
 
 async def settle_lost_requests(

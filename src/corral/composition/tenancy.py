@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,14 +50,15 @@ async def open_tenancy(
     url = database_url(settings)
     with console.status(f"Preparing the store at {safe_url(url)} …"):
         await upgrade(url)
-    store = SqlStore(url)
-    usage = SqlUsage(url)
+    timeout = settings.store.timeout
+    store = SqlStore(url, timeout)
+    usage = SqlUsage(url, timeout=timeout)
     try:
         secret = load_server_secret(settings.data_dir)
         await check_server_secret(store, secret)
         first = await bootstrap_admin_key(store, secret, clock.now())
         keys = KeyDirectory(secret)
-        key_sync = KeySync(store, keys, clock)
+        key_sync = KeySync(store, keys, clock, timeout=timeout)
         await key_sync.start()
         tenancy = Tenancy(store, keys, key_sync, usage, secret, first.secret if first else None)
         names = {name for spec in settings.models for name in (spec.name, *spec.aliases)}
@@ -76,5 +79,8 @@ async def open_tenancy(
         finally:
             await key_sync.stop()
     finally:
-        await usage.close()
-        await store.close()
+        # Bounded: a stalled database must not hold the shutdown (connections are dropped).
+        for closing in (usage.close, store.close):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await closing()

@@ -15,12 +15,13 @@ from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.pricing import with_instance_prices
-from corral.composition.quotas import running_quotas
+from corral.composition.quotas import running_quotas, settle_owned_by
 from corral.composition.serving import serve
 from corral.composition.tenancy import open_tenancy
 from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
 from corral.errors import ConfigError
+from corral.gateway.journal import new_owner
 from corral.gateway.logs import configure_logging
 from corral.settings import CorralSettings, ServerSettings, workers_problem
 
@@ -82,11 +83,15 @@ def _with_overrides(
 async def _serve(settings: CorralSettings, console: Console, *, worker: int | None = None) -> None:
     clock = SystemClock()
     registry = CollectorRegistry()
+    owner = new_owner()  # names this process's usage journal and reservations
     async with (
         open_tenancy(settings, clock, console) as tenancy,
-        running_quotas(settings.limits, tenancy.usage, clock, registry) as quotas,
+        running_quotas(settings.limits, tenancy.usage, clock, registry, owner=owner) as quotas,
         portal_mount(settings, tenancy, clock),
     ):
+
+        async def owner_gone(dead: str) -> None:
+            await settle_owned_by(quotas.counters, tenancy.usage, dead, clock.now())
 
         @asynccontextmanager
         async def factory() -> AsyncIterator[Platform]:
@@ -99,7 +104,9 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
                 quotas=quotas,
                 registry=registry,
                 on_key_use=tenancy.key_sync.touch,
-                spool="spool" if worker is None else f"spool-{worker}",
+                spool="spool",  # one directory for every worker: survivors adopt the dead's
+                owner=owner,
+                owner_gone=owner_gone,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 tenancy.learned_models = platform.routes.learned

@@ -11,10 +11,12 @@ import aiohttp
 
 from corral.catalog import ModelSpec, OpenAIEngine, Timeouts
 from corral.clock import Clock
+from corral.counters.limits import MICROS_PER_USD
 from corral.errors import NotFound, Overloaded
 from corral.gateway.cold_start import ColdStart
 from corral.gateway.policies.admission_queue import AdmissionQueue
 from corral.gateway.policies.outliers import OutlierConfig, OutlierDetector
+from corral.gateway.policies.quotas import cost_micros
 from corral.gateway.policies.retry_budget import RetryBudget
 from corral.gateway.policies.routing import (
     EndpointSnapshot,
@@ -101,9 +103,13 @@ class ModelRoute:
         return self.spec.timeouts
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """What these tokens cost at the model's list prices."""
-        price = self.spec.pricing
-        return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1e6
+        """What these tokens cost at the model's list prices: a whole number of micro-dollars,
+        rounded up as the budget counters round it, so counters and ledger agree to the unit."""
+        return self.cost_micros(prompt_tokens, completion_tokens) / MICROS_PER_USD
+
+    def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """What these tokens cost in micro-dollars, rounded up (the counters' unit)."""
+        return cost_micros(prompt_tokens, completion_tokens, self.spec.pricing)
 
     def snapshot(self, now: float, exclude: frozenset[int] = frozenset()) -> list[EndpointSnapshot]:
         """What the routing policy sees: load, weight, health; ``exclude`` already failed."""

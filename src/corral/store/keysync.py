@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from corral.clock import Clock
 from corral.errors import TemporaryError
@@ -13,6 +14,8 @@ from corral.store.port import Store
 
 log = logging.getLogger(__name__)
 
+DEFAULT_TIMEOUT = 5.0
+"""Seconds one refresh or flush may take before the store counts as down."""
 DEFAULT_INTERVAL = 2.0
 """Seconds between refreshes: a key revoked anywhere stops working everywhere within ~2 s."""
 
@@ -33,11 +36,13 @@ class KeySync:
         clock: Clock,
         *,
         interval: float = DEFAULT_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.directory = directory
         self._store = store
         self._clock = clock
         self._interval = interval
+        self._timeout = timeout
         self._used: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -58,13 +63,16 @@ class KeySync:
         """Reload the directory from the store now (the admin API calls this after a change)."""
         # Serialised: a slow periodic refresh must not overwrite a newer one with older data.
         async with self._lock:
-            self.directory.replace(await self._store.active_keys(self._clock.now()))
+            async with self._bounded():
+                keys = await self._store.active_keys(self._clock.now())
+            self.directory.replace(keys)
 
     async def flush(self) -> None:
         """Write the pending last-used times to the store (kept for the next try on failure)."""
         pending, self._used = self._used, {}
         try:
-            await self._store.record_key_use(pending)
+            async with self._bounded():
+                await self._store.record_key_use(pending)
         except TemporaryError:
             for key_id, at in pending.items():
                 self._used[key_id] = max(at, self._used.get(key_id, at))
@@ -85,6 +93,17 @@ class KeySync:
             self._task = None
         with contextlib.suppress(TemporaryError):
             await self.flush()
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """A store call that takes longer than ``timeout`` counts as the store being down."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TimeoutError as exc:
+            raise TemporaryError(
+                f"the store did not answer within {self._timeout:g} s", delay=1.0
+            ) from exc
 
     async def tick(self) -> None:
         """One round of the loop: refresh the directory and flush last-used times."""
