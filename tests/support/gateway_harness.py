@@ -13,6 +13,7 @@ from corral.catalog import Endpoint, ModelSpec, OpenAIEngine, Timeouts
 from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
+from corral.gateway.metering import Meter
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
 from corral.settings import CorralSettings, ServerSettings
 from corral.store.usage import SqlUsage
@@ -58,6 +59,7 @@ def start_gateway(
     usage_url: str | Callable[[], str] | None = None,
     before_start: Callable[[], Awaitable[None]] | None = None,
     data_dir: Path | None = None,
+    meters: tuple[Meter, ...] = (),
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
     keys = KeyDirectory(SECRET)
@@ -89,7 +91,9 @@ def start_gateway(
         url = usage_url() if callable(usage_url) else usage_url
         usage = SqlUsage(url) if url else None
         try:
-            async with running_platform(settings, keys=keys, usage_sink=usage) as platform:
+            async with running_platform(
+                settings, keys=keys, usage_sink=usage, meters=meters
+            ) as platform:
                 yield platform
         finally:
             if usage is not None:
