@@ -66,6 +66,7 @@ class _AnnouncingServer(uvicorn.Server):
         on_listening: Callable[[], None],
         on_drain: Callable[[], None] = lambda: None,
         drain_grace: float = 0.0,
+        *,
         on_cut: Callable[[], None] = lambda: None,
         drain_timeout: float = 30.0,
     ) -> None:

@@ -22,7 +22,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from corral.clock import Clock
-from corral.counters.port import Reservation
+from corral.counters.port import Reservation, ScopeCharge
 from corral.errors import TemporaryError
 from corral.gateway.journal import FsyncPolicy, Orphan, Segment, UsageJournal, new_owner
 from corral.gateway.metering import Settlement, UsageEvent
@@ -139,7 +139,7 @@ class Ledger:
         if self._pending >= self._max_records:
             self._lose(event)
             return
-        line = orjson.dumps({"u": event, "s": _settlement(settlement)}) + b"\n"
+        line = orjson.dumps({"u": event, "s": settlement}) + b"\n"  # dataclasses, natively
         try:
             self._journal.append(line, event.time)
         except OSError as exc:
@@ -282,16 +282,12 @@ class Ledger:
         )
 
 
-def _settlement(settlement: Settlement | None) -> list[Any] | None:
-    if settlement is None:
-        return None
-    reservation = settlement.reservation
-    return [
-        reservation.to_json(),
-        reservation.backend,
-        settlement.tokens,
-        settlement.cost_micros,
-    ]
+def _settlement(held: dict[str, Any]) -> Settlement:
+    """A settlement read back from the journal (orjson wrote its dataclasses as objects)."""
+    raw = held["reservation"]
+    charges = tuple(ScopeCharge(**charge) for charge in raw["charges"])
+    reservation = Reservation(**{**raw, "charges": charges})
+    return Settlement(reservation, int(held["tokens"]), int(held["cost_micros"]))
 
 
 def _read_segment(path: Path) -> tuple[list[UsageEvent], list[Settlement]]:
@@ -312,8 +308,7 @@ def _read_segment(path: Path) -> tuple[list[UsageEvent], list[Settlement]]:
             continue
         held = entry.get("s")
         if held:
-            raw, backend, tokens, cost = held
-            settlements.append(Settlement(Reservation.from_json(raw, backend), tokens, cost))
+            settlements.append(_settlement(held))
     return events, settlements
 
 

@@ -148,7 +148,9 @@ async def test_a_journal_left_by_a_dead_process_is_shipped_and_settled_once(
     sink.down = True
     dead, _ = ledger(sink, tmp_path, owner="host.1.dead")
     await dead.start()
-    reservation = Reservation("r1", "redis", (ScopeCharge("team:t", 0, True),), 10, 20, "2026-01", 9)
+    reservation = Reservation(
+        "r1", "redis", (ScopeCharge("team:t", 0, True),), 10, 20, "2026-01", 9
+    )
     dead.record(event(1), Settlement(reservation, 7, 11))
     dead.record(event(2))
     del dead  # killed: never stopped, its journal stays locked until the fd goes
