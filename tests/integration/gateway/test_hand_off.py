@@ -72,9 +72,11 @@ def test_the_record_is_handed_off_before_the_last_byte(tmp_path: Path, stream: b
         assert server.platform is not None
         server.run(server.platform.app(scope, receive, log.send))
     kinds = [kind for kind, _ in log.events]
-    assert kinds.count("record") == 1 and kinds.count("last") == 1
+    assert kinds.count("record") == 1
+    assert kinds.count("last") == 1
     assert kinds.index("record") < kinds.index("last")
-    assert log.records[0].completion_tokens == 5 and log.records[0].outcome == "ok"
+    assert log.records[0].completion_tokens == 5
+    assert log.records[0].outcome == "ok"
 
 
 def test_a_stream_cut_by_the_drain_ends_with_an_error_event_and_its_own_record(
@@ -101,9 +103,12 @@ def test_a_stream_cut_by_the_drain_ends_with_an_error_event_and_its_own_record(
 
         assert server.run(cut_mid_stream()) == 1
     kinds = [kind for kind, _ in log.events]
-    assert kinds[0] == "start" and kinds[-1] == "last"
+    assert kinds[0] == "start"
+    assert kinds[-1] == "last"
     last = log.events[-1][1]
-    assert last.startswith(b"data: ") and orjson.loads(last[6:])["error"]["code"] == "overloaded"
+    assert last.startswith(b"data: ")
+    assert orjson.loads(last[6:])["error"]["code"] == "overloaded"
     (record,) = log.records
     assert (record.outcome, record.status) == ("shutdown", 503)
-    assert 0 < record.completion_tokens < 100 and record.estimated
+    assert 0 < record.completion_tokens < 100
+    assert record.estimated

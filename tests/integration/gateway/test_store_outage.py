@@ -48,7 +48,8 @@ def test_outage_spools_and_replays_without_loss_or_duplicates(tmp_path: Path) ->
             time.sleep(1.5)  # the ledger tries, fails, keeps the records in its journal
             assert list((tmp_path / "spool").rglob("*.wal"))
             pending = server.platform.registry.get_sample_value("corral_ledger_pending_records")
-            assert pending is not None and pending >= 100
+            assert pending is not None
+            assert pending >= 100
             server.run(proxy.restore())
             burst(50)
             deadline = time.monotonic() + 15
