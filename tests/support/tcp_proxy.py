@@ -1,20 +1,27 @@
-"""A TCP proxy on loopback that a test can cut and restore, to make a real server unreachable."""
+"""A TCP proxy on loopback that a test can cut, stall and restore, to make a real server
+unreachable (refused) or silent (a network that drops packets: nothing answers, nothing fails)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new
-    ones until ``restore()``."""
+    ones until ``restore()``; ``stall()`` keeps every connection open but forwards nothing, and
+    accepts new ones without ever answering, until ``restore()`` (which drops the stalled
+    connections, as timeouts on both ends would)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stalled = asyncio.Event()
         self.port = 0
 
     async def start(self) -> None:
@@ -31,10 +38,23 @@ class CuttableProxy:
         for task in list(self._pipes):
             task.cancel()
 
+    async def stall(self) -> None:
+        self._stalled.set()
+
     async def restore(self) -> None:
-        await self.start()
+        if self._stalled.is_set():
+            self._stalled.clear()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            for task in list(self._pipes):
+                task.cancel()
+        if self._server is None:
+            await self.start()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stalled.is_set():
+            self._writers.add(writer)  # held open, never answered; dropped by restore()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -56,9 +76,34 @@ class CuttableProxy:
             self._writers.discard(w)
             w.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if self._stalled.is_set():
+                    await asyncio.Event().wait()  # swallowed: cancelled by restore()
                 writer.write(data)
                 await writer.drain()
+
+
+class ProxyThread:
+    """A CuttableProxy on its own event loop in a thread, for tests whose server is another
+    process: ``call(proxy.stall())`` runs a proxy coroutine there and waits for it."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.proxy = CuttableProxy(target_host, target_port)
+
+    def __enter__(self) -> ProxyThread:
+        self._thread.start()
+        self.call(self.proxy.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.call(self.proxy.cut())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)

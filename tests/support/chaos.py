@@ -1,0 +1,194 @@
+"""Fault tests against real processes: staggered streaming load that notes what the client saw,
+and readers of what the ledger (PostgreSQL) and the counters (Redis) hold afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import redis
+
+from corral.gateway.policies.quotas import month_window
+from support.processes import free_port
+
+RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "5"))
+"""Kill runs per fault test (CI's default keeps the suite to a few minutes; set 20+ locally)."""
+
+
+def chaos_config(
+    tmp_path: Path,
+    name: str,
+    *,
+    database_url: str,
+    redis_prefix: str,
+    drain_timeout: float = 20,
+    workers: int = 1,
+    engine_url: str | None = None,
+) -> Path:
+    """A `corral up` config on a fresh port: PostgreSQL store, Redis counters, every key limited
+    (so every request holds a reservation) and priced, a streaming model."""
+    engine = (
+        f'{{kind: openai, endpoints: [{{url: "{engine_url}"}}]}}'
+        if engine_url
+        else "{kind: fake, tokens: 24, token_delay: 0.015}"
+    )
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"""data_dir: {tmp_path / "data"}
+server: {{port: {free_port()}, drain_grace: 0, drain_timeout: {drain_timeout}, workers: {workers}}}
+logging: {{access_log: false}}
+store: {{database_url: "{database_url}", timeout: 2}}
+limits:
+  redis_url: redis://127.0.0.1:6379/0
+  redis_prefix: "{redis_prefix}"
+  key_defaults: {{rpm: 1000000, max_concurrent: 10000, monthly_budget_usd: 100000}}
+models:
+  - name: fake-chat
+    engine: {engine}
+    pricing: {{input_per_1m: 0.15, output_per_1m: 0.6}}
+"""
+    )
+    return path
+
+
+@dataclass
+class Seen:
+    """What the client saw: request ids answered in full, and ids whose answer was cut."""
+
+    answered: set[str] = field(default_factory=set)
+    cut: set[str] = field(default_factory=set)
+    answered_at: dict[str, float] = field(default_factory=dict)
+
+    def ids(self) -> set[str]:
+        return self.answered | self.cut
+
+
+async def staggered_load(url: str, key: str, until: asyncio.Event, clients: int = 8) -> Seen:
+    """``clients`` clients, started 50 ms apart, each sending streams (most) and whole
+    answers one after another until ``until`` is set; every request id the client saw."""
+    seen = Seen()
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def client(index: int) -> None:
+        await asyncio.sleep(index * 0.05)
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http:
+            while not until.is_set():
+                stream = random.random() < 0.75
+                body = {
+                    "model": "fake-chat",
+                    "messages": [{"role": "user", "content": f"hello {index}"}],
+                    "stream": stream,
+                }
+                await _one(http, body, seen)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return seen
+
+
+async def _one(http: httpx.AsyncClient, body: dict[str, object], seen: Seen) -> None:
+    request_id = None
+    try:
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            request_id = response.headers.get("x-request-id")
+            whole = await _read_whole(response, streaming=bool(body["stream"]))
+    except httpx.HTTPError:
+        whole = False
+        await asyncio.sleep(0.05)  # the gateway is gone: do not spin
+    if request_id is None:
+        return
+    if whole:
+        seen.answered.add(request_id)
+        seen.answered_at[request_id] = time.monotonic()
+    else:
+        seen.cut.add(request_id)
+
+
+async def _read_whole(response: httpx.Response, *, streaming: bool) -> bool:
+    if response.status_code != 200 or not streaming:
+        payload = await response.aread()
+        return payload.endswith(b"}")
+    done = False
+    async for line in response.aiter_lines():
+        done = done or line == "data: [DONE]"
+    return done
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    request_id: str
+    outcome: str
+    estimated: bool
+    cost_usd: float
+    key_id: str
+
+
+def ledger_rows(database_url: str) -> list[LedgerRow]:
+    """Every row of the usage ledger (a list, so a duplicate would show)."""
+
+    async def read() -> list[LedgerRow]:
+        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            rows = await conn.fetch(
+                "SELECT request_id, outcome, estimated, cost_usd, key_id FROM usage_records"
+            )
+        finally:
+            await conn.close()
+        return [LedgerRow(*row) for row in rows]
+
+    return asyncio.run(read())
+
+
+@dataclass(frozen=True)
+class CounterState:
+    spent_micros: int
+    held_micros: int
+    reservations: int
+    in_flight: int
+
+
+def counter_state(prefix: str, key_id: str) -> CounterState:
+    """The month's spend and holds of ``key_id`` in Redis, its reservations and slots."""
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        period = month_window(time.time()).key
+        budget = client.hgetall(f"{{{prefix}}}:b:key:{key_id}:{period}")
+        reservations = client.hlen(f"{{{prefix}}}:res")
+        in_flight = int(client.get(f"{{{prefix}}}:c:key:{key_id}") or 0)
+    finally:
+        client.close()
+    return CounterState(
+        int(budget.get(b"spent", 0)), int(budget.get(b"held", 0)), int(reservations), in_flight
+    )
+
+
+def micros(rows: list[LedgerRow]) -> int:
+    """The ledger's spend in micro-dollars (each record is a whole number of them)."""
+    return sum(round(row.cost_usd * 1_000_000) for row in rows)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(Exception):
+            if check():
+                return True
+        time.sleep(step)
+    return check()
+
+
+def delete_prefix(prefix: str) -> None:
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        keys = list(client.scan_iter(f"{{{prefix}}}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
