@@ -20,6 +20,7 @@ import pytest
 from support.chaos import (
     RUNS,
     Seen,
+    bootstrap_key,
     chaos_config,
     counter_state,
     delete_prefix,
@@ -85,8 +86,7 @@ def test_kill_9_under_load_loses_no_answered_request(tmp_path: Path) -> None:
             return stack.enter_context(corral_up(config))
 
         gateway = start("g0")
-        key = gateway.key
-        assert key is not None
+        key = bootstrap_key(gateway)
         for run in range(RUNS):
             got = asyncio.run(load_then_kill(gateway, key))
             seen.answered |= got.answered

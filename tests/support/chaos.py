@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import httpx
 import redis
 
 from corral.gateway.policies.quotas import month_window
-from support.processes import free_port
+from support.processes import CorralProcess, free_port
 
 RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "5"))
 """Kill runs per fault test (CI's default keeps the suite to a few minutes; set 20+ locally)."""
@@ -182,6 +183,19 @@ def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.2) -> 
                 return True
         time.sleep(step)
     return check()
+
+
+def bootstrap_key(gateway: CorralProcess) -> str:
+    """The admin key the first start prints (just after it turns ready)."""
+    assert wait_until(lambda: gateway.key is not None or _key_in(gateway), 10), gateway.text()
+    assert gateway.key is not None
+    return gateway.key
+
+
+def _key_in(gateway: CorralProcess) -> bool:
+    match = re.search(r"(ck-[A-Za-z0-9_\-]{20,})", gateway.text())
+    gateway.key = match.group(1) if match else None
+    return gateway.key is not None
 
 
 def delete_prefix(prefix: str) -> None:
