@@ -22,10 +22,9 @@ from support.chaos import (
     Seen,
     bootstrap_key,
     chaos_config,
-    counter_state,
     delete_prefix,
     ledger_rows,
-    micros,
+    recovery_problem,
     staggered_load,
     wait_until,
 )
@@ -54,24 +53,6 @@ async def load_then_kill(gateway: CorralProcess, key: str) -> Seen:
     await asyncio.sleep(0.3)
     until.set()
     return await load
-
-
-def recovery_problem(url: str, prefix: str, seen: Seen) -> str | None:
-    """What is not yet as it must be after a restart; None once everything is."""
-    rows = ledger_rows(url)
-    ids = {row.request_id for row in rows}
-    missing = seen.ids() - ids
-    if missing:
-        answered = len(missing & seen.answered)
-        return f"{len(missing)} requests the client saw have no record ({answered} answered)"
-    (key_id,) = {row.key_id for row in rows if row.request_id in seen.ids()}
-    state = counter_state(prefix, key_id)
-    spent = micros([row for row in rows if row.key_id == key_id])
-    if (state.held_micros, state.reservations, state.in_flight) != (0, 0, 0):
-        return f"counters still hold reservations: {state}"
-    if state.spent_micros != spent:
-        return f"counters spent {state.spent_micros} µ$, the ledger {spent} µ$"
-    return None
 
 
 def test_kill_9_under_load_loses_no_answered_request(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ import contextlib
 import os
 import random
 import re
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import httpx
 import redis
 
 from corral.gateway.policies.quotas import month_window
-from support.processes import CorralProcess, free_port
+from support.processes import CORRAL, CorralProcess, free_port
 
 RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "5"))
 """Kill runs per fault test (CI's default keeps the suite to a few minutes; set 20+ locally)."""
@@ -173,6 +174,60 @@ def counter_state(prefix: str, key_id: str) -> CounterState:
 def micros(rows: list[LedgerRow]) -> int:
     """The ledger's spend in micro-dollars (each record is a whole number of them)."""
     return sum(round(row.cost_usd * 1_000_000) for row in rows)
+
+
+def recovery_problem(url: str, prefix: str, seen: Seen) -> str | None:
+    """What is not yet as it must be after a crash and restart; None once everything is: every
+    request the client saw has a record, and the counters hold nothing and equal the ledger."""
+    rows = ledger_rows(url)
+    ids = {row.request_id for row in rows}
+    missing = seen.ids() - ids
+    if missing:
+        answered = len(missing & seen.answered)
+        return f"{len(missing)} requests the client saw have no record ({answered} answered)"
+    (key_id,) = {row.key_id for row in rows if row.request_id in seen.ids()}
+    state = counter_state(prefix, key_id)
+    spent = micros([row for row in rows if row.key_id == key_id])
+    if (state.held_micros, state.reservations, state.in_flight) != (0, 0, 0):
+        return f"counters still hold reservations: {state}"
+    if state.spent_micros != spent:
+        return f"counters spent {state.spent_micros} µ$, the ledger {spent} µ$"
+    return None
+
+
+@contextlib.contextmanager
+def fake_engine_process() -> Iterator[str]:
+    """A FakeEngine in its own process (an external engine several gateways share); its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [CORRAL, "fake-engine", "--port", str(port), "--tokens", "24", "--token-delay", "0.015"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health"), 30)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The gateway workers `corral up` started (spawned children, not the resource tracker)."""
+    pids = set()
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                pids.add(int(child))
+    return pids
 
 
 def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:

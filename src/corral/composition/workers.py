@@ -4,17 +4,22 @@ Each worker is a whole gateway (its own event loop, connection pools, ledger wri
 listening on the same address with SO_REUSEPORT, so the kernel spreads connections over them.
 What must be one for all of them is shared outside: limits and budgets in Redis, keys and usage
 in the database. The parent prepares the store once, starts the workers, forwards SIGTERM or
-Ctrl-C to them (they drain as a single process does), and stops them all if one dies.
+Ctrl-C to them (they drain as a single process does), and restarts a worker that dies, after a
+growing delay; only workers that crash-loop (``CRASH_LOOP_DEATHS`` deaths within
+``CRASH_LOOP_WINDOW_S``) stop them all. A restarted worker adopts the dead one's usage journal
+and settles the reservations it held (see ``corral.gateway.ledger``).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import socket
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -26,6 +31,11 @@ from corral.errors import ConfigError
 from corral.settings import CorralSettings
 
 READY_TIMEOUT_S = 120.0
+CRASH_LOOP_DEATHS = 5
+CRASH_LOOP_WINDOW_S = 60.0
+RESTART_DELAY_S = (0.5, 30.0)
+"""The first restart's delay, doubling with each death in the window, up to the second."""
+log = logging.getLogger("corral.workers")
 
 
 def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
@@ -63,12 +73,15 @@ def run_workers(
     port = reservation.getsockname()[1]
     settings = settings.model_copy(update={"server": server.model_copy(update={"port": port})})
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads
-    workers = [
-        context.Process(
+
+    def new_worker(index: int) -> BaseProcess:
+        worker = context.Process(
             target=_worker, args=(serve_worker, settings, index), name=f"corral-worker-{index}"
         )
-        for index in range(server.workers)
-    ]
+        worker.start()
+        return worker
+
+    workers: list[BaseProcess] = []
     stopping: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -80,11 +93,10 @@ def run_workers(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for worker in workers:
-            worker.start()
+        workers += [new_worker(index) for index in range(server.workers)]
         if _until_ready(settings, workers):
             welcome(settings, key)
-        failed = _supervise(workers, stopping)
+        failed = _supervise(workers, stopping, new_worker)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -95,8 +107,9 @@ def run_workers(
         reservation.close()
     if failed is not None:
         raise ConfigError(
-            f"gateway worker {failed.name} stopped unexpectedly (exit code {failed.exitcode}); "
-            "its log lines above say why. Stopped the others."
+            f"gateway worker {failed.name} stopped unexpectedly (exit code {failed.exitcode}), "
+            f"the {CRASH_LOOP_DEATHS}th worker death within {CRASH_LOOP_WINDOW_S:g} s; "
+            "their log lines above say why. Stopped the others."
         )
 
 
@@ -126,17 +139,48 @@ def _until_ready(settings: CorralSettings, workers: Sequence[BaseProcess]) -> bo
     return False
 
 
-def _supervise(workers: Sequence[BaseProcess], stopping: list[int]) -> BaseProcess | None:
-    """Wait until every worker has exited; the first that died on its own, if one did."""
+def _supervise(
+    workers: list[BaseProcess], stopping: list[int], restart: Callable[[int], BaseProcess]
+) -> BaseProcess | None:
+    """Restart workers that die on their own (``workers`` is kept current) until a signal, or
+    until they crash-loop; then wait for all to exit. The worker that died last, if they
+    crash-looped."""
+    deaths: deque[float] = deque()
+    due: dict[int, float] = {}  # worker index → when to restart it
     failed: BaseProcess | None = None
-    running = list(workers)
-    while running:
-        wait([w.sentinel for w in running], timeout=1.0)
-        for worker in [w for w in running if w.exitcode is not None]:
-            running.remove(worker)
-            if not stopping and failed is None:
+    while True:
+        alive = [w for w in workers if w.exitcode is None]
+        if not alive and (stopping or failed is not None or not due):
+            return failed
+        wait([w.sentinel for w in alive], timeout=0.2 if due else 1.0)
+        now = time.monotonic()
+        for index, worker in enumerate(workers):
+            if worker.exitcode is None or index in due or stopping or failed is not None:
+                continue
+            deaths.append(now)
+            while deaths and deaths[0] < now - CRASH_LOOP_WINDOW_S:
+                deaths.popleft()
+            if len(deaths) >= CRASH_LOOP_DEATHS:
                 failed = worker
-                for other in running:
-                    if other.pid is not None:
-                        os.kill(other.pid, signal.SIGTERM)
-    return failed
+                _stop(workers)
+                break
+            delay = min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * 2 ** (len(deaths) - 1))
+            log.warning(
+                "gateway worker %s died (exit code %s); restarting it in %.1f s",
+                worker.name,
+                worker.exitcode,
+                delay,
+            )
+            due[index] = now + delay
+        for index, when in list(due.items()):
+            if stopping or failed is not None:
+                due.clear()
+            elif now >= when:
+                del due[index]
+                workers[index] = restart(index)
+
+
+def _stop(workers: Sequence[BaseProcess]) -> None:
+    for worker in workers:
+        if worker.pid is not None and worker.exitcode is None:
+            os.kill(worker.pid, signal.SIGTERM)

@@ -1,0 +1,84 @@
+"""kill -9 of one of two gateway workers under load: the gateway keeps serving, the parent
+restarts the worker, and the new worker adopts the dead one's journal and reservations, so the
+ledger and counters recover as after a whole-process crash."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.chaos import (
+    RUNS,
+    Seen,
+    bootstrap_key,
+    chaos_config,
+    delete_prefix,
+    fake_engine_process,
+    ledger_rows,
+    recovery_problem,
+    staggered_load,
+    wait_until,
+    worker_pids,
+)
+from support.databases import postgres_database
+from support.processes import CorralProcess, corral_up
+
+pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
+
+
+async def load_and_kill_a_worker(gateway: CorralProcess, key: str) -> tuple[Seen, int]:
+    until = asyncio.Event()
+    load = asyncio.create_task(staggered_load(gateway.url, key, until))
+    await asyncio.sleep(random.uniform(1.5, 3.0))
+    victim = random.choice(sorted(worker_pids(gateway.process.pid)))
+    os.kill(victim, signal.SIGKILL)
+    await asyncio.sleep(1.0)  # the other worker serves on
+    until.set()
+    return await load, victim
+
+
+def test_a_killed_worker_is_restarted_and_its_requests_recovered(tmp_path: Path) -> None:
+    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
+    seen = Seen()
+    runs = max(1, RUNS // 2)
+    with (
+        postgres_database() as url,
+        fake_engine_process() as engine,
+        contextlib.ExitStack() as stack,
+    ):
+        stack.callback(delete_prefix, prefix)
+        config = chaos_config(
+            tmp_path, "w", database_url=url, redis_prefix=prefix, workers=2, engine_url=engine
+        )
+        gateway = stack.enter_context(corral_up(config))
+        key = bootstrap_key(gateway)
+        for run in range(runs):
+            before = worker_pids(gateway.process.pid)
+            got, victim = asyncio.run(load_and_kill_a_worker(gateway, key))
+            seen.answered |= got.answered
+            seen.cut |= got.cut
+            parent = gateway.process.pid
+            restarted = wait_until(lambda b=before: len(worker_pids(parent) - b) == 1, 20)
+            assert restarted, f"run {run}: worker {victim} not replaced:\n{gateway.text()[-2000:]}"
+            recovered = wait_until(lambda: recovery_problem(url, prefix, seen) is None, 30)
+            assert recovered, f"run {run}: {recovery_problem(url, prefix, seen)}"
+            assert httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200
+        rows = ledger_rows(url)
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(30) == 0
+    lost = {row.request_id for row in rows if row.outcome == "gateway_lost"}
+    print(
+        f"\nchaos worker kill: runs {runs}, answered {len(seen.answered)}, cut {len(seen.cut)}, "
+        f"records {len(rows)}, estimated {len(lost)}"
+    )
+    assert seen.answered
+    assert not lost & seen.answered
+    assert "restarting it in" in gateway.text()
