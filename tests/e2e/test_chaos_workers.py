@@ -60,12 +60,12 @@ def test_a_killed_worker_is_restarted_and_its_requests_recovered(tmp_path: Path)
         )
         gateway = stack.enter_context(corral_up(config))
         key = bootstrap_key(gateway)
+        parent = gateway.process.pid
         for run in range(runs):
-            before = worker_pids(gateway.process.pid)
+            before = worker_pids(parent)
             got, victim = asyncio.run(load_and_kill_a_worker(gateway, key))
             seen.answered |= got.answered
             seen.cut |= got.cut
-            parent = gateway.process.pid
             restarted = wait_until(lambda b=before: len(worker_pids(parent) - b) == 1, 20)
             assert restarted, f"run {run}: worker {victim} not replaced:\n{gateway.text()[-2000:]}"
             recovered = wait_until(lambda: recovery_problem(url, prefix, seen) is None, 30)
