@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -17,6 +18,11 @@ log = logging.getLogger("corral.counters")
 T = TypeVar("T")
 _DRAIN_PER_CALL = 100
 """Deferred settlements replayed per call after recovery, so no single request waits long."""
+LATE_WINDOW_S = 60.0
+"""How long after giving up on a shared reserve its command may still run (a stalled link
+delivers it when it heals) and leave a reservation this process must release."""
+LATE_SCAN_EVERY_S = 1.0
+"""Least time between two looks for such late reservations while any may still come."""
 
 
 class CountersState(StrEnum):
@@ -53,18 +59,25 @@ class FailOpenCounters:
         self._max_deferred = max_deferred
         self._unsynced: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._next_try = 0.0
+        self._gave_up: dict[str, float] = {}  # request id → until when its reserve may land
+        self._next_scan = 0.0
         self._since: float | None = None
         self.state = CountersState.SHARED
         self.outages = 0
         """Times the shared backend was lost since start (for a counter metric)."""
         self.dropped_settlements = 0
         """Deferred settlements dropped because the queue was full (reconciled at expiry)."""
+        self.late_released = 0
+        """Shared reservations released because their reserve landed after this process had
+        given up on it (the request was admitted, and settled, on local counters)."""
 
     async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
         if self._shared_allowed(now):
             decision = await self._try(lambda: self._shared.reserve(request, now), now)
             if decision is not None:
                 return decision
+            if request.request_id:  # the command may still run: look for it once Redis answers
+                self._gave_up[request.request_id] = now + LATE_WINDOW_S
         return await self._local.reserve(request, now)
 
     async def settle(
@@ -143,6 +156,8 @@ class FailOpenCounters:
                 self._recover(now)
             if self._deferred or self._unsynced:
                 await self._drain(now)
+            if self._gave_up and now >= self._next_scan:
+                await self._release_late(now)
         return result
 
     def _degrade(self, exc: TemporaryError, now: float | None) -> None:
@@ -181,6 +196,27 @@ class FailOpenCounters:
             )
             return
         self._deferred.append((reservation, tokens, cost_micros))
+
+    async def _release_late(self, now: float) -> None:
+        """Release shared reservations whose reserve this process gave up on (it admitted those
+        requests locally), as soon as the shared backend answers, not when they expire."""
+        self._next_scan = now + LATE_SCAN_EVERY_S
+        try:
+            held = await self._shared.expired_reservations(math.inf)
+            for reservation in held:
+                if self._gave_up.pop(reservation.request_id, None) is None:
+                    continue
+                if await self._shared.release(reservation, now):
+                    self.late_released += 1
+                    log.warning(
+                        "Released a reservation of request %s that reached Redis after this "
+                        "process had stopped waiting for it (admitted on local counters).",
+                        reservation.request_id,
+                    )
+        except TemporaryError as exc:
+            self._degrade(exc, now)
+            return
+        self._gave_up = {rid: until for rid, until in self._gave_up.items() if until > now}
 
     async def _drain(self, now: float) -> None:
         """Replay some deferred settlements and push spend settled locally to the shared side."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 
 import pytest
 
@@ -118,3 +120,37 @@ async def test_a_full_deferred_queue_drops_and_counts_instead_of_growing() -> No
     await counters.settle(first, 1, 1, 1.0)
     await counters.settle(second, 1, 1, 2.0)
     assert counters.dropped_settlements == 1
+
+
+class LateShared(FlakyShared):
+    """A shared backend behind a stalled link: a reserve times out for the caller but still
+    runs when the link heals (the command was already on its way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = False
+
+    async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
+        if self.stalled:
+            await LocalCounters.reserve(self, request, now)  # lands; its answer never arrives
+            raise TemporaryError("The shared counters in Redis cannot be used (TimeoutError).")
+        return await super().reserve(request, now)
+
+
+async def test_a_reserve_that_lands_after_the_timeout_is_released_when_redis_answers() -> None:
+    shared = LateShared()
+    counters = FailOpenCounters(shared, retry_interval=5.0)
+    shared.stalled = True
+    late = dataclasses.replace(REQUEST, request_id="req_late")
+    decision = await counters.reserve(late, 100.0)
+    assert isinstance(decision, Admitted)
+    assert decision.reservation.backend == "local"
+    assert [r.request_id for r in await shared.expired_reservations(math.inf)] == ["req_late"]
+    await counters.settle(decision.reservation, 10, 500, 101.0)
+    shared.stalled = False
+    await reserve(counters, 106.0)  # the first call after the retry interval reaches Redis
+    assert [r.request_id for r in await shared.expired_reservations(math.inf)] == [""]
+    assert counters.late_released == 1
+    spend = await shared.spend("team:t1", MONTH.key)
+    assert spend.held_micros == 500  # only the request in flight now; the late hold is gone
+    assert spend.spent_micros == 500  # the request settled locally, pushed to Redis once
