@@ -34,6 +34,7 @@ def chaos_config(
     drain_timeout: float = 20,
     workers: int = 1,
     engine_url: str | None = None,
+    redis_url: str = "redis://127.0.0.1:6379/0",
 ) -> Path:
     """A `corral up` config on a fresh port: PostgreSQL store, Redis counters, every key limited
     (so every request holds a reservation) and priced, a streaming model."""
@@ -49,7 +50,7 @@ server: {{port: {free_port()}, drain_grace: 0, drain_timeout: {drain_timeout}, w
 logging: {{access_log: false}}
 store: {{database_url: "{database_url}", timeout: 2}}
 limits:
-  redis_url: redis://127.0.0.1:6379/0
+  redis_url: {redis_url}
   redis_prefix: "{redis_prefix}"
   key_defaults: {{rpm: 1000000, max_concurrent: 10000, monthly_budget_usd: 100000}}
 models:

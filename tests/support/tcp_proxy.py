@@ -12,9 +12,10 @@ from typing import Any
 
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new
-    ones until ``restore()``; ``stall()`` keeps every connection open but forwards nothing, and
-    accepts new ones without ever answering, until ``restore()`` (which drops the stalled
-    connections, as timeouts on both ends would)."""
+    ones until ``restore()``; ``stall()`` keeps every connection open but holds what is sent,
+    and accepts new ones without ever answering, until ``restore()``: then what was held is
+    delivered (as TCP retransmits once a link heals, so a command a client gave up on still
+    runs) and the connections made during the stall are dropped."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -22,6 +23,9 @@ class CuttableProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._stalled = asyncio.Event()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._held: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     async def start(self) -> None:
@@ -40,20 +44,20 @@ class CuttableProxy:
 
     async def stall(self) -> None:
         self._stalled.set()
+        self._flowing.clear()
 
     async def restore(self) -> None:
-        if self._stalled.is_set():
-            self._stalled.clear()
-            for writer in list(self._writers):
-                writer.transport.abort()
-            for task in list(self._pipes):
-                task.cancel()
+        self._stalled.clear()
+        self._flowing.set()
+        for writer in list(self._held):
+            writer.transport.abort()
+        self._held.clear()
         if self._server is None:
             await self.start()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._stalled.is_set():
-            self._writers.add(writer)  # held open, never answered; dropped by restore()
+            self._held.add(writer)  # held open, never answered; dropped by restore()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
@@ -79,8 +83,7 @@ class CuttableProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
-                if self._stalled.is_set():
-                    await asyncio.Event().wait()  # swallowed: cancelled by restore()
+                await self._flowing.wait()  # held while stalled, delivered after
                 writer.write(data)
                 await writer.drain()
 
