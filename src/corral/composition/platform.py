@@ -65,6 +65,7 @@ async def running_platform(
     model_sources: Sequence[ModelSource] = (),
     owner: str | None = None,
     owner_gone: OwnerGone | None = None,
+    degraded: Callable[[], str | None] = lambda: None,
 ) -> AsyncIterator[Platform]:
     """Start engines and the relay, yield the platform, and stop everything on exit.
     ``owner``: this process's name on its usage journal and reservations; ``owner_gone``:
@@ -118,6 +119,7 @@ async def running_platform(
             lambda: state["platform"].ready,
             mounts or {},
             more_metrics=engine_metrics.exposition,
+            degraded=degraded,
         )
         parts = GatewayParts(
             routes=routes,

@@ -25,7 +25,8 @@ from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
 from corral.settings import LimitSettings, LimitValues
-from corral.store.usage import UsageLedger
+from corral.store.snapshot import StoreSnapshot
+from corral.store.usage import LimitSetting, UsageLedger
 
 if TYPE_CHECKING:
     from corral.counters.redis import RedisCounters
@@ -37,11 +38,20 @@ def _limits(values: LimitValues) -> Limits:
     return Limits(**values.model_dump())
 
 
-async def refresh_limits(book: LimitBook, usage: UsageLedger) -> None:
-    """Load every key's and team's limits from the store into ``book``."""
+async def refresh_limits(
+    book: LimitBook, usage: UsageLedger, snapshot: StoreSnapshot | None = None
+) -> None:
+    """Load every key's and team's limits from the store into ``book`` (and ``snapshot``)."""
+    rows = await usage.all_limits()
+    if snapshot is not None:
+        snapshot.save_limits(rows)
+    _fill(book, rows)
+
+
+def _fill(book: LimitBook, rows: list[LimitSetting]) -> None:
     keys: dict[str, Limits] = {}
     teams: dict[str, Limits] = {}
-    for row in await usage.all_limits():
+    for row in rows:
         limits = Limits(
             rpm=row.rpm,
             tpm=row.tpm,
@@ -64,9 +74,11 @@ async def running_quotas(
     registry: CollectorRegistry,
     *,
     owner: str = "",
+    snapshot: StoreSnapshot | None = None,
 ) -> AsyncIterator[Quotas]:
     """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
-    ``owner``: this process's name, kept on each reservation it makes."""
+    ``owner``: this process's name, kept on each reservation it makes; ``snapshot``: where
+    limits are kept for, and read at, a start while the store is down."""
     counters: Counters
     redis: RedisCounters | None = None
     if settings.redis_url:
@@ -79,15 +91,22 @@ async def running_quotas(
     else:
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
-    await refresh_limits(book, usage)
-    await seed_and_reconcile(counters, usage, clock)
+    try:
+        await refresh_limits(book, usage, snapshot)
+        await seed_and_reconcile(counters, usage, clock)
+    except TemporaryError:
+        saved = snapshot.limits() if snapshot is not None else None
+        if saved is None:
+            raise
+        _fill(book, saved)
+        log.warning("limits: the store is down; using the limits of the local snapshot")
 
     async def refresh_forever() -> None:
         last_reconcile = clock.monotonic()
         while True:
             await clock.sleep(settings.refresh_interval)
             try:
-                await refresh_limits(book, usage)
+                await refresh_limits(book, usage, snapshot)
                 if clock.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
                     last_reconcile = clock.monotonic()
                     await seed_and_reconcile(counters, usage, clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp
 from corral.admin import PREFIX
 from corral.admin.app import build_admin_app
 from corral.clock import Clock
+from corral.errors import TemporaryError
 from corral.principals import KeyDirectory
 from corral.settings import CorralSettings
 from corral.store.bootstrap import bootstrap_admin_key
@@ -22,8 +24,11 @@ from corral.store.keysync import KeySync
 from corral.store.migrate import upgrade
 from corral.store.port import Store
 from corral.store.secret import check_server_secret, load_server_secret
+from corral.store.snapshot import SNAPSHOT_DIR, StoreSnapshot
 from corral.store.sql import SqlStore
 from corral.store.usage import SqlUsage
+
+log = logging.getLogger("corral.tenancy")
 
 
 @dataclass
@@ -39,28 +44,50 @@ class Tenancy:
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     learned_models: Callable[[], Iterable[str]] = lambda: ()
     """Models the gateway learned after start (set once it runs): keys may be limited to them."""
+    snapshot: StoreSnapshot | None = None
+    """Keys and limits as last read, for a start while the store is down."""
+
+    def degraded(self) -> str | None:
+        """Why this process serves degraded (for /readyz), or None."""
+        if self.key_sync.from_snapshot:
+            return "the store is unreachable: keys and limits come from the local snapshot"
+        return None
 
 
 @asynccontextmanager
 async def open_tenancy(
     settings: CorralSettings, clock: Clock, console: Console
 ) -> AsyncIterator[Tenancy]:
-    """Migrate and open the store, load keys, and keep them fresh until the block ends."""
+    """Migrate and open the store, load keys, and keep them fresh until the block ends. A store
+    that is down at start is tolerated when a snapshot from an earlier start exists: the keys
+    come from it, and the process says it runs degraded until the store answers."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = database_url(settings)
-    with console.status(f"Preparing the store at {safe_url(url)} …"):
-        await upgrade(url)
     timeout = settings.store.timeout
     store = SqlStore(url, timeout)
     usage = SqlUsage(url, timeout=timeout)
+    snapshot = StoreSnapshot(settings.data_dir / SNAPSHOT_DIR)
     try:
         secret = load_server_secret(settings.data_dir)
-        await check_server_secret(store, secret)
-        first = await bootstrap_admin_key(store, secret, clock.now())
         keys = KeyDirectory(secret)
-        key_sync = KeySync(store, keys, clock, timeout=timeout)
-        await key_sync.start()
+        key_sync = KeySync(store, keys, clock, timeout=timeout, snapshot=snapshot)
+        first = None
+        try:
+            with console.status(f"Preparing the store at {safe_url(url)} …"):
+                await upgrade(url)
+            await check_server_secret(store, secret)
+            first = await bootstrap_admin_key(store, secret, clock.now())
+            await key_sync.start()
+        except TemporaryError as exc:
+            if not key_sync.start_from_snapshot():
+                raise
+            log.warning(
+                "DEGRADED: %s; serving the keys and limits of the local snapshot, usage kept in "
+                "the journal, until the store answers",
+                exc.message,
+            )
         tenancy = Tenancy(store, keys, key_sync, usage, secret, first.secret if first else None)
+        tenancy.snapshot = snapshot
         names = {name for spec in settings.models for name in (spec.name, *spec.aliases)}
         tenancy.mounts[PREFIX] = build_admin_app(
             store=store,

@@ -86,7 +86,9 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
     owner = new_owner()  # names this process's usage journal and reservations
     async with (
         open_tenancy(settings, clock, console) as tenancy,
-        running_quotas(settings.limits, tenancy.usage, clock, registry, owner=owner) as quotas,
+        running_quotas(
+            settings.limits, tenancy.usage, clock, registry, owner=owner, snapshot=tenancy.snapshot
+        ) as quotas,
         portal_mount(settings, tenancy, clock),
     ):
 
@@ -107,6 +109,7 @@ async def _serve(settings: CorralSettings, console: Console, *, worker: int | No
                 spool="spool",  # one directory for every worker: survivors adopt the dead's
                 owner=owner,
                 owner_gone=owner_gone,
+                degraded=tenancy.degraded,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 tenancy.learned_models = platform.routes.learned

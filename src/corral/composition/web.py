@@ -20,16 +20,22 @@ def build_web_app(
     is_ready: Callable[[], bool],
     mounts: dict[str, ASGIApp],
     more_metrics: Callable[[], Awaitable[bytes]] | None = None,
+    degraded: Callable[[], str | None] = lambda: None,
 ) -> Starlette:
     """Starlette app for /healthz, /readyz, /metrics and the mounted admin API and portal.
-    ``more_metrics``: exposition text appended to this process's own (the local engines')."""
+    ``more_metrics``: exposition text appended to this process's own (the local engines');
+    ``degraded``: why the process serves degraded (shown by /readyz), or None."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        detail = degraded()
         if is_ready():
-            return JSONResponse({"status": "ready"})
+            body = {"status": "ready"}
+            if detail is not None:
+                body["degraded"] = detail
+            return JSONResponse(body)
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     async def metrics(request: Request) -> Response:

@@ -11,6 +11,7 @@ from corral.clock import Clock
 from corral.errors import TemporaryError
 from corral.principals import KeyDirectory, Principal
 from corral.store.port import Store
+from corral.store.snapshot import StoreSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,16 @@ class KeySync:
         *,
         interval: float = DEFAULT_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
+        snapshot: StoreSnapshot | None = None,
     ) -> None:
         self.directory = directory
         self._store = store
         self._clock = clock
         self._interval = interval
         self._timeout = timeout
+        self._snapshot = snapshot
+        self.from_snapshot = False
+        """True while the keys come from the local snapshot (the store was down at start)."""
         self._used: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -66,6 +71,11 @@ class KeySync:
             async with self._bounded():
                 keys = await self._store.active_keys(self._clock.now())
             self.directory.replace(keys)
+        if self._snapshot is not None:
+            self._snapshot.save_keys(keys)
+        if self.from_snapshot:
+            self.from_snapshot = False
+            log.warning("key sync: the store is back; keys are read from it again")
 
     async def flush(self) -> None:
         """Write the pending last-used times to the store (kept for the next try on failure)."""
@@ -81,6 +91,20 @@ class KeySync:
     async def start(self) -> None:
         """Load the directory once (raising when the store is down), then keep it fresh."""
         await self.refresh()
+        self._start_loop()
+
+    def start_from_snapshot(self) -> bool:
+        """The store is down: load the keys of the last snapshot and keep trying the store;
+        False when there is no snapshot (this gateway never served)."""
+        keys = self._snapshot.keys() if self._snapshot is not None else None
+        if keys is None:
+            return False
+        self.directory.replace(keys)
+        self.from_snapshot = True
+        self._start_loop()
+        return True
+
+    def _start_loop(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="corral-key-sync")
 
