@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from run import records as usage_records  # bench/ledger/run.py: this script's directory
 
 from corral.clock import SystemClock
 from corral.counters.port import Reservation, ScopeCharge
@@ -32,7 +33,7 @@ class NullSink:
 
 
 def records(n: int) -> list[tuple[UsageEvent, Settlement]]:
-    now = time.time()
+    """``n`` records (as ``run.py`` makes them), each with a reservation to settle."""
     reservation = Reservation(
         id=uuid.uuid4().hex,
         backend="redis",
@@ -40,36 +41,13 @@ def records(n: int) -> list[tuple[UsageEvent, Settlement]]:
         tokens=1100,
         cost_micros=2200,
         period="2026-12",
-        expires_at=now + 660,
+        expires_at=time.time() + 660,
         request_id="req_x",
         model="m",
         prompt_tokens=100,
         owner="bench.1.abcd",
     )
-    return [
-        (
-            UsageEvent(
-                request_id=f"req_{uuid.uuid4().hex}",
-                time=now,
-                key_id="key_bench",
-                team_id="team_b",
-                user_id="user_b",
-                model="m",
-                endpoint="http://e:8000/v1",
-                kind="chat/completions",
-                status=200,
-                prompt_tokens=100,
-                completion_tokens=50,
-                cost_usd=0.0002,
-                estimated=False,
-                latency=0.1,
-                time_to_first_token=0.01,
-                outcome="ok",
-            ),
-            Settlement(reservation, 150, 200),
-        )
-        for _ in range(n)
-    ]
+    return [(event, Settlement(reservation, 150, 200)) for event in usage_records(n)]
 
 
 async def journaled(

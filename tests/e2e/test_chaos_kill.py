@@ -11,7 +11,6 @@ import contextlib
 import os
 import random
 import signal
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from support.chaos import (
     Seen,
     bootstrap_key,
     chaos_config,
-    delete_prefix,
     ledger_rows,
     recovery_problem,
+    redis_prefix,
     staggered_load,
     wait_until,
 )
@@ -56,11 +55,9 @@ async def load_then_kill(gateway: CorralProcess, key: str) -> Seen:
 
 
 def test_kill_9_under_load_loses_no_answered_request(tmp_path: Path) -> None:
-    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
     tally = Tally()
     seen = Seen()
-    with postgres_database() as url, contextlib.ExitStack() as stack:
-        stack.callback(delete_prefix, prefix)
+    with postgres_database() as url, redis_prefix() as prefix, contextlib.ExitStack() as stack:
 
         def start(name: str) -> CorralProcess:
             config = chaos_config(tmp_path, name, database_url=url, redis_prefix=prefix)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ from support.chaos import (
     Seen,
     bootstrap_key,
     chaos_config,
-    delete_prefix,
     recovery_problem,
+    redis_prefix,
     staggered_load,
     wait_until,
 )
@@ -41,13 +40,12 @@ async def load_through_a_stall(gateway: CorralProcess, key: str, proxy: ProxyThr
 
 
 def test_a_redis_stall_leaves_no_reservation_held(tmp_path: Path) -> None:
-    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
     with (
         postgres_database() as url,
+        redis_prefix() as prefix,
         ProxyThread("127.0.0.1", 6379) as proxy,
         contextlib.ExitStack() as stack,
     ):
-        stack.callback(delete_prefix, prefix)
         redis_url = f"redis://127.0.0.1:{proxy.proxy.port}/0"
         config = chaos_config(
             tmp_path, "g", database_url=url, redis_prefix=prefix, redis_url=redis_url

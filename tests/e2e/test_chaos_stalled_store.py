@@ -10,25 +10,23 @@ import contextlib
 import re
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from corral.store.migrate import upgrade
 from support.chaos import (
     Seen,
     bootstrap_key,
     chaos_config,
     counter_state,
-    delete_prefix,
     ledger_rows,
     micros,
+    proxied_postgres,
+    redis_prefix,
     staggered_load,
     wait_until,
 )
-from support.databases import postgres_database
 from support.processes import CorralProcess, corral_up
 from support.tcp_proxy import ProxyThread
 
@@ -64,15 +62,11 @@ async def stall_then_sigterm(gateway: CorralProcess, key: str, proxy: ProxyThrea
 def test_sigterm_with_a_stalled_database_exits_in_time_and_loses_no_record(
     tmp_path: Path,
 ) -> None:
-    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
     with (
-        postgres_database() as url,
-        ProxyThread("127.0.0.1", 5432) as proxy,
+        proxied_postgres() as (url, proxied, proxy),
+        redis_prefix() as prefix,
         contextlib.ExitStack() as stack,
     ):
-        stack.callback(delete_prefix, prefix)
-        asyncio.run(upgrade(url))
-        proxied = url.replace("@127.0.0.1/", f"@127.0.0.1:{proxy.proxy.port}/")
         config = chaos_config(
             tmp_path, "g0", database_url=proxied, redis_prefix=prefix, drain_timeout=DRAIN_TIMEOUT
         )

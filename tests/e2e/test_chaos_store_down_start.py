@@ -4,7 +4,6 @@ and leaves degraded mode once the database is back. One that never served still 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import uuid
@@ -13,11 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral.store.migrate import upgrade
-from support.chaos import bootstrap_key, chaos_config, delete_prefix, ledger_rows, wait_until
-from support.databases import postgres_database
+from support.chaos import (
+    bootstrap_key,
+    chaos_config,
+    ledger_rows,
+    proxied_postgres,
+    redis_prefix,
+    wait_until,
+)
 from support.processes import corral_up
-from support.tcp_proxy import ProxyThread
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -26,15 +29,11 @@ CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
 def test_a_gateway_that_served_before_starts_degraded_during_a_store_outage(
     tmp_path: Path,
 ) -> None:
-    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
     with (
-        postgres_database() as url,
-        ProxyThread("127.0.0.1", 5432) as proxy,
+        proxied_postgres() as (url, proxied, proxy),
+        redis_prefix() as prefix,
         contextlib.ExitStack() as stack,
     ):
-        stack.callback(delete_prefix, prefix)
-        asyncio.run(upgrade(url))
-        proxied = url.replace("@127.0.0.1/", f"@127.0.0.1:{proxy.proxy.port}/")
         with corral_up(
             chaos_config(tmp_path, "g0", database_url=proxied, redis_prefix=prefix)
         ) as g0:

@@ -9,7 +9,6 @@ import contextlib
 import os
 import random
 import signal
-import uuid
 from pathlib import Path
 
 import httpx
@@ -20,10 +19,10 @@ from support.chaos import (
     Seen,
     bootstrap_key,
     chaos_config,
-    delete_prefix,
     fake_engine_process,
     ledger_rows,
     recovery_problem,
+    redis_prefix,
     staggered_load,
     wait_until,
     worker_pids,
@@ -46,15 +45,14 @@ async def load_and_kill_a_worker(gateway: CorralProcess, key: str) -> tuple[Seen
 
 
 def test_a_killed_worker_is_restarted_and_its_requests_recovered(tmp_path: Path) -> None:
-    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
     seen = Seen()
     runs = max(1, RUNS // 2)
     with (
         postgres_database() as url,
+        redis_prefix() as prefix,
         fake_engine_process() as engine,
         contextlib.ExitStack() as stack,
     ):
-        stack.callback(delete_prefix, prefix)
         config = chaos_config(
             tmp_path, "w", database_url=url, redis_prefix=prefix, workers=2, engine_url=engine
         )

@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,10 @@ import httpx
 import redis
 
 from corral.gateway.policies.quotas import month_window
+from corral.store.migrate import upgrade
+from support.databases import postgres_database
 from support.processes import CORRAL, CorralProcess, free_port
+from support.tcp_proxy import ProxyThread
 
 RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "5"))
 """Kill runs per fault test (CI's default keeps the suite to a few minutes; set 20+ locally)."""
@@ -252,6 +256,25 @@ def _key_in(gateway: CorralProcess) -> bool:
     match = re.search(r"(ck-[A-Za-z0-9_\-]{20,})", gateway.text())
     gateway.key = match.group(1) if match else None
     return gateway.key is not None
+
+
+@contextlib.contextmanager
+def proxied_postgres() -> Iterator[tuple[str, str, ProxyThread]]:
+    """A fresh, migrated PostgreSQL database and a proxy before it that can stall or cut:
+    the direct URL, the URL through the proxy, and the proxy."""
+    with postgres_database() as url, ProxyThread("127.0.0.1", 5432) as proxy:
+        asyncio.run(upgrade(url))
+        yield url, url.replace("@127.0.0.1/", f"@127.0.0.1:{proxy.proxy.port}/"), proxy
+
+
+@contextlib.contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of its own, its keys deleted afterwards."""
+    prefix = f"corral-chaos-{uuid.uuid4().hex[:8]}"
+    try:
+        yield prefix
+    finally:
+        delete_prefix(prefix)
 
 
 def delete_prefix(prefix: str) -> None:

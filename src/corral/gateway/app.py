@@ -215,6 +215,7 @@ class Gateway:
             headers=state.headers,
             outcome=state.outcome,
         )
+        state.attempt = attempt
         try:
             await self._until_disconnect(attempt, receive, send)
         finally:
@@ -305,6 +306,8 @@ class Gateway:
         """Give the request's record, with how its reservation is to be settled, to the meters
         (the ledger journals it to disk at once)."""
         parts = self._parts
+        if state.attempt is not None:  # where it was served (a fallback model, an endpoint)
+            state.route, state.endpoint = state.attempt.route, state.attempt.endpoint
         principal, call, route, outcome = state.principal, state.call, state.route, state.outcome
         if outcome.estimated and not outcome.prompt_tokens and call is not None:
             outcome.prompt_tokens = prompt_estimate(call.body)
@@ -370,6 +373,7 @@ class _Request:
     route: ModelRoute | None = None
     reservation: Reservation | None = None
     endpoint: str = ""
+    attempt: Attempt | None = None
     responded: bool = False
     handed_off: bool = False
     settlement: Settlement | None = None

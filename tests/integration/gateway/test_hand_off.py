@@ -77,6 +77,7 @@ def test_the_record_is_handed_off_before_the_last_byte(tmp_path: Path, stream: b
     assert kinds.index("record") < kinds.index("last")
     assert log.records[0].completion_tokens == 5
     assert log.records[0].outcome == "ok"
+    assert log.records[0].endpoint.startswith("http://127.0.0.1:")  # where it was served
 
 
 def test_a_stream_cut_by_the_drain_ends_with_an_error_event_and_its_own_record(
