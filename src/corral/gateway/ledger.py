@@ -246,21 +246,25 @@ class Ledger:
                 path.unlink(missing_ok=True)
                 orphan.segments.remove(path)
             if self._owner_gone is not None:
-                await self._owner_gone(orphan.owner)
+                await self._bounded(self._owner_gone(orphan.owner))
             orphan.forget()
             self._orphans.pop(0)
             self._confirmed(count)
             log.info("ledger: shipped %d usage records left by %s", count, orphan.owner)
 
     async def _write(self, batch: list[UsageEvent]) -> None:
+        await self._bounded(self._sink.write_usage(batch))
+        self._metrics.written.inc(len(batch))
+
+    async def _bounded(self, work: Awaitable[None]) -> None:
+        """``work`` on the store, which counts as down when it takes over ``write_timeout``."""
         try:
             async with asyncio.timeout(self._write_timeout):
-                await self._sink.write_usage(batch)
+                await work
         except TimeoutError as exc:
             raise TemporaryError(
                 f"the store did not answer within {self._write_timeout:g} s"
             ) from exc
-        self._metrics.written.inc(len(batch))
 
     def _claim_orphans(self) -> None:
         for orphan in self._journal.claim_orphans():
