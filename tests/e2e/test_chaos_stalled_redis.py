@@ -15,6 +15,7 @@ from support.chaos import (
     Seen,
     bootstrap_key,
     chaos_config,
+    held_reservations,
     recovery_problem,
     redis_prefix,
     staggered_load,
@@ -54,6 +55,8 @@ def test_a_redis_stall_leaves_no_reservation_held(tmp_path: Path) -> None:
         seen = asyncio.run(load_through_a_stall(gateway, bootstrap_key(gateway), proxy))
         recovered = wait_until(lambda: recovery_problem(url, prefix, seen) is None, 15)
         problem = recovery_problem(url, prefix, seen)
+        if problem is not None:
+            problem += f"; held: {held_reservations(prefix)}\n{gateway.text()[-3000:]}"
         gateway.process.send_signal(signal.SIGTERM)
         assert gateway.process.wait(30) == 0
     released = gateway.text().count("reached Redis after this process had stopped waiting")

@@ -176,6 +176,15 @@ def counter_state(prefix: str, key_id: str) -> CounterState:
     )
 
 
+def held_reservations(prefix: str) -> list[bytes]:
+    """The reservations Redis still holds (their JSON), for a failure's message."""
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        return list(client.hgetall(f"{{{prefix}}}:res").values())
+    finally:
+        client.close()
+
+
 def micros(rows: list[LedgerRow]) -> int:
     """The ledger's spend in micro-dollars (each record is a whole number of them)."""
     return sum(round(row.cost_usd * 1_000_000) for row in rows)

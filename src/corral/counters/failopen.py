@@ -229,10 +229,12 @@ class FailOpenCounters:
                 self._degrade(exc, now)
                 return
         while self._unsynced:
-            (scope, period), micros = next(iter(self._unsynced.items()))
+            # Taken out before the await: requests drain concurrently, and each amount must be
+            # pushed once (another request may add to the same scope meanwhile).
+            (scope, period), micros = self._unsynced.popitem()
             try:
                 await self._shared.add_spend(scope, period, micros)
             except TemporaryError as exc:
+                self._unsynced[(scope, period)] += micros
                 self._degrade(exc, now)
                 return
-            del self._unsynced[(scope, period)]

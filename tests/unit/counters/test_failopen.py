@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
@@ -154,3 +155,23 @@ async def test_a_reserve_that_lands_after_the_timeout_is_released_when_redis_ans
     spend = await shared.spend("team:t1", MONTH.key)
     assert spend.held_micros == 500  # only the request in flight now; the late hold is gone
     assert spend.spent_micros == 500  # the request settled locally, pushed to Redis once
+
+
+class SlowShared(FlakyShared):
+    """A shared backend whose add_spend yields, so two requests drain at the same time."""
+
+    async def add_spend(self, scope: str, period: str, micros: int) -> None:
+        await asyncio.sleep(0)
+        await super().add_spend(scope, period, micros)
+
+
+async def test_concurrent_requests_push_spend_settled_locally_exactly_once() -> None:
+    shared = SlowShared()
+    counters = FailOpenCounters(shared, retry_interval=5.0)
+    shared.down = True
+    local = await reserve(counters, 100.0)
+    await counters.settle(local, 10, 500, 101.0)
+    shared.down = False
+    reservations = await asyncio.gather(*(reserve(counters, 106.0) for _ in range(3)))
+    assert {r.backend for r in reservations} == {"shared"}
+    assert (await shared.spend("team:t1", MONTH.key)).spent_micros == 500
