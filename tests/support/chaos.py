@@ -186,8 +186,8 @@ def held_reservations(prefix: str) -> list[bytes]:
 
 
 def micros(rows: list[LedgerRow]) -> int:
-    """The ledger's spend in micro-dollars (each record is a whole number of them)."""
-    return sum(round(row.cost_usd * 1_000_000) for row in rows)
+    """The ledger's spend in micro-dollars, summed as a report sums it (then rounded)."""
+    return round(sum(row.cost_usd for row in rows) * 1_000_000)
 
 
 def recovery_problem(url: str, prefix: str, seen: Seen) -> str | None:

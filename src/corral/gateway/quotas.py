@@ -127,11 +127,7 @@ class Quotas:
     ) -> None:
         """Replace the reservation by what the request really used."""
         cost = cost_micros(prompt, completion, route.spec.pricing)
-        try:
-            await self._counters.settle(reservation, prompt + completion, cost, self._clock.now())
-        except TemporaryError as exc:
-            # The reservation stays held and expires into the reconciler; usage is in the ledger.
-            log.warning("quotas: could not settle a reservation (%s)", exc.message)
+        await self.settle_as(Settlement(reservation, prompt + completion, cost))
 
     async def settle_as(self, settlement: Settlement) -> None:
         """Settle as ``settlement`` says (its cost is the one the ledger records): release a
@@ -145,6 +141,7 @@ class Quotas:
                     self._clock.now(),
                 )
             except TemporaryError as exc:
+                # Held until it expires into the reconciler; the usage is in the ledger.
                 log.warning("quotas: could not settle a reservation (%s)", exc.message)
         else:
             await self.release(settlement.reservation)

@@ -11,7 +11,6 @@ import aiohttp
 
 from corral.catalog import ModelSpec, OpenAIEngine, Timeouts
 from corral.clock import Clock
-from corral.counters.limits import MICROS_PER_USD
 from corral.errors import NotFound, Overloaded
 from corral.gateway.cold_start import ColdStart
 from corral.gateway.policies.admission_queue import AdmissionQueue
@@ -102,13 +101,9 @@ class ModelRoute:
     def timeouts(self) -> Timeouts:
         return self.spec.timeouts
 
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """What these tokens cost at the model's list prices: a whole number of micro-dollars,
-        rounded up as the budget counters round it, so counters and ledger agree to the unit."""
-        return self.cost_micros(prompt_tokens, completion_tokens) / MICROS_PER_USD
-
     def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """What these tokens cost in micro-dollars, rounded up (the counters' unit)."""
+        """What these tokens cost at the model's prices in micro-dollars, rounded up: the unit
+        the budget counters settle and the ledger records, so the two agree to the unit."""
         return cost_micros(prompt_tokens, completion_tokens, self.spec.pricing)
 
     def snapshot(self, now: float, exclude: frozenset[int] = frozenset()) -> list[EndpointSnapshot]:
