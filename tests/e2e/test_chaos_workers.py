@@ -33,11 +33,15 @@ from support.processes import CorralProcess, corral_up
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
 
-async def load_and_kill_a_worker(gateway: CorralProcess, key: str) -> tuple[Seen, int]:
+async def load_and_kill_a_worker(
+    gateway: CorralProcess, key: str, young: set[int]
+) -> tuple[Seen, int]:
+    """Load, then kill -9 a worker that has been running a while (``young``: ones just
+    restarted; killing those again and again would be a crash loop, which stops the gateway)."""
     until = asyncio.Event()
     load = asyncio.create_task(staggered_load(gateway.url, key, until))
     await asyncio.sleep(random.uniform(1.5, 3.0))
-    victim = random.choice(sorted(worker_pids(gateway.process.pid)))
+    victim = random.choice(sorted(worker_pids(gateway.process.pid) - young))
     os.kill(victim, signal.SIGKILL)
     await asyncio.sleep(1.0)  # the other worker serves on
     until.set()
@@ -59,13 +63,15 @@ def test_a_killed_worker_is_restarted_and_its_requests_recovered(tmp_path: Path)
         gateway = stack.enter_context(corral_up(config))
         key = bootstrap_key(gateway)
         parent = gateway.process.pid
+        young: set[int] = set()
         for run in range(runs):
             before = worker_pids(parent)
-            got, victim = asyncio.run(load_and_kill_a_worker(gateway, key))
+            got, victim = asyncio.run(load_and_kill_a_worker(gateway, key, young))
             seen.answered |= got.answered
             seen.cut |= got.cut
             restarted = wait_until(lambda b=before: len(worker_pids(parent) - b) == 1, 20)
             assert restarted, f"run {run}: worker {victim} not replaced:\n{gateway.text()[-2000:]}"
+            young = worker_pids(parent) - before
             recovered = wait_until(lambda: recovery_problem(url, prefix, seen) is None, 30)
             assert recovered, f"run {run}: {recovery_problem(url, prefix, seen)}"
             assert httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200

@@ -5,9 +5,9 @@ listening on the same address with SO_REUSEPORT, so the kernel spreads connectio
 What must be one for all of them is shared outside: limits and budgets in Redis, keys and usage
 in the database. The parent prepares the store once, starts the workers, forwards SIGTERM or
 Ctrl-C to them (they drain as a single process does), and restarts a worker that dies, after a
-growing delay; only workers that crash-loop (``CRASH_LOOP_DEATHS`` deaths within
-``CRASH_LOOP_WINDOW_S``) stop them all. A restarted worker adopts the dead one's usage journal
-and settles the reservations it held (see ``corral.gateway.ledger``).
+growing delay; only workers that crash-loop (``CRASH_LOOP_DEATHS`` deaths in a row, each
+within ``EARLY_DEATH_S`` of its start) stop them all. A restarted worker adopts the dead one's
+usage journal and settles the reservations it held (see ``corral.gateway.ledger``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import signal
 import socket
 import time
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -32,9 +31,21 @@ from corral.settings import CorralSettings
 
 READY_TIMEOUT_S = 120.0
 CRASH_LOOP_DEATHS = 5
-CRASH_LOOP_WINDOW_S = 60.0
+"""Early deaths in a row that make a crash loop: the parent then stops every worker."""
+EARLY_DEATH_S = 5.0
+"""A worker that dies sooner than this after it started counts as failing to start."""
 RESTART_DELAY_S = (0.5, 30.0)
-"""The first restart's delay, doubling with each death in the window, up to the second."""
+"""The first restart's delay, doubling with each early death in a row, up to the second."""
+
+
+def restart_delay(early_deaths: int) -> float | None:
+    """Seconds to wait before restarting a worker, after ``early_deaths`` deaths in a row of
+    workers that had just started (0 when the last one had been running); None: a crash loop."""
+    if early_deaths >= CRASH_LOOP_DEATHS:
+        return None
+    return min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * 2**early_deaths)
+
+
 log = logging.getLogger("corral.workers")
 
 
@@ -108,7 +119,7 @@ def run_workers(
     if failed is not None:
         raise ConfigError(
             f"gateway worker {failed.name} stopped unexpectedly (exit code {failed.exitcode}), "
-            f"the {CRASH_LOOP_DEATHS}th worker death within {CRASH_LOOP_WINDOW_S:g} s; "
+            f"the {CRASH_LOOP_DEATHS}th in a row within {EARLY_DEATH_S:g} s of its start; "
             "their log lines above say why. Stopped the others."
         )
 
@@ -145,7 +156,8 @@ def _supervise(
     """Restart workers that die on their own (``workers`` is kept current) until a signal, or
     until they crash-loop; then wait for all to exit. The worker that died last, if they
     crash-looped."""
-    deaths: deque[float] = deque()
+    started = dict.fromkeys(range(len(workers)), time.monotonic())
+    early = 0  # deaths in a row of workers that had only just started
     due: dict[int, float] = {}  # worker index → when to restart it
     failed: BaseProcess | None = None
     while True:
@@ -157,14 +169,12 @@ def _supervise(
         for index, worker in enumerate(workers):
             if worker.exitcode is None or index in due or stopping or failed is not None:
                 continue
-            deaths.append(now)
-            while deaths and deaths[0] < now - CRASH_LOOP_WINDOW_S:
-                deaths.popleft()
-            if len(deaths) >= CRASH_LOOP_DEATHS:
+            early = early + 1 if now - started[index] < EARLY_DEATH_S else 0
+            delay = restart_delay(early)
+            if delay is None:
                 failed = worker
                 _stop(workers)
                 break
-            delay = min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * 2 ** (len(deaths) - 1))
             log.warning(
                 "gateway worker %s died (exit code %s); restarting it in %.1f s",
                 worker.name,
@@ -178,6 +188,7 @@ def _supervise(
             elif now >= when:
                 del due[index]
                 workers[index] = restart(index)
+                started[index] = time.monotonic()
 
 
 def _stop(workers: Sequence[BaseProcess]) -> None:
