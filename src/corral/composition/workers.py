@@ -43,7 +43,7 @@ def restart_delay(early_deaths: int) -> float | None:
     workers that had just started (0 when the last one had been running); None: a crash loop."""
     if early_deaths >= CRASH_LOOP_DEATHS:
         return None
-    return min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * 2**early_deaths)
+    return min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * float(2**early_deaths))
 
 
 log = logging.getLogger("corral.workers")
