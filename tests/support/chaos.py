@@ -25,7 +25,7 @@ from support.databases import postgres_database
 from support.processes import CORRAL, CorralProcess, free_port
 from support.tcp_proxy import ProxyThread
 
-RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "5"))
+RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "3"))
 """Kill runs per fault test (CI's default keeps the suite to a few minutes; set 20+ locally)."""
 
 
