@@ -113,6 +113,21 @@ class StoreSettings(_Group):
         description="SQLAlchemy URL; unset means a SQLite file in data_dir. "
         "PostgreSQL: postgresql+asyncpg://user@host/db.",
     )
+    timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds the store may take to connect or to answer one statement (or "
+        "SQLite to wait for its lock); a store slower than that counts as down: usage stays in "
+        "the local journal and shutdown does not wait on it.",
+    )
+    usage_fsync: Literal["none", "batch", "always"] = Field(
+        "batch",
+        description="When the usage journal is forced to disk. Every setting survives a "
+        "process crash; on a machine crash none loses what the OS had not written back, batch "
+        "at most the last 0.5 s of records, always nothing that was answered (one disk flush "
+        "per request).",
+    )
 
 
 class LimitValues(_Group):

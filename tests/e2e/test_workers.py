@@ -101,7 +101,9 @@ def test_two_workers_share_the_port_the_limits_and_the_ledger(
         ledger.close()
     # One record per request, refusals included, written by whichever worker took it.
     assert sorted(statuses_recorded) == sorted(statuses)
-    assert sorted(p.name for p in (tmp_path / "data").glob("spool-*")) == ["spool-0", "spool-1"]
+    # Both workers journal into one directory (a survivor adopts a dead worker's journal); a
+    # clean stop leaves nothing unshipped in it.
+    assert list((tmp_path / "data" / "spool").rglob("*.wal")) == []
 
 
 def test_workers_without_shared_counters_are_refused(tmp_path: Path) -> None:

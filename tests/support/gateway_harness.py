@@ -13,6 +13,7 @@ from corral.catalog import Endpoint, FairQueueing, ModelSpec, OpenAIEngine, Time
 from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
 from corral.engines.fake import FakeEngine, FakeScript
+from corral.gateway.metering import Meter
 from corral.principals import KeyDirectory, Principal, Role, new_api_key
 from corral.settings import ConnectionLimits, CorralSettings, ServerSettings
 from corral.store.usage import SqlUsage
@@ -61,6 +62,7 @@ def start_gateway(
     fair_queueing: FairQueueing | None = None,
     extra_keys: Mapping[str, Principal] | None = None,
     limits: ConnectionLimits | None = None,
+    meters: tuple[Meter, ...] = (),
 ) -> tuple[ServerThread, FakeEngine, str]:
     engine = FakeEngine(script or FakeScript(), model="fake-chat")
     keys = KeyDirectory(SECRET)
@@ -95,7 +97,9 @@ def start_gateway(
         url = usage_url() if callable(usage_url) else usage_url
         usage = SqlUsage(url) if url else None
         try:
-            async with running_platform(settings, keys=keys, usage_sink=usage) as platform:
+            async with running_platform(
+                settings, keys=keys, usage_sink=usage, meters=meters
+            ) as platform:
                 yield platform
         finally:
             if usage is not None:

@@ -17,7 +17,8 @@ from corral.composition.web import build_metrics_app, build_web_app
 from corral.discovery import ModelSource
 from corral.gateway.app import Gateway, GatewayParts
 from corral.gateway.endpoints import EndpointCollector, EndpointProbes
-from corral.gateway.ledger import Ledger, LedgerMetrics, UsageSink
+from corral.gateway.journal import FsyncPolicy
+from corral.gateway.ledger import Ledger, LedgerMetrics, OwnerGone, UsageSink
 from corral.gateway.metering import Meter, MeterChain
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.quotas import Quotas
@@ -64,8 +65,13 @@ async def running_platform(
     progress: Callable[[str], None] = _quiet,
     spool: str = "spool",
     model_sources: Sequence[ModelSource] = (),
+    owner: str | None = None,
+    owner_gone: OwnerGone | None = None,
+    degraded: Callable[[], str | None] = lambda: None,
 ) -> AsyncIterator[Platform]:
-    """Start engines and the relay, yield the platform, and stop everything on exit."""
+    """Start engines and the relay, yield the platform, and stop everything on exit.
+    ``owner``: this process's name on its usage journal and reservations; ``owner_gone``:
+    settles what a dead process still held once its journal is shipped."""
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
     metrics = GatewayMetrics(registry)
@@ -73,7 +79,18 @@ async def running_platform(
     async with AsyncExitStack() as stack:
         routes = await start_engines(settings.models, settings.data_dir, stack, progress)
         if usage_sink is not None:
-            ledger = Ledger(usage_sink, settings.data_dir / spool, clock, LedgerMetrics(registry))
+            ledger = Ledger(
+                usage_sink,
+                settings.data_dir / spool,
+                clock,
+                LedgerMetrics(registry),
+                fsync=FsyncPolicy(settings.store.usage_fsync),
+                owner=owner,
+                write_timeout=settings.store.timeout,
+                stop_timeout=settings.store.timeout,
+                settle_late=quotas.settle_as if quotas is not None else None,
+                owner_gone=owner_gone,
+            )
             await ledger.start()
             stack.push_async_callback(ledger.stop)  # after the server stops: flushes every record
             meters = (*meters, ledger)
@@ -100,7 +117,7 @@ async def running_platform(
         registry.register(EndpointCollector(routes, clock))
         state: dict[str, Platform] = {}
         engine_metrics = EngineMetrics(relay.session, local_engine_metric_urls(routes))
-        web = build_web_app(lambda: state["platform"].ready, mounts or {})
+        web = build_web_app(lambda: state["platform"].ready, mounts or {}, degraded=degraded)
         parts = GatewayParts(
             routes=routes,
             keys=keys,

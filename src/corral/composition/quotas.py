@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -18,10 +20,12 @@ from corral.counters.local import LocalCounters
 from corral.counters.metrics import CountersMetrics
 from corral.counters.port import Counters, Reservation
 from corral.errors import TemporaryError
+from corral.gateway.ledger import UsageSink
 from corral.gateway.policies.lost_requests import lost_request_record
 from corral.gateway.policies.quotas import month_window
 from corral.gateway.quotas import LimitBook, Quotas
 from corral.settings import LimitSettings, LimitValues
+from corral.store.snapshot import StoreSnapshot
 from corral.store.usage import LimitSetting, UsageLedger
 
 if TYPE_CHECKING:
@@ -43,16 +47,25 @@ def _stored(row: LimitSetting) -> Limits:
     )
 
 
-async def refresh_limits(book: LimitBook, usage: UsageLedger) -> int:
-    """Load every key's and team's limits from the store into ``book``; the change version
-    they are as of (apply later changes with ``apply_limit_changes``)."""
+async def refresh_limits(
+    book: LimitBook, usage: UsageLedger, snapshot: StoreSnapshot | None = None
+) -> int:
+    """Load every key's and team's limits from the store into ``book`` (and ``snapshot``); the
+    change version they are as of (apply later changes with ``apply_limit_changes``)."""
     version = await usage.limits_version()  # first: changes after it are replayed
+    rows = await usage.all_limits()
+    if snapshot is not None:
+        snapshot.save_limits(rows)
+    _fill(book, rows)
+    return version
+
+
+def _fill(book: LimitBook, rows: list[LimitSetting]) -> None:
     keys: dict[str, Limits] = {}
     teams: dict[str, Limits] = {}
-    for row in await usage.all_limits():
+    for row in rows:
         (keys if row.scope == "key" else teams)[row.scope_id] = _stored(row)
     book.replace(keys, teams)
-    return version
 
 
 async def apply_limit_changes(book: LimitBook, usage: UsageLedger, version: int) -> int:
@@ -80,19 +93,36 @@ class LimitReload:
     def __init__(self) -> None:
         self._book: LimitBook | None = None
         self._usage: UsageLedger | None = None
-        self._version = 0
+        self._version: int | None = None
+        self._snapshot: StoreSnapshot | None = None
         self._lock = asyncio.Lock()
 
-    def attach(self, book: LimitBook, usage: UsageLedger, version: int) -> None:
-        """Keep ``book`` (loaded as of ``version``) in step with ``usage`` from now on."""
+    def attach(
+        self,
+        book: LimitBook,
+        usage: UsageLedger,
+        version: int | None,
+        snapshot: StoreSnapshot | None = None,
+    ) -> None:
+        """Keep ``book`` (loaded as of ``version``; None: not from the store) in step with
+        ``usage`` from now on, and ``snapshot`` with it."""
         self._book, self._usage, self._version = book, usage, version
+        self._snapshot = snapshot
 
     async def __call__(self) -> None:
-        if self._book is None or self._usage is None:
+        book, usage = self._book, self._usage
+        if book is None or usage is None:
             return
         # Serialised: the loop and the admin API must not apply the same versions twice over.
         async with self._lock:
-            self._version = await apply_limit_changes(self._book, self._usage, self._version)
+            if self._version is None:
+                self._version = await refresh_limits(book, usage, self._snapshot)
+                return
+            version = await apply_limit_changes(book, usage, self._version)
+            if version != self._version and self._snapshot is not None:
+                # Limits change rarely: the snapshot is rewritten whole when they do.
+                self._snapshot.save_limits(await usage.all_limits())
+            self._version = version
 
 
 RECONCILE_INTERVAL = 30.0
@@ -108,11 +138,15 @@ async def running_quotas(
     reload: LimitReload | None = None,
     *,
     processes: int = 1,
+    owner: str = "",
+    snapshot: StoreSnapshot | None = None,
 ) -> AsyncIterator[Quotas]:
     """Counters (Redis or in-process), limits loaded and refreshed, month spend seeded.
 
     ``reload`` (the admin API's hook) applies a change to this book at once; ``processes``:
-    gateway processes sharing the Redis counters (budget shares in an outage).
+    gateway processes sharing the Redis counters (budget shares in an outage); ``owner``: this
+    process's name, kept on each reservation it makes; ``snapshot``: where limits are kept for,
+    and read at, a start while the store is down.
     """
     counters: Counters
     redis: RedisCounters | None = None
@@ -134,8 +168,16 @@ async def running_quotas(
         counters = LocalCounters()
     book = LimitBook(_limits(settings.key_defaults), _limits(settings.team_defaults))
     sync = reload or LimitReload()
-    sync.attach(book, usage, await refresh_limits(book, usage))
-    await seed_and_reconcile(counters, usage, clock)
+    try:
+        sync.attach(book, usage, await refresh_limits(book, usage, snapshot), snapshot)
+        await seed_and_reconcile(counters, usage, clock)
+    except TemporaryError:
+        saved = snapshot.limits() if snapshot is not None else None
+        if saved is None:
+            raise
+        _fill(book, saved)
+        sync.attach(book, usage, None, snapshot)  # the first refresh that works loads them all
+        log.warning("limits: the store is down; using the limits of the local snapshot")
 
     async def refresh_forever() -> None:
         last_reconcile = clock.monotonic()
@@ -151,7 +193,7 @@ async def running_quotas(
 
     task = asyncio.get_running_loop().create_task(refresh_forever(), name="corral-limits")
     try:
-        yield Quotas(counters, book, clock)
+        yield Quotas(counters, book, clock, owner=owner)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -169,8 +211,32 @@ async def seed_and_reconcile(counters: Counters, usage: UsageLedger, clock: Cloc
         for holder, spent in (await usage.spend_since(period.starts_at, by)).items():
             await counters.seed_spend(f"{by}:{holder}", period.key, round(spent * MICROS_PER_USD))
     settled = await settle_lost_requests(counters, usage, clock.now())
+    for owner, count in Counter(r.owner or "an unknown process" for r in settled).items():
+        log.warning(
+            "quotas: settled %d expired reservations at their reserved size, made by %s",
+            count,
+            owner,
+        )
+
+
+async def settle_owned_by(
+    counters: Counters, usage: UsageSink, owner: str, now: float
+) -> list[Reservation]:
+    """Settle at once every reservation a process that died (``owner``) still holds, after its
+    usage journal was shipped and settled: these requests never got a whole answer, so each gets
+    the estimated record and worst-case settlement of a lost request (see ``lost_requests``)."""
+    held = [r for r in await counters.expired_reservations(math.inf) if r.owner == owner]
+    records = [lost_request_record(r) for r in held if r.request_id]
+    if records:
+        await usage.write_usage(records)
+    settled = [r for r in held if await counters.settle(r, r.tokens, r.cost_micros, now)]
     if settled:
-        log.warning("quotas: settled %d reservations left by an earlier process", len(settled))
+        log.warning(
+            "quotas: settled %d reservations of %s, which died mid-request, at their reserved size",
+            len(settled),
+            owner,
+        )
+    return settled
 
 
 async def settle_lost_requests(

@@ -25,6 +25,8 @@ from corral.errors import ConfigError
 from corral.settings import ConnectionLimits
 
 logger = logging.getLogger("corral.serving")
+CUT_MARGIN_S = 2
+"""Seconds between the gateway cutting open requests and uvicorn cancelling what is left."""
 T = TypeVar("T")
 _SPARE_FILES = 256
 """Descriptors kept for what is not a client connection: engines, upstreams, store, spool."""
@@ -51,7 +53,9 @@ def uvicorn_config(
         lifespan="off",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=int(drain_timeout),
+        # The gateway cuts what is still open at drain_timeout itself (an error event, a
+        # record); uvicorn's own cancel, a little later, is only the backstop.
+        timeout_graceful_shutdown=int(drain_timeout) + CUT_MARGIN_S,
     )
 
 
@@ -120,11 +124,16 @@ class _AnnouncingServer(uvicorn.Server):
         on_listening: Callable[[], None],
         on_drain: Callable[[], None] = lambda: None,
         drain_grace: float = 0.0,
+        *,
+        on_cut: Callable[[], None] = lambda: None,
+        drain_timeout: float = 30.0,
     ) -> None:
         super().__init__(config)
         self._on_listening = on_listening
         self._on_drain = on_drain
         self._drain_grace = drain_grace
+        self._on_cut = on_cut
+        self._drain_timeout = drain_timeout
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -148,6 +157,7 @@ class _AnnouncingServer(uvicorn.Server):
         logger.info("draining: not ready; refusing new connections in %.1f s", self._drain_grace)
         self._on_drain()
         self._loop.call_later(self._drain_grace, setattr, self, "should_exit", True)
+        self._loop.call_later(self._drain_grace + self._drain_timeout, self._on_cut)
 
 
 class _MetricsServer(uvicorn.Server):
@@ -209,6 +219,8 @@ async def serve(
             listening,
             on_drain=lambda: setattr(platform, "ready", False),
             drain_grace=drain_grace,
+            on_cut=lambda: _cut(platform),
+            drain_timeout=drain_timeout,
         )
         try:
             await server.serve(sockets=sockets)
@@ -216,6 +228,12 @@ async def serve(
             platform.ready = False
         if not server.started:
             raise OSError(f"could not listen on {host}:{port}; is another process using it?")
+
+
+def _cut(platform: Platform) -> None:
+    cut = platform.gateway.cut_open_requests()
+    if cut:
+        logger.warning("drain timeout: ended %d open requests with an error", cut)
 
 
 class ServerThread:

@@ -16,12 +16,13 @@ from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.pricing import with_instance_prices
-from corral.composition.quotas import running_quotas
+from corral.composition.quotas import running_quotas, settle_owned_by
 from corral.composition.serving import exclusive_socket, metrics_socket, serve
 from corral.composition.tenancy import open_tenancy
 from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
 from corral.errors import ConfigError
+from corral.gateway.journal import new_owner
 from corral.gateway.logs import configure_logging
 from corral.settings import CorralSettings, ServerSettings, workers_problem
 from corral.store.keysync import DEFAULT_INTERVAL as KEY_SYNC_INTERVAL
@@ -109,6 +110,7 @@ async def _serve_on(
 ) -> None:
     clock = SystemClock()
     registry = CollectorRegistry()
+    owner = new_owner()  # names this process's usage journal and reservations
     async with (
         # Workers: the parent made the first key before starting them (see _prepare).
         open_tenancy(settings, clock, console, first_key=False) as tenancy,
@@ -119,9 +121,14 @@ async def _serve_on(
             registry,
             tenancy.limits_reload,
             processes=settings.limits.gateway_processes or settings.server.workers,
+            owner=owner,
+            snapshot=tenancy.snapshot,
         ) as quotas,
         portal_mount(settings, tenancy, clock),
     ):
+
+        async def owner_gone(dead: str) -> None:
+            await settle_owned_by(quotas.counters, tenancy.usage, dead, clock.now())
 
         @asynccontextmanager
         async def factory() -> AsyncIterator[Platform]:
@@ -134,7 +141,10 @@ async def _serve_on(
                 quotas=quotas,
                 registry=registry,
                 on_key_use=tenancy.key_sync.touch,
-                spool="spool" if worker is None else f"spool-{worker}",
+                spool="spool",  # one directory for every worker: survivors adopt the dead's
+                owner=owner,
+                owner_gone=owner_gone,
+                degraded=tenancy.degraded,
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             ) as platform:
                 tenancy.learned_models = platform.routes.learned

@@ -15,16 +15,25 @@ from starlette.types import ASGIApp
 from corral.errors import InvalidRequest, NotFound, RequestError
 
 
-def build_web_app(is_ready: Callable[[], bool], mounts: dict[str, ASGIApp]) -> Starlette:
+def build_web_app(
+    is_ready: Callable[[], bool],
+    mounts: dict[str, ASGIApp],
+    degraded: Callable[[], str | None] = lambda: None,
+) -> Starlette:
     """Starlette app for /healthz, /readyz and the mounted admin API and portal. /metrics is not
-    here: it shows every team's usage, so it is served on its own listener (see metrics_app)."""
+    here: it shows every team's usage, so it is served on its own listener (see metrics_app).
+    ``degraded``: why the process serves degraded (shown by /readyz), or None."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        detail = degraded()
         if is_ready():
-            return JSONResponse({"status": "ready"})
+            body = {"status": "ready"}
+            if detail is not None:
+                body["degraded"] = detail
+            return JSONResponse(body)
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz)]

@@ -4,11 +4,15 @@ Each worker is a whole gateway (its own event loop, connection pools, ledger wri
 listening on the same address with SO_REUSEPORT, so the kernel spreads connections over them.
 What must be one for all of them is shared outside: limits and budgets in Redis, keys and usage
 in the database. The parent prepares the store once, starts the workers, forwards SIGTERM or
-Ctrl-C to them (they drain as a single process does), and stops them all if one dies.
+Ctrl-C to them (they drain as a single process does), and restarts a worker that dies, after a
+growing delay; only workers that crash-loop (``CRASH_LOOP_DEATHS`` deaths in a row, each
+within ``EARLY_DEATH_S`` of its start) stop them all. A restarted worker adopts the dead one's
+usage journal and settles the reservations it held (see ``corral.gateway.ledger``).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -26,6 +30,23 @@ from corral.errors import ConfigError
 from corral.settings import CorralSettings
 
 READY_TIMEOUT_S = 120.0
+CRASH_LOOP_DEATHS = 5
+"""Early deaths in a row that make a crash loop: the parent then stops every worker."""
+EARLY_DEATH_S = 5.0
+"""A worker that dies sooner than this after it started counts as failing to start."""
+RESTART_DELAY_S = (0.5, 30.0)
+"""The first restart's delay, doubling with each early death in a row, up to the second."""
+
+
+def restart_delay(early_deaths: int) -> float | None:
+    """Seconds to wait before restarting a worker, after ``early_deaths`` deaths in a row of
+    workers that had just started (0 when the last one had been running); None: a crash loop."""
+    if early_deaths >= CRASH_LOOP_DEATHS:
+        return None
+    return min(RESTART_DELAY_S[1], RESTART_DELAY_S[0] * float(2**early_deaths))
+
+
+log = logging.getLogger("corral.workers")
 
 
 def listening_socket(
@@ -73,12 +94,15 @@ def run_workers(
     port = reservation.getsockname()[1]
     settings = settings.model_copy(update={"server": server.model_copy(update={"port": port})})
     context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads
-    workers = [
-        context.Process(
+
+    def new_worker(index: int) -> BaseProcess:
+        worker = context.Process(
             target=_worker, args=(serve_worker, settings, index), name=f"corral-worker-{index}"
         )
-        for index in range(server.workers)
-    ]
+        worker.start()
+        return worker
+
+    workers: list[BaseProcess] = []
     stopping: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -90,11 +114,10 @@ def run_workers(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for worker in workers:
-            worker.start()
+        workers += [new_worker(index) for index in range(server.workers)]
         if _until_ready(settings, workers):
             welcome(settings, key)
-        failed = _supervise(workers, stopping)
+        failed = _supervise(workers, stopping, new_worker)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -105,8 +128,9 @@ def run_workers(
         reservation.close()
     if failed is not None:
         raise ConfigError(
-            f"gateway worker {failed.name} stopped unexpectedly (exit code {failed.exitcode}); "
-            "its log lines above say why. Stopped the others."
+            f"gateway worker {failed.name} stopped unexpectedly (exit code {failed.exitcode}), "
+            f"the {CRASH_LOOP_DEATHS}th in a row within {EARLY_DEATH_S:g} s of its start; "
+            "their log lines above say why. Stopped the others."
         )
 
 
@@ -136,17 +160,48 @@ def _until_ready(settings: CorralSettings, workers: Sequence[BaseProcess]) -> bo
     return False
 
 
-def _supervise(workers: Sequence[BaseProcess], stopping: list[int]) -> BaseProcess | None:
-    """Wait until every worker has exited; the first that died on its own, if one did."""
+def _supervise(
+    workers: list[BaseProcess], stopping: list[int], restart: Callable[[int], BaseProcess]
+) -> BaseProcess | None:
+    """Restart workers that die on their own (``workers`` is kept current) until a signal, or
+    until they crash-loop; then wait for all to exit. The worker that died last, if they
+    crash-looped."""
+    started = dict.fromkeys(range(len(workers)), time.monotonic())
+    early = 0  # deaths in a row of workers that had only just started
+    due: dict[int, float] = {}  # worker index → when to restart it
     failed: BaseProcess | None = None
-    running = list(workers)
-    while running:
-        wait([w.sentinel for w in running], timeout=1.0)
-        for worker in [w for w in running if w.exitcode is not None]:
-            running.remove(worker)
-            if not stopping and failed is None:
+    while True:
+        alive = [w for w in workers if w.exitcode is None]
+        if not alive and (stopping or failed is not None or not due):
+            return failed
+        wait([w.sentinel for w in alive], timeout=0.2 if due else 1.0)
+        now = time.monotonic()
+        for index, worker in enumerate(workers):
+            if worker.exitcode is None or index in due or stopping or failed is not None:
+                continue
+            early = early + 1 if now - started[index] < EARLY_DEATH_S else 0
+            delay = restart_delay(early)
+            if delay is None:
                 failed = worker
-                for other in running:
-                    if other.pid is not None:
-                        os.kill(other.pid, signal.SIGTERM)
-    return failed
+                _stop(workers)
+                break
+            log.warning(
+                "gateway worker %s died (exit code %s); restarting it in %.1f s",
+                worker.name,
+                worker.exitcode,
+                delay,
+            )
+            due[index] = now + delay
+        for index, when in list(due.items()):
+            if stopping or failed is not None:
+                due.clear()
+            elif now >= when:
+                del due[index]
+                workers[index] = restart(index)
+                started[index] = time.monotonic()
+
+
+def _stop(workers: Sequence[BaseProcess]) -> None:
+    for worker in workers:
+        if worker.pid is not None and worker.exitcode is None:
+            os.kill(worker.pid, signal.SIGTERM)

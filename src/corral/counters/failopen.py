@@ -19,6 +19,7 @@ On the way back, settlements of shared reservations made while Redis was away ar
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -51,6 +52,11 @@ log = logging.getLogger("corral.counters")
 T = TypeVar("T")
 _DRAIN_PER_CALL = 100
 """Deferred settlements replayed per call after recovery, so no single request waits long."""
+LATE_WINDOW_S = 60.0
+"""How long after giving up on a shared reserve its command may still run (a stalled link
+delivers it when it heals) and leave a reservation this process must release."""
+LATE_SCAN_EVERY_S = 1.0
+"""Least time between two looks for such late reservations while any may still come."""
 _BUDGETS_WHILE_DOWN: dict[BudgetOutageMode, str] = {
     "share": "each process admits only its share of what was left of a budget (503 beyond it)",
     "refuse": "requests with a budget get 503",
@@ -95,6 +101,11 @@ class FailOpenCounters:
         """503s by cause: pool busy, a failed call while up, a budget while down."""
         self.dropped_settlements = 0
         """Deferred settlements dropped because the queue was full (reconciled at expiry)."""
+        self._gave_up: dict[str, float] = {}  # request id → until when its reserve may land
+        self._next_scan = 0.0
+        self.late_released = 0
+        """Shared reservations released because their reserve landed after this process had
+        given up on it (the request was admitted, or refused, without it)."""
 
     @property
     def state(self) -> CountersState:
@@ -120,6 +131,8 @@ class FailOpenCounters:
                 raise
             except TemporaryError as exc:
                 self._failed(exc, now)
+                if request.request_id:  # the command may still run: look for it when Redis answers
+                    self._gave_up[request.request_id] = now + LATE_WINDOW_S
                 if self.state is CountersState.SHARED:
                     return await self._reserve_unsure(request, now, exc)
             else:
@@ -291,6 +304,29 @@ class FailOpenCounters:
             self._push_holds()
         if self._deferred or self._unsynced:
             await self._drain(now)
+        if self._gave_up and now >= self._next_scan:
+            await self._release_late(now)
+
+    async def _release_late(self, now: float) -> None:
+        """Release shared reservations whose reserve this process gave up on (it decided those
+        requests without them), as soon as the shared backend answers, not when they expire."""
+        self._next_scan = now + LATE_SCAN_EVERY_S
+        try:
+            held = await self._shared.expired_reservations(math.inf)
+            for reservation in held:
+                if self._gave_up.pop(reservation.request_id, None) is None:
+                    continue
+                if await self._shared.release(reservation, now):
+                    self.late_released += 1
+                    log.warning(
+                        "Released a reservation of request %s that reached Redis after this "
+                        "process had stopped waiting for it.",
+                        reservation.request_id,
+                    )
+        except TemporaryError as exc:
+            self._failed(exc, now)
+            return
+        self._gave_up = {rid: until for rid, until in self._gave_up.items() if until > now}
 
     def _sync_later(self, reservation: Reservation, cost_micros: int) -> None:
         """Owe Redis a settled local reservation's cost (less its hold, if already pushed)."""

@@ -55,6 +55,9 @@ class AdmissionRequest:
     prompt_tokens: int = 0
     """The prompt estimate within ``tokens`` (the rest is the completion allowance)."""
     user_id: str | None = None
+    owner: str = ""
+    """The gateway process that admits it (host, pid, boot id): a process that finds the owner
+    dead settles its reservations at once instead of waiting for them to expire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ class Reservation:
     admitted_at: float = 0.0
     """Together with the fields above, what a reconciler needs to bill a request whose
     gateway died before settling it (see ``corral.gateway.policies.lost_requests``)."""
+    owner: str = ""
+    """The gateway process that made it ("" when unknown: made before owners were kept)."""
 
     @classmethod
     def of(cls, request: AdmissionRequest, id: str, backend: str, now: float) -> Reservation:
@@ -103,6 +108,7 @@ class Reservation:
             prompt_tokens=request.prompt_tokens,
             user_id=request.user_id,
             admitted_at=now,
+            owner=request.owner,
         )
 
     def scope_id(self, kind: ScopeKind) -> str | None:
@@ -128,6 +134,7 @@ class Reservation:
                 "prompt": self.prompt_tokens,
                 "user": self.user_id,
                 "at": self.admitted_at,
+                "owner": self.owner,
             },
             separators=(",", ":"),
         )
@@ -150,6 +157,7 @@ class Reservation:
             prompt_tokens=int(data.get("prompt", 0)),
             user_id=data.get("user"),
             admitted_at=float(data.get("at", 0.0)),
+            owner=str(data.get("owner", "")),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp
 
 from corral.clock import Clock
+from corral.counters.limits import MICROS_PER_USD
 from corral.counters.port import Reservation
 from corral.engines import wire
 from corral.errors import (
@@ -24,6 +26,7 @@ from corral.errors import (
 from corral.gateway.asgi import (
     ClientGone,
     Headers,
+    Message,
     Receive,
     Scope,
     Send,
@@ -35,11 +38,11 @@ from corral.gateway.asgi import (
 from corral.gateway.calls import ApiCall, CallKind, parse_call
 from corral.gateway.dispatch import Attempt, Dispatcher, attempt_for
 from corral.gateway.logs import request_id_var
-from corral.gateway.metering import Meter, UsageEvent
+from corral.gateway.metering import Meter, Settlement, UsageEvent
 from corral.gateway.metrics import GatewayMetrics, status_class
 from corral.gateway.policies.quotas import prompt_estimate
 from corral.gateway.quotas import Quotas
-from corral.gateway.relay import Outcome, Relay
+from corral.gateway.relay import Outcome, Relay, end_with_error
 from corral.gateway.routes import ModelRoute, RouteTable
 from corral.gateway.tracing import NoopTracer, RequestTracer
 from corral.principals import KeyDirectory, Principal
@@ -55,6 +58,8 @@ _MAX_KEY_LENGTH = 512
 _WATCH_AFTER_S = 0.05
 """Calls answered sooner never pay for a disconnect watcher; slower ones get one then."""
 _REFUSALS = frozenset({"rate_limit_exceeded", "budget_exceeded", "queue_full", "overloaded"})
+SHUTDOWN_OUTCOME = "shutdown"
+"""Outcome of a request the drain cut short (drain_timeout ran out): recorded as such, 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +88,21 @@ class Gateway:
         self._fallback = fallback
         self._dispatcher = Dispatcher(parts.relay, parts.routes, parts.clock, parts.metrics)
         self._in_flight = 0
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._cutting = False
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def cut_open_requests(self) -> int:
+        """End every request still open (the drain ran out of time): each ends with an error
+        (an SSE error event for a stream already under way), is recorded with outcome
+        ``shutdown`` and settled. The number of requests cut."""
+        self._cutting = True
+        for task in self._tasks:
+            task.cancel()
+        return len(self._tasks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -111,9 +127,13 @@ class Gateway:
         request_id = "req_" + os.urandom(12).hex()
         state = _Request(request_id, asyncio.get_running_loop().time())
         token = request_id_var.set(request_id)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         self._in_flight += 1
         parts.metrics.in_flight.inc()
         tracer = parts.tracer
+        send = self._handing_off(state, send)
         with tracer.request_span(
             "POST", scope["path"], request_id=request_id, incoming=scope["headers"]
         ) as span:
@@ -128,13 +148,48 @@ class Gateway:
                 await send_error(send, error, state.headers)
             except ClientGone:
                 outcome.status, outcome.outcome = 499, "client_gone"
+            except asyncio.CancelledError:
+                if not self._cutting:
+                    raise
+                task.uncancel()
+                await self._end_cut(state, send)
             finally:
+                self._tasks.discard(task)
                 self._in_flight -= 1
                 parts.metrics.in_flight.dec()
                 with tracer.child("metering"):
                     await self._account(state)
                 span.finish(outcome.status, outcome.outcome)
         request_id_var.reset(token)
+
+    def _handing_off(self, state: _Request, send: Send) -> Send:
+        """``send`` that records the request (the durable hand-off) before the answer's last
+        byte leaves, so no client holds a whole answer whose record a crash could lose."""
+
+        async def handing_off(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state.responded = True
+            elif not message.get("more_body", False) and not state.handed_off:
+                self._hand_off(state)
+            await send(message)
+
+        return handing_off
+
+    async def _end_cut(self, state: _Request, send: Send) -> None:
+        """End a request the drain cut: an error the client can read, recorded as such."""
+        outcome = state.outcome
+        outcome.outcome, outcome.status = SHUTDOWN_OUTCOME, 503
+        error = Overloaded(
+            "The gateway shut down before this answer was complete; retry the request.",
+            retry_after=1,
+        )
+        with contextlib.suppress(OSError, ClientGone):
+            if not state.responded:
+                await send_error(send, error, state.headers)
+            elif state.call is not None and state.call.stream:
+                await end_with_error(send, error)
+            else:
+                await send({"type": "http.response.body", "body": b""})
 
     async def _admit_and_serve(
         self, kind: CallKind, state: _Request, scope: Scope, receive: Receive, send: Send
@@ -167,19 +222,22 @@ class Gateway:
             headers=state.headers,
             outcome=state.outcome,
         )
+        state.attempt = attempt
         try:
             await self._until_disconnect(attempt, receive, send)
         finally:
             state.route, state.endpoint = attempt.route, attempt.endpoint
 
     async def _account(self, state: _Request) -> None:
-        """Settle the reservation and record the request: exactly once, whatever happened."""
-        outcome, call = state.outcome, state.call
-        if outcome.estimated and not outcome.prompt_tokens and call is not None:
-            outcome.prompt_tokens = prompt_estimate(call.body)
-        if state.reservation is not None and state.route is not None:
-            await self._settle(state.reservation, state.route, outcome)
-        self._finish(state)
+        """Record the request (if the answer's end has not already) and only then settle its
+        reservation: exactly once, whatever happened."""
+        if not state.handed_off:
+            self._hand_off(state)
+        settlement = state.settlement
+        quotas = self._parts.quotas
+        if settlement is not None and quotas is not None:
+            await quotas.settle_as(settlement)
+        self._log(state)
 
     async def _until_disconnect(self, attempt: Attempt, receive: Receive, send: Send) -> None:
         """Dispatch, cancelling the upstream request as soon as the client disconnects."""
@@ -198,16 +256,6 @@ class Gateway:
         finally:
             timer.cancel()
             watch.stop()
-
-    async def _settle(self, reservation: Reservation, route: ModelRoute, outcome: Outcome) -> None:
-        quotas = self._parts.quotas
-        assert quotas is not None
-        if outcome.prompt_tokens or outcome.completion_tokens:
-            await quotas.settle(
-                reservation, route, outcome.prompt_tokens, outcome.completion_tokens
-            )
-        else:
-            await quotas.release(reservation)
 
     def _authenticate(self, scope: Scope) -> Principal:
         value = header(scope, b"authorization")
@@ -282,41 +330,57 @@ class Gateway:
         except RequestError as error:
             await send_error(send, error, headers)
 
-    def _finish(self, state: _Request) -> None:
+    def _hand_off(self, state: _Request) -> None:
+        """Give the request's record, with how its reservation is to be settled, to the meters
+        (the ledger journals it to disk at once)."""
         parts = self._parts
-        now = asyncio.get_running_loop().time()
+        if state.attempt is not None:  # where it was served (a fallback model, an endpoint)
+            state.route, state.endpoint = state.attempt.route, state.attempt.endpoint
         principal, call, route, outcome = state.principal, state.call, state.route, state.outcome
-        model = route.name if route is not None else "-"
-        if principal is not None and call is not None and route is not None:
-            parts.meter.record(
-                UsageEvent(
-                    request_id=state.request_id,
-                    time=parts.clock.now(),
-                    key_id=principal.key_id,
-                    team_id=principal.team_id,
-                    user_id=principal.user_id,
-                    model=model,
-                    endpoint=state.endpoint,
-                    kind=call.kind.value,
-                    status=outcome.status,
-                    prompt_tokens=outcome.prompt_tokens,
-                    completion_tokens=outcome.completion_tokens,
-                    cost_usd=route.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
-                    estimated=outcome.estimated,
-                    latency=now - state.started,
-                    time_to_first_token=(
-                        outcome.first_byte_at - state.started if outcome.first_byte_at else None
-                    ),
-                    outcome=outcome.outcome,
-                )
-            )
-        else:
+        if outcome.estimated and not outcome.prompt_tokens and call is not None:
+            outcome.prompt_tokens = prompt_estimate(call.body)
+        state.handed_off = True
+        if principal is None or call is None or route is None:
+            model = route.name if route is not None else "-"
             parts.metrics.requests.labels(model, "-", status_class(outcome.status)).inc()
-        if parts.access_log:
+            return
+        prompt, completion = outcome.prompt_tokens, outcome.completion_tokens
+        micros = route.cost_micros(prompt, completion)
+        if state.reservation is not None:
+            state.settlement = Settlement(state.reservation, prompt + completion, micros)
+        now = asyncio.get_running_loop().time()
+        parts.meter.record(
+            UsageEvent(
+                request_id=state.request_id,
+                time=parts.clock.now(),
+                key_id=principal.key_id,
+                team_id=principal.team_id,
+                user_id=principal.user_id,
+                model=route.name,
+                endpoint=state.endpoint,
+                kind=call.kind.value,
+                status=outcome.status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=micros / MICROS_PER_USD,
+                estimated=outcome.estimated,
+                latency=now - state.started,
+                time_to_first_token=(
+                    outcome.first_byte_at - state.started if outcome.first_byte_at else None
+                ),
+                outcome=outcome.outcome,
+            ),
+            state.settlement,
+        )
+
+    def _log(self, state: _Request) -> None:
+        if self._parts.access_log:
+            outcome, route = state.outcome, state.route
+            now = asyncio.get_running_loop().time()
             log.info(
                 "request",
                 extra={
-                    "model": model,
+                    "model": route.name if route is not None else "-",
                     "status": outcome.status,
                     "outcome": outcome.outcome,
                     "ms": round((now - state.started) * 1000, 2),
@@ -337,6 +401,10 @@ class _Request:
     route: ModelRoute | None = None
     reservation: Reservation | None = None
     endpoint: str = ""
+    attempt: Attempt | None = None
+    responded: bool = False
+    handed_off: bool = False
+    settlement: Settlement | None = None
 
     def __post_init__(self) -> None:
         self.headers.append((b"x-request-id", self.request_id.encode()))

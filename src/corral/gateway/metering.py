@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from corral.counters.port import Reservation
+
 
 @dataclass(frozen=True, slots=True)
 class UsageEvent:
@@ -25,13 +27,23 @@ class UsageEvent:
     estimated: bool
     latency: float
     time_to_first_token: float | None
-    outcome: str  # ok | client_error | upstream_error | timeout | client_gone | refused
+    outcome: str  # ok | client_error | upstream_error | timeout | client_gone | refused | shutdown
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a request's reservation is settled, kept beside its record so that, if the process
+    dies before settling, whoever adopts its journal settles it the same way."""
+
+    reservation: Reservation
+    tokens: int
+    cost_micros: int
 
 
 class Meter(Protocol):
     """Takes usage events off the request path; must never block or raise."""
 
-    def record(self, event: UsageEvent) -> None: ...
+    def record(self, event: UsageEvent, settlement: Settlement | None = None) -> None: ...
 
 
 class MeterChain:
@@ -40,6 +52,6 @@ class MeterChain:
     def __init__(self, *meters: Meter) -> None:
         self._meters = meters
 
-    def record(self, event: UsageEvent) -> None:
+    def record(self, event: UsageEvent, settlement: Settlement | None = None) -> None:
         for meter in self._meters:
-            meter.record(event)
+            meter.record(event, settlement)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from corral.gateway.metering import UsageEvent
+from corral.gateway.metering import Settlement, UsageEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1)
@@ -108,8 +108,9 @@ class GatewayMetrics:
             registry=registry,
         )
 
-    def record(self, event: UsageEvent) -> None:
+    def record(self, event: UsageEvent, settlement: Settlement | None = None) -> None:
         """Count one finished request (a Meter)."""
+        del settlement
         model, team = event.model, event.team_id or "-"
         requests = self._requests.get((model, event.kind, event.status))
         if requests is None:

@@ -11,6 +11,7 @@ from corral.counters.port import BudgetPeriod, Counters, Refused, Reservation, S
 from corral.errors import Overloaded, TemporaryError
 from corral.gateway.asgi import Headers
 from corral.gateway.calls import ApiCall, CallKind
+from corral.gateway.metering import Settlement
 from corral.gateway.policies.quotas import (
     admission_request,
     cost_micros,
@@ -85,11 +86,19 @@ _MAX_CACHED_SCOPES = 100_000
 class Quotas:
     """Reserves, settles and releases through the Counters port."""
 
-    def __init__(self, counters: Counters, book: LimitBook, clock: Clock) -> None:
+    def __init__(
+        self, counters: Counters, book: LimitBook, clock: Clock, *, owner: str = ""
+    ) -> None:
         self._counters = counters
         self._book = book
         self._clock = clock
+        self._owner = owner
         self._period = month_window(clock.now())
+
+    @property
+    def counters(self) -> Counters:
+        """The counters it admits on (for the reconcilers)."""
+        return self._counters
 
     def _month(self, now: float) -> BudgetPeriod:
         if not self._period.starts_at <= now < self._period.resets_at:
@@ -122,6 +131,7 @@ class Quotas:
             request_id=request_id,
             period=self._month(now),
             user_id=principal.user_id,
+            owner=self._owner,
         )
         try:
             decision = await self._counters.reserve(request, now)
@@ -137,11 +147,24 @@ class Quotas:
     ) -> None:
         """Replace the reservation by what the request really used."""
         cost = cost_micros(prompt, completion, route.spec.pricing)
-        try:
-            await self._counters.settle(reservation, prompt + completion, cost, self._clock.now())
-        except TemporaryError as exc:
-            # The reservation stays held and expires into the reconciler; usage is in the ledger.
-            log.warning("quotas: could not settle a reservation (%s)", exc.message)
+        await self.settle_as(Settlement(reservation, prompt + completion, cost))
+
+    async def settle_as(self, settlement: Settlement) -> None:
+        """Settle as ``settlement`` says (its cost is the one the ledger records): release a
+        request that used nothing."""
+        if settlement.tokens or settlement.cost_micros:
+            try:
+                await self._counters.settle(
+                    settlement.reservation,
+                    settlement.tokens,
+                    settlement.cost_micros,
+                    self._clock.now(),
+                )
+            except TemporaryError as exc:
+                # Held until it expires into the reconciler; the usage is in the ledger.
+                log.warning("quotas: could not settle a reservation (%s)", exc.message)
+        else:
+            await self.release(settlement.reservation)
 
     async def release(self, reservation: Reservation) -> None:
         """Give everything back: the request never reached an engine."""

@@ -154,7 +154,7 @@ class Relay:
             if ex.outcome.first_byte_at is None:  # nothing sent yet: a clean 504
                 raise _timed_out(route, timeouts.total) from exc
             ex.outcome.outcome = "timeout"
-            await _end_with_error(
+            await end_with_error(
                 send, UpstreamTimeout(f"The answer took longer than {timeouts.total:g} s.")
             )
 
@@ -256,9 +256,15 @@ async def _stream(ex: Exchange, response: UpstreamResponse, send: Send) -> None:
             on_tokens=ex.on_tokens,
         )
     finally:
-        if not _apply_usage(scanner.usage, outcome):
-            outcome.completion_tokens = scanner.tokens_seen
-            outcome.estimated = True
+        _take_usage(scanner, outcome)  # again, for a stream that ended without its last event
+
+
+def _take_usage(scanner: StreamScanner, outcome: Outcome) -> None:
+    """The stream's usage into ``outcome``: as the engine reported it, else estimated from the
+    events seen. Runs before the stream's last byte (the record is made then) and after."""
+    if not _apply_usage(scanner.usage, outcome):
+        outcome.completion_tokens = scanner.tokens_seen
+        outcome.estimated = True
 
 
 async def _relay_chunks(
@@ -285,14 +291,18 @@ async def _relay_chunks(
                 await send({"type": "http.response.body", "body": out, "more_body": True})
     except TimeoutError:
         outcome.outcome = "timeout"
-        await _end_with_error(send, UpstreamTimeout(f"The engine sent nothing for {idle:g} s."))
+        _take_usage(scanner, outcome)
+        await end_with_error(send, UpstreamTimeout(f"The engine sent nothing for {idle:g} s."))
     except OSError as exc:
         outcome.outcome = "upstream_error"
-        await _end_with_error(
+        _take_usage(scanner, outcome)
+        await end_with_error(
             send, UpstreamUnavailable(f"The engine failed mid-stream ({type(exc).__name__}).")
         )
     else:
-        await send({"type": "http.response.body", "body": scanner.finish()})
+        tail = scanner.finish()
+        _take_usage(scanner, outcome)
+        await send({"type": "http.response.body", "body": tail})
 
 
 def _timed_out(route: ModelRoute, seconds: float) -> UpstreamTimeout:
@@ -309,6 +319,7 @@ def _failed(route: ModelRoute, exc: BaseException) -> UpstreamUnavailable:
     )
 
 
-async def _end_with_error(send: Send, error: RequestError) -> None:
+async def end_with_error(send: Send, error: RequestError) -> None:
+    """End a stream already under way with an SSE error event (OpenAI's error envelope)."""
     event = b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
     await send({"type": "http.response.body", "body": event})

@@ -15,6 +15,7 @@ from corral.errors import NotFound, Overloaded
 from corral.gateway.cold_start import ColdStart
 from corral.gateway.policies.admission_queue import AdmissionQueue
 from corral.gateway.policies.outliers import OutlierConfig, OutlierDetector
+from corral.gateway.policies.quotas import cost_micros
 from corral.gateway.policies.retry_budget import RetryBudget
 from corral.gateway.policies.routing import (
     EndpointSnapshot,
@@ -100,10 +101,10 @@ class ModelRoute:
     def timeouts(self) -> Timeouts:
         return self.spec.timeouts
 
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """What these tokens cost at the model's list prices."""
-        price = self.spec.pricing
-        return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1e6
+    def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """What these tokens cost at the model's prices in micro-dollars, rounded up: the unit
+        the budget counters settle and the ledger records, so the two agree to the unit."""
+        return cost_micros(prompt_tokens, completion_tokens, self.spec.pricing)
 
     def snapshot(self, now: float, exclude: frozenset[int] = frozenset()) -> list[EndpointSnapshot]:
         """What the routing policy sees: load, weight, health; ``exclude`` already failed."""

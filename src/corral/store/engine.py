@@ -57,15 +57,33 @@ def safe_url(url: str) -> str:
         return "(unparseable database URL)"
 
 
-def open_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+DEFAULT_TIMEOUT = 5.0
+"""Seconds to connect, or for SQLite to wait for its lock (``store.timeout``)."""
+STATEMENT_TIMEOUTS = 6
+"""A statement may run this many connect timeouts (30 s by default: long reports pass, a
+stalled server does not hold a caller for ever)."""
+
+
+def open_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine:
+    """An async engine for ``url`` whose every wait is bounded: PostgreSQL connects within
+    ``timeout`` and runs a statement within ``STATEMENT_TIMEOUTS × timeout``, a pooled
+    connection is handed out within ``timeout``; SQLite gets WAL, foreign keys and a busy
+    timeout of ``timeout``."""
     parsed = _parse(normalise_url(url))
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(parsed, pool_pre_ping=True)
+        return create_async_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_timeout=timeout,
+            connect_args={"timeout": timeout, "command_timeout": timeout * STATEMENT_TIMEOUTS},
+        )
     if parsed.database and parsed.database != ":memory:":
         _private_file(Path(parsed.database))
-    engine = create_async_engine(parsed)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    engine = create_async_engine(parsed, connect_args={"timeout": timeout})
+    busy_ms = round(timeout * 1000)
+    event.listen(
+        engine.sync_engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms)
+    )
     return engine
 
 
@@ -78,13 +96,13 @@ def _private_file(path: Path) -> None:
         path.chmod(0o600)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in (
         "journal_mode=WAL",  # readers never block the writer: key refreshes run beside admin writes
         "synchronous=NORMAL",
         "foreign_keys=ON",
-        "busy_timeout=5000",  # several processes share the file; wait for the lock, don't fail
+        f"busy_timeout={busy_ms}",  # several processes share the file; wait for the lock
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()

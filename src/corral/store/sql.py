@@ -21,7 +21,7 @@ from corral.store.changes import (
     team_busy,
     user_audit,
 )
-from corral.store.engine import open_engine, translated
+from corral.store.engine import DEFAULT_TIMEOUT, open_engine, translated
 from corral.store.records import (
     Actor,
     ApiKey,
@@ -44,9 +44,9 @@ _Live = TypeVar("_Live", TeamRow, UserRow)
 class SqlStore:
     """The Store port over a SQL database; see ``Store`` for the contract."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._url = url
-        self._engine = open_engine(url)
+        self._engine = open_engine(url, timeout)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
 
     @contextlib.asynccontextmanager

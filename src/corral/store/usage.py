@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from corral.store.changelog import changes_since, current_version, record_changes
-from corral.store.engine import open_engine, translated
+from corral.store.engine import DEFAULT_TIMEOUT, open_engine, translated
 from corral.store.records import Actor
 from corral.store.tables import AuditRow, Base, UtcTime, sqlite_time
 
@@ -147,9 +147,11 @@ class UsageLedger(Protocol):
 class SqlUsage:
     """Usage ledger and limits on the same database as the tenancy store."""
 
-    def __init__(self, url: str, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, url: str, engine: AsyncEngine | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self._url = url
-        self._engine = engine or open_engine(url)
+        self._engine = engine or open_engine(url, timeout)
 
     async def close(self) -> None:
         await self._engine.dispose()

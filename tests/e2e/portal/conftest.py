@@ -30,7 +30,7 @@ from corral.catalog import FakeEngineConfig, ModelSpec, Pricing
 from corral.clock import SystemClock
 from corral.composition.platform import Platform, running_platform
 from corral.composition.serving import ServerThread
-from corral.gateway.metering import UsageEvent
+from corral.gateway.metering import Settlement, UsageEvent
 from corral.portal.app import build_portal_app
 from corral.portal.settings import ClaimMapping, OidcSettings, PortalSettings
 from corral.principals import KeyDirectory
@@ -113,7 +113,8 @@ class UsageRecorder:
 
     events: list[UsageEvent] = field(default_factory=list)
 
-    def record(self, event: UsageEvent) -> None:
+    def record(self, event: UsageEvent, settlement: Settlement | None = None) -> None:
+        del settlement
         self.events.append(event)
 
 

@@ -20,6 +20,9 @@ CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "one two 
 
 
 def report(url: str) -> dict[str, dict[str, object]]:
+    """Every ledger row by request id; fails if a request id has more than one row, or if the
+    grouped report counts another number of requests than there are rows."""
+
     async def read() -> list[dict[str, object]]:
         usage = SqlUsage(url)
         try:
@@ -27,7 +30,7 @@ def report(url: str) -> dict[str, dict[str, object]]:
         finally:
             await usage.close()
 
-    async def rows() -> dict[str, dict[str, object]]:
+    async def rows() -> list[dict[str, object]]:
         from sqlalchemy import select
 
         from corral.store.usage import UsageRow
@@ -36,12 +39,16 @@ def report(url: str) -> dict[str, dict[str, object]]:
         try:
             async with usage._engine.connect() as conn:
                 result = await conn.execute(select(UsageRow))
-                return {r.request_id: dict(r._mapping) for r in result}
+                return [dict(r._mapping) for r in result]
         finally:
             await usage.close()
 
-    assert asyncio.run(read())  # the grouped report runs on this database too
-    return asyncio.run(rows())
+    grouped = asyncio.run(read())
+    found = asyncio.run(rows())
+    ids = [str(row["request_id"]) for row in found]
+    assert len(ids) == len(set(ids)), "a request id has more than one ledger row"
+    assert sum(int(str(group["requests"])) for group in grouped) == len(found)
+    return {str(row["request_id"]): row for row in found}
 
 
 def test_every_request_gets_exactly_one_record(database: str, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""PostgreSQL unreachable under load: serving goes on, usage spools, and every request is
-recorded exactly once after the database comes back."""
+"""PostgreSQL unreachable under load: serving goes on, usage waits in the journal, and every
+request is recorded exactly once after the database comes back."""
 
 from __future__ import annotations
 
@@ -47,8 +47,11 @@ def test_outage_spools_and_replays_without_loss_or_duplicates(tmp_path: Path) ->
             burst(50)
             server.run(proxy.cut())
             burst(100)  # the store is unreachable: serving goes on
-            time.sleep(1.5)  # the ledger tries, fails, spools
-            assert list((tmp_path / "spool").glob("usage-*.jsonl"))
+            time.sleep(1.5)  # the ledger tries, fails, keeps the records in its journal
+            assert list((tmp_path / "spool").rglob("*.wal"))
+            pending = server.platform.registry.get_sample_value("corral_ledger_pending_records")
+            assert pending is not None
+            assert pending >= 100
             server.run(proxy.restore())
             burst(50)
             deadline = time.monotonic() + 15

@@ -3,7 +3,9 @@ Redis is down rate limits fail open per process but budgets only by this process
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from dataclasses import replace
 
 import pytest
@@ -246,3 +248,57 @@ async def test_local_reservations_reconciled_at_expiry_are_owed_to_redis_once() 
     await reserve(counters, 2001.0)
     assert (await shared.spend("team:t1", MONTH.key)).spent_micros == 2 * 37
     assert (await shared.spend("key:k1", MONTH.key)).spent_micros == 3 * 37
+
+
+class LateShared(FlakyShared):
+    """A shared backend behind a stalled link: a reserve times out for the caller but still
+    runs when the link heals (the command was already on its way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = False
+
+    async def reserve(self, request: AdmissionRequest, now: float) -> Admitted | Refused:
+        if self.stalled:
+            await LocalCounters.reserve(self, request, now)  # lands; its answer never arrives
+            raise CountersUnreachable("The shared counters in Redis cannot be used (timeout).")
+        return await super().reserve(request, now)
+
+
+async def test_a_reserve_that_lands_after_the_timeout_is_released_when_redis_answers() -> None:
+    shared = LateShared()
+    counters = FailOpenCounters(shared)
+    shared.stalled = True
+    late = replace(UNBUDGETED, request_id="req_late")
+    decision = await counters.reserve(late, 100.0)
+    assert isinstance(decision, Admitted)
+    assert decision.reservation.backend == "local"  # admitted here: Redis did not answer
+    assert [r.request_id for r in await shared.expired_reservations(math.inf)] == ["req_late"]
+    await counters.settle(decision.reservation, 10, 500, 101.0)
+    shared.stalled = False
+    await reserve(counters, 106.0)  # Redis answers again
+    assert [r.request_id for r in await shared.expired_reservations(math.inf)] == [""]
+    assert counters.late_released == 1
+    spend = await shared.spend("key:k1", MONTH.key)
+    assert spend.held_micros == 37  # only the request in flight now; the late hold is gone
+    assert spend.spent_micros == 500  # the request settled locally, pushed to Redis once
+
+
+class SlowShared(FlakyShared):
+    """A shared backend whose add_spend yields, so two requests drain at the same time."""
+
+    async def add_spend(self, scope: str, period: str, micros: int) -> None:
+        await asyncio.sleep(0)
+        await super().add_spend(scope, period, micros)
+
+
+async def test_concurrent_requests_push_spend_settled_locally_exactly_once() -> None:
+    shared = SlowShared()
+    counters = FailOpenCounters(shared)
+    shared.down = True
+    local = await reserve(counters, 100.0)
+    await counters.settle(local, 10, 500, 101.0)
+    shared.down = False
+    reservations = await asyncio.gather(*(reserve(counters, 106.0) for _ in range(3)))
+    assert {r.backend for r in reservations} == {"shared"}
+    assert (await shared.spend("key:k1", MONTH.key)).spent_micros == 500

@@ -116,8 +116,20 @@ async def test_a_store_outage_keeps_the_loaded_keys_and_the_pending_touches(
     assert (await store.get_key(key_id)).last_used_at == clock.now()
 
 
+class SleepLog(FakeClock):
+    """A FakeClock that notes every sleep asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await super().sleep(seconds)
+
+
 async def test_the_loop_refreshes_on_its_interval_until_stopped() -> None:
-    store, clock = InMemoryStore(), FakeClock()
+    store, clock = InMemoryStore(), SleepLog()
     sync = KeySync(store, KeyDirectory(SECRET), clock, interval=2.0)
     await sync.start()
     secret, key_id = await _key(store, clock)
@@ -126,6 +138,8 @@ async def test_the_loop_refreshes_on_its_interval_until_stopped() -> None:
         if sync.lookup(secret, clock.now()) is not None:
             break
     assert sync.lookup(secret, clock.now()) is not None
+    assert clock.sleeps
+    assert set(clock.sleeps) == {2.0}
     sync.touch(key_id)
     await sync.stop()
     assert (await store.get_key(key_id)).last_used_at is not None

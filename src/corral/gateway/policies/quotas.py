@@ -122,6 +122,7 @@ def admission_request(
     request_id: str = "",
     period: BudgetPeriod | None = None,
     user_id: str | None = None,
+    owner: str = "",
 ) -> AdmissionRequest:
     """What to reserve for one API call; ``completes`` is False for embeddings. ``period``:
     the month containing ``now`` when the caller already has it (saves recomputing it)."""
@@ -139,6 +140,7 @@ def admission_request(
         model=model.name,
         prompt_tokens=prompt,
         user_id=user_id,
+        owner=owner,
     )
 
 
