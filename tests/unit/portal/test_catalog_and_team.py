@@ -38,6 +38,8 @@ def admin_api(request: httpx.Request) -> httpx.Response:
         user = {"id": "user_1", "name": "Root", "email": None}
         body = {"key_id": "key_1", "role": "platform-admin", "user": user, "team": team}
         return httpx.Response(200, json=body)
+    if path == "/admin/v1/keys" and request.method == "POST":  # no session key: sign in with ours
+        return httpx.Response(403, json={"error": {"message": "may not mint a session key"}})
     if path == "/v1/models":
         return httpx.Response(200, json={"data": [{"id": m.name} for m in MODELS]})
     if path in ("/admin/v1/teams/ml", "/admin/v1/teams/team_ml"):
