@@ -87,7 +87,7 @@ def test_a_burst_never_spends_more_than_the_budget(
             assert time.monotonic() < end, corral.text()
             time.sleep(0.1)
         statuses = asyncio.run(burst(corral.url, key.group(1)))
-        metrics = httpx.get(f"{corral.url}/metrics", timeout=10).text
+        metrics = httpx.get(f"{corral.metrics_url}/metrics", timeout=10).text
         corral.process.send_signal(signal.SIGTERM)
         assert corral.process.wait(30) == 0
     ledger = sqlite3.connect(tmp_path / "data" / "corral.db")

@@ -23,6 +23,7 @@ from support.chaos import (
 )
 from support.databases import postgres_database
 from support.processes import CorralProcess, corral_up
+from support.services import redis_host_port
 from support.tcp_proxy import ProxyThread
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
@@ -44,13 +45,11 @@ def test_a_redis_stall_leaves_no_reservation_held(tmp_path: Path) -> None:
     with (
         postgres_database() as url,
         redis_prefix() as prefix,
-        ProxyThread("127.0.0.1", 6379) as proxy,
+        ProxyThread(*redis_host_port()) as proxy,
         contextlib.ExitStack() as stack,
     ):
-        redis_url = f"redis://127.0.0.1:{proxy.proxy.port}/0"
-        config = chaos_config(
-            tmp_path, "g", database_url=url, redis_prefix=prefix, redis_url=redis_url
-        )
+        proxied = f"redis://127.0.0.1:{proxy.proxy.port}/0"
+        config = chaos_config(tmp_path, "g", database_url=url, redis_prefix=prefix, redis=proxied)
         gateway = stack.enter_context(corral_up(config))
         seen = asyncio.run(load_through_a_stall(gateway, bootstrap_key(gateway), proxy))
         recovered = wait_until(lambda: recovery_problem(url, prefix, seen) is None, 15)

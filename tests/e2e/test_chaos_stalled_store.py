@@ -49,7 +49,7 @@ async def stall_then_sigterm(gateway: CorralProcess, key: str, proxy: ProxyThrea
     proxy.call(proxy.proxy.stall())
     await asyncio.sleep(7.0)  # past store.timeout (and a cancel): the ledger gave up on it
     async with httpx.AsyncClient() as http:
-        metrics = (await http.get(f"{gateway.url}/metrics")).text
+        metrics = (await http.get(f"{gateway.metrics_url}/metrics")).text
     assert metric(metrics, "corral_ledger_store_down") == 1, gateway.text()[-4000:]
     assert metric(metrics, "corral_ledger_pending_records") > 0  # not 0 while lag grows
     assert metric(metrics, "corral_ledger_lag_seconds") > 1

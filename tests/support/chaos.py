@@ -23,6 +23,7 @@ from corral.gateway.policies.quotas import month_window
 from corral.store.migrate import upgrade
 from support.databases import postgres_database
 from support.processes import CORRAL, CorralProcess, free_port
+from support.services import pg_host_port, redis_host_port, redis_url
 from support.tcp_proxy import ProxyThread
 
 RUNS = int(os.environ.get("CORRAL_CHAOS_RUNS", "3"))
@@ -38,7 +39,7 @@ def chaos_config(
     drain_timeout: float = 20,
     workers: int = 1,
     engine_url: str | None = None,
-    redis_url: str = "redis://127.0.0.1:6379/0",
+    redis: str | None = None,
 ) -> Path:
     """A `corral up` config on a fresh port: PostgreSQL store, Redis counters, every key limited
     (so every request holds a reservation) and priced, a streaming model."""
@@ -54,7 +55,7 @@ server: {{port: {free_port()}, drain_grace: 0, drain_timeout: {drain_timeout}, w
 logging: {{access_log: false}}
 store: {{database_url: "{database_url}", timeout: 2}}
 limits:
-  redis_url: {redis_url}
+  redis_url: {redis or redis_url()}
   redis_prefix: "{redis_prefix}"
   key_defaults: {{rpm: 1000000, max_concurrent: 10000, monthly_budget_usd: 100000}}
 models:
@@ -163,7 +164,7 @@ class CounterState:
 
 def counter_state(prefix: str, key_id: str) -> CounterState:
     """The month's spend and holds of ``key_id`` in Redis, its reservations and slots."""
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(*redis_host_port())
     try:
         period = month_window(time.time()).key
         budget = client.hgetall(f"{{{prefix}}}:b:key:{key_id}:{period}")
@@ -178,7 +179,7 @@ def counter_state(prefix: str, key_id: str) -> CounterState:
 
 def held_reservations(prefix: str) -> list[bytes]:
     """The reservations Redis still holds (their JSON), for a failure's message."""
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(*redis_host_port())
     try:
         return list(client.hgetall(f"{{{prefix}}}:res").values())
     finally:
@@ -271,9 +272,12 @@ def _key_in(gateway: CorralProcess) -> bool:
 def proxied_postgres() -> Iterator[tuple[str, str, ProxyThread]]:
     """A fresh, migrated PostgreSQL database and a proxy before it that can stall or cut:
     the direct URL, the URL through the proxy, and the proxy."""
-    with postgres_database() as url, ProxyThread("127.0.0.1", 5432) as proxy:
+    host, port = pg_host_port()
+    with postgres_database() as url, ProxyThread(host, port) as proxy:
         asyncio.run(upgrade(url))
-        yield url, url.replace("@127.0.0.1/", f"@127.0.0.1:{proxy.proxy.port}/"), proxy
+        proxied = url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.proxy.port}/")
+        assert proxied != url, url  # the store must really go through the proxy
+        yield url, proxied, proxy
 
 
 @contextlib.contextmanager
@@ -287,7 +291,7 @@ def redis_prefix() -> Iterator[str]:
 
 
 def delete_prefix(prefix: str) -> None:
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(*redis_host_port())
     try:
         keys = list(client.scan_iter(f"{{{prefix}}}:*"))
         if keys:
