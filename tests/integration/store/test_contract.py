@@ -143,13 +143,17 @@ async def test_a_team_keeps_its_maximum_key_lifetime_and_updates_it_audited(stor
     assert (await store.get_team("t")).max_key_lifetime == 90 * 86400
     assert (await store.create_team("u", "", actor=at())).max_key_lifetime is None
     key = await store.create_key(material(1), KeySpec(team.id, None, "ci"), actor=at())
-    lowered = await store.update_team(team.id, actor=at(5), change=TeamChange(max_key_lifetime=3600))
+    lowered = await store.update_team(
+        team.id, actor=at(5), change=TeamChange(max_key_lifetime=3600)
+    )
     assert (lowered.max_key_lifetime, lowered.description) == (3600, "")
     assert await store.get_team(team.id) == lowered
     assert (await store.get_key(key.id)).expires_at is None  # existing keys are not changed
     described = await store.update_team(team.id, actor=at(6), change=TeamChange(description="d"))
     assert (described.max_key_lifetime, described.description) == (3600, "d")
-    removed = await store.update_team(team.id, actor=at(7), change=TeamChange(max_key_lifetime=None))
+    removed = await store.update_team(
+        team.id, actor=at(7), change=TeamChange(max_key_lifetime=None)
+    )
     assert removed.max_key_lifetime is None
     assert await store.update_team(team.id, actor=at(8), change=TeamChange()) == removed
     entries = await store.list_audit(AuditQuery(target_id=team.id))
