@@ -266,6 +266,7 @@ LifetimeOpt = Annotated[
 @team_app.command("create")
 def team_create(
     name: Annotated[str, typer.Argument(help="Lower-case letters, digits and hyphens.")],
+    *,
     description: Annotated[str, typer.Option(help="What the team is for.")] = "",
     max_key_lifetime: LifetimeOpt = None,
     url: UrlOpt = None,
@@ -283,6 +284,7 @@ def team_create(
 @team_app.command("update")
 def team_update(
     team: Annotated[str, typer.Argument(help="Team name or id.")],
+    *,
     description: Annotated[
         str | None, typer.Option(help="What the team is for.", show_default=False)
     ] = None,

@@ -78,7 +78,7 @@ class TeamChange:
     """What a team update changes; a field left ``KEEP`` stays as it is."""
 
     description: str | Keep = KEEP
-    max_key_lifetime: int | None | Keep = KEEP
+    max_key_lifetime: int | Keep | None = KEEP
     """Seconds; None removes the team's maximum."""
 
     def applied_to(self, team: Team) -> Team:
