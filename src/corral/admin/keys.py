@@ -182,11 +182,14 @@ def _models(ctx: AdminContext, caller: Principal, asked: list[str] | None) -> fr
 
 def _lifetime(caller: Principal, team: Team | None, body: KeyCreate, now: float) -> float | None:
     """The new key's expiry: as asked, within its team's maximum lifetime and its creator key's
-    expiry; with none asked, the sooner of those two (or none)."""
+    expiry; with none asked, the sooner of those two (or none). A portal session's key is cut
+    to the team's maximum instead: the sign-in then ends sooner, rather than failing."""
     asked = _expiry(body, now)
     longest = None if team is None else team.max_key_lifetime
     if asked is None:
         return sooner(caller.expires_at, None if longest is None else now + longest)
+    if body.name == SESSION_KEY_NAME and longest is not None:
+        asked = min(asked, now + longest)
     if team is not None and longest is not None and asked > now + longest:
         raise InvalidRequest(
             f"team {team.name!r} lets a key live at most {lifetime_text(longest)} "

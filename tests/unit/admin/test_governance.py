@@ -1,10 +1,12 @@
 """Limits as ceilings: what a platform-admin sets, nobody below lifts; nor does a key outlive
-its creator, the last platform-admin leave, or a list show what a direct read refuses."""
+its creator or its team's maximum, the last platform-admin leave, or a list show what a direct
+read refuses."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from corral.principals import SESSION_KEY_NAME
 from unit.admin.world import World
 
 
@@ -165,3 +167,11 @@ async def test_a_key_without_expiry_gets_the_sooner_of_team_maximum_and_creator_
 
 def _timestamp(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
+
+
+async def test_a_portal_session_key_is_cut_to_the_team_maximum_not_refused(world: World) -> None:
+    await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": 3600})
+    body = {"name": SESSION_KEY_NAME, "user": world.users["D"].id, "expires_in": 12 * 3600}
+    session = await world.call("pat", "POST", "/keys", body)
+    assert session.status_code == 201
+    assert _timestamp(session.json()["expires_at"]) == world.clock.now() + 3600
