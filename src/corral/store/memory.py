@@ -30,7 +30,6 @@ from corral.store.records import (
     TeamChange,
     User,
     new_id,
-    sooner,
 )
 
 
@@ -191,13 +190,7 @@ class InMemoryStore:
             raise NotFound(f"no key with id {key_id!r}", param="key")
         if old.state(actor.at) != "active":
             raise Conflict(f"key {key_id} is not active; create a new key instead", param="key")
-        spec = KeySpec(
-            old.team_id,
-            old.user_id,
-            old.name,
-            old.allowed_models,
-            sooner(old.expires_at, expires_at),
-        )
+        spec = old.successor(expires_at)
         if grace_until is None:
             retired = replace(old, revoked_at=actor.at)
         else:

@@ -148,6 +148,12 @@ class ApiKey:
             return "expired"
         return "active"
 
+    def successor(self, expires_at: float | None = None) -> KeySpec:
+        """The spec of the key that replaces this one on rotation: the same team, owner, name
+        and models, and this key's expiry (``expires_at`` instead, when it is sooner)."""
+        expiry = sooner(self.expires_at, expires_at)
+        return KeySpec(self.team_id, self.user_id, self.name, self.allowed_models, expiry)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:

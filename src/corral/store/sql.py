@@ -36,7 +36,6 @@ from corral.store.records import (
     TeamChange,
     User,
     new_id,
-    sooner,
 )
 from corral.store.tables import AuditRow, KeyRow, MetaRow, TeamRow, UserRow
 
@@ -253,13 +252,7 @@ class SqlStore:
                 row.expires_at = (
                     grace_until if old.expires_at is None else min(old.expires_at, grace_until)
                 )
-            spec = KeySpec(
-                old.team_id,
-                old.user_id,
-                old.name,
-                old.allowed_models,
-                sooner(old.expires_at, expires_at),
-            )
+            spec = old.successor(expires_at)
             new = await _add_key(s, material, spec, actor)
             _log(s, actor, key_audit("key.rotate", old, row.record(), replaced_by=(None, new.id)))
         return row.record(), new
