@@ -20,11 +20,11 @@ from corral.admin.schemas import (
     key_created,
     key_out,
 )
-from corral.admin.teams import find_team
+from corral.admin.teams import find_team, lifetime_text
 from corral.admin.users import find_user, user_scope
 from corral.errors import InvalidRequest, NotFound, PermissionDenied
 from corral.principals import SESSION_KEY_NAME, Principal, Role, display_key, new_api_key
-from corral.store.records import ApiKey, KeyMaterial, KeySpec, iso
+from corral.store.records import ApiKey, KeyMaterial, KeySpec, Team, iso, sooner
 
 
 async def find_key(ctx: AdminContext, key_id: str) -> ApiKey:
@@ -47,6 +47,7 @@ async def create_key(ctx: AdminContext, call: Call[KeyCreate]) -> KeyCreated:
         raise InvalidRequest("give expires_at or expires_in, not both", param="expires_in")
     if body.service and body.user is not None:
         raise InvalidRequest("a service key has no user; drop user or service", param="service")
+    team: Team | None
     if body.service:
         team = await find_team(ctx, body.team or p.team_id or "")
         spec_team, owner = team.id, None
@@ -61,12 +62,13 @@ async def create_key(ctx: AdminContext, call: Call[KeyCreate]) -> KeyCreated:
             raise InvalidRequest("that user is not in that team", param="team")
         spec_team = owner.team_id
         call.authorize(Action.KEY_CREATE, user_scope(owner))
+        team = await ctx.store.get_team(spec_team)
     spec = KeySpec(
         team_id=spec_team,
         user_id=None if owner is None else owner.id,
         name=body.name,
         allowed_models=_models(ctx, p, body.allowed_models),
-        expires_at=_within_lifetime(p, _expiry(body, call.now)),
+        expires_at=_lifetime(p, team, body, call.now),
     )
     secret = new_api_key()
     material = KeyMaterial(ctx.keys.hash(secret), display_key(secret))
@@ -145,8 +147,14 @@ async def rotate_key(ctx: AdminContext, call: Call[KeyRotate]) -> KeyRotated:
     secret = new_api_key()
     material = KeyMaterial(ctx.keys.hash(secret), display_key(secret))
     grace = call.input.grace_seconds
+    team = await ctx.store.get_team(key.team_id)
+    team_max = None if team is None else team.max_key_lifetime
     old, new = await ctx.store.rotate_key(
-        key.id, material, actor=call.actor, grace_until=call.now + grace if grace else None
+        key.id,
+        material,
+        actor=call.actor,
+        grace_until=call.now + grace if grace else None,
+        expires_at=None if team_max is None else call.now + team_max,  # a new key, a new term
     )
     return KeyRotated(old=key_out(old, call.now), new=key_created(new, secret, call.now))
 
@@ -170,6 +178,26 @@ def _models(ctx: AdminContext, caller: Principal, asked: list[str] | None) -> fr
             param="allowed_models",
         )
     return models
+
+
+def _lifetime(caller: Principal, team: Team | None, body: KeyCreate, now: float) -> float | None:
+    """The new key's expiry: as asked, within its team's maximum lifetime and its creator key's
+    expiry; with none asked, the sooner of those two (or none). A portal session's key is cut
+    to the team's maximum instead: the sign-in then ends sooner, rather than failing."""
+    asked = _expiry(body, now)
+    longest = None if team is None else team.max_key_lifetime
+    if asked is None:
+        return sooner(caller.expires_at, None if longest is None else now + longest)
+    if body.name == SESSION_KEY_NAME and longest is not None:
+        asked = min(asked, now + longest)
+    if team is not None and longest is not None and asked > now + longest:
+        raise InvalidRequest(
+            f"team {team.name!r} lets a key live at most {lifetime_text(longest)} "
+            f"({longest} seconds); ask for a shorter expiry (expires_in at most {longest}) or "
+            "leave it out to get the longest allowed",
+            param="expires_in" if body.expires_in is not None else "expires_at",
+        )
+    return _within_lifetime(caller, asked)
 
 
 def _within_lifetime(caller: Principal, expires_at: float | None) -> float | None:

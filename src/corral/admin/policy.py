@@ -15,6 +15,7 @@ class Action(StrEnum):
     TEAM_CREATE = "team.create"
     TEAM_LIST = "team.list"
     TEAM_READ = "team.read"
+    TEAM_UPDATE = "team.update"
     TEAM_DELETE = "team.delete"
     USER_CREATE = "user.create"
     USER_LIST = "user.list"

@@ -63,11 +63,32 @@ class Empty(_In):
 # -- requests --------------------------------------------------------------------------------
 
 
+KeyLifetime = Annotated[
+    StrictInt | None,
+    Field(
+        ge=MIN_LIFETIME,
+        le=MAX_LIFETIME,
+        description="The longest a new key of the team may live, in seconds (null: no maximum; "
+        "only a platform-admin may set a longer one or remove it).",
+    ),
+]
+
+
 class TeamCreate(_In):
     name: TeamName
     description: str = Field(
         "", max_length=500, pattern=NO_NUL, description="What the team is for."
     )
+    max_key_lifetime: KeyLifetime = None
+
+
+class TeamUpdate(_In):
+    """Only the fields given change."""
+
+    description: str = Field(
+        "", max_length=500, pattern=NO_NUL, description="What the team is for."
+    )
+    max_key_lifetime: KeyLifetime = None
 
 
 class TeamDelete(_In):
@@ -151,6 +172,9 @@ class TeamOut(_Out):
     id: str
     name: str
     description: str
+    max_key_lifetime: int | None = Field(
+        description="The longest a new key of the team may live, in seconds (null: no maximum)."
+    )
     created_at: datetime
 
 
@@ -266,7 +290,11 @@ def _at(at: float) -> datetime:
 
 def team_out(team: Team) -> TeamOut:
     return TeamOut(
-        id=team.id, name=team.name, description=team.description, created_at=_at(team.created_at)
+        id=team.id,
+        name=team.name,
+        description=team.description,
+        max_key_lifetime=team.max_key_lifetime,
+        created_at=_at(team.created_at),
     )
 
 

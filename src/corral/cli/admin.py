@@ -20,6 +20,7 @@ from rich.table import Table
 
 from corral.admin.client import AdminClient
 from corral.admin.schemas import MAX_GRACE, MAX_LIFETIME, MIN_LIFETIME
+from corral.admin.teams import lifetime_text
 from corral.cli.address import DEFAULT_URL, base_url
 from corral.cli.listing import KeyPagesOpt, LimitOpt, PagesOpt, PrefixOpt, pages, show_pages
 from corral.cli.names import Names
@@ -31,7 +32,7 @@ _FLEXIBLE = {"Name", "Description", "Email", "Models", "Changes"}
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 CONFIG_ENV = "CORRAL_CLI_CONFIG"
 
-team_app = typer.Typer(help="Create, list, show and delete teams.", no_args_is_help=True)
+team_app = typer.Typer(help="Create, list, show, update and delete teams.", no_args_is_help=True)
 user_app = typer.Typer(help="Add users, list them and set their roles.", no_args_is_help=True)
 key_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
 audit_app = typer.Typer(
@@ -151,7 +152,18 @@ def _col(name: str, field: str | None = None) -> Column:
     return (name, lambda row: row.get(field or name.lower()))
 
 
-TEAM_COLUMNS = [_col("ID"), _col("Name"), _col("Description"), _col("Created", "created_at")]
+def _key_lifetime_cell(row: dict[str, Any]) -> str:
+    longest = row.get("max_key_lifetime")
+    return "-" if longest is None else lifetime_text(longest)
+
+
+TEAM_COLUMNS = [
+    _col("ID"),
+    _col("Name"),
+    _col("Description"),
+    ("Max key lifetime", _key_lifetime_cell),
+    _col("Created", "created_at"),
+]
 
 
 def user_columns(names: Names | None = None) -> list[Column]:
@@ -211,6 +223,13 @@ def seconds(text: str, option: str, *, at_least: int = 0, at_most: int | None = 
     return value
 
 
+def key_lifetime(text: str) -> int | None:
+    """``--max-key-lifetime``: a duration (``90d``), or ``none`` for no team maximum."""
+    if text.strip().lower() == "none":
+        return None
+    return seconds(text, "--max-key-lifetime", at_least=MIN_LIFETIME, at_most=MAX_LIFETIME)
+
+
 def _part(ref: str) -> str:
     """``ref`` as one URL path segment, whatever characters it holds."""
     return urllib.parse.quote(ref, safe="@")
@@ -234,19 +253,54 @@ def confirm(yes: bool, question: str) -> None:
 # -- teams -----------------------------------------------------------------------------------
 
 
+LifetimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-key-lifetime",
+        help="Longest a new key of the team may live, e.g. 90d (none: no maximum).",
+        show_default=False,
+    ),
+]
+
+
 @team_app.command("create")
 def team_create(
     name: Annotated[str, typer.Argument(help="Lower-case letters, digits and hyphens.")],
+    *,
     description: Annotated[str, typer.Option(help="What the team is for.")] = "",
+    max_key_lifetime: LifetimeOpt = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     output: OutOpt = Output.table,
 ) -> None:
     """Create a team."""
+    body: dict[str, Any] = {"name": name, "description": description}
+    if max_key_lifetime is not None:
+        body["max_key_lifetime"] = key_lifetime(max_key_lifetime)
     with reporting(), _client(url, api_key) as api:
-        _render(
-            output, api.post("/teams", {"name": name, "description": description}), TEAM_COLUMNS
-        )
+        _render(output, api.post("/teams", body), TEAM_COLUMNS)
+
+
+@team_app.command("update")
+def team_update(
+    team: Annotated[str, typer.Argument(help="Team name or id.")],
+    *,
+    description: Annotated[
+        str | None, typer.Option(help="What the team is for.", show_default=False)
+    ] = None,
+    max_key_lifetime: LifetimeOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    output: OutOpt = Output.table,
+) -> None:
+    """Change a team's description or maximum key lifetime (existing keys keep theirs)."""
+    body: dict[str, Any] = {} if description is None else {"description": description}
+    if max_key_lifetime is not None:
+        body["max_key_lifetime"] = key_lifetime(max_key_lifetime)
+    if not body:
+        raise typer.BadParameter("nothing to change: give --description or --max-key-lifetime")
+    with reporting(), _client(url, api_key) as api:
+        _render(output, api.patch(f"/teams/{_part(team)}", body), TEAM_COLUMNS)
 
 
 @team_app.command("list")

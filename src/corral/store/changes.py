@@ -34,7 +34,12 @@ def team_fields(team: Team | None) -> dict[str, JsonValue]:
     """The audited fields of a team (None: it did not exist)."""
     if team is None:
         return {}
-    return {"name": team.name, "description": team.description, "deleted_at": iso(team.deleted_at)}
+    return {
+        "name": team.name,
+        "description": team.description,
+        "max_key_lifetime": team.max_key_lifetime,
+        "deleted_at": iso(team.deleted_at),
+    }
 
 
 def user_fields(user: User | None) -> dict[str, JsonValue]:

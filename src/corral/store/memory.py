@@ -27,6 +27,7 @@ from corral.store.records import (
     KeyState,
     Listing,
     Team,
+    TeamChange,
     User,
     new_id,
 )
@@ -45,13 +46,23 @@ class InMemoryStore:
 
     # -- teams -------------------------------------------------------------------------------
 
-    async def create_team(self, name: str, description: str, *, actor: Actor) -> Team:
+    async def create_team(
+        self, name: str, description: str, *, actor: Actor, max_key_lifetime: int | None = None
+    ) -> Team:
         if await self.get_team(name) is not None:
             raise Conflict(f"a team named {name!r} already exists", param="name")
-        team = Team(new_id("team"), name, description, actor.at)
+        team = Team(new_id("team"), name, description, actor.at, None, max_key_lifetime)
         self._teams[team.id] = team
         self._log(actor, team_audit("team.create", None, team))
         return team
+
+    async def update_team(self, team_id: str, *, actor: Actor, change: TeamChange) -> Team:
+        team = self._live_team(team_id)
+        changed = change.applied_to(team)
+        if changed != team:
+            self._teams[team_id] = changed
+            self._log(actor, team_audit("team.update", team, changed))
+        return changed
 
     async def get_team(self, ref: str) -> Team | None:
         for team in self._teams.values():
@@ -166,14 +177,20 @@ class InMemoryStore:
         return self._revoke(key, actor)
 
     async def rotate_key(
-        self, key_id: str, material: KeyMaterial, *, actor: Actor, grace_until: float | None
+        self,
+        key_id: str,
+        material: KeyMaterial,
+        *,
+        actor: Actor,
+        grace_until: float | None,
+        expires_at: float | None = None,
     ) -> tuple[ApiKey, ApiKey]:
         old = self._keys.get(key_id)
         if old is None:
             raise NotFound(f"no key with id {key_id!r}", param="key")
         if old.state(actor.at) != "active":
             raise Conflict(f"key {key_id} is not active; create a new key instead", param="key")
-        spec = KeySpec(old.team_id, old.user_id, old.name, old.allowed_models, old.expires_at)
+        spec = old.successor(expires_at)
         if grace_until is None:
             retired = replace(old, revoked_at=actor.at)
         else:

@@ -17,6 +17,7 @@ from corral.store.records import (
     KeyState,
     Listing,
     Team,
+    TeamChange,
     User,
 )
 
@@ -38,8 +39,15 @@ class Store(Protocol):
     - A ``ref`` is an id (``team_…``, ``user_…``) or the natural key (team name, user e-mail).
     """
 
-    async def create_team(self, name: str, description: str, *, actor: Actor) -> Team:
+    async def create_team(
+        self, name: str, description: str, *, actor: Actor, max_key_lifetime: int | None = None
+    ) -> Team:
         """A new team; Conflict when a live team has that name."""
+        ...
+
+    async def update_team(self, team_id: str, *, actor: Actor, change: TeamChange) -> Team:
+        """Change a team's description and/or maximum key lifetime (the fields ``change``
+        sets); existing keys keep their expiry."""
         ...
 
     async def get_team(self, ref: str) -> Team | None:
@@ -109,11 +117,17 @@ class Store(Protocol):
         ...
 
     async def rotate_key(
-        self, key_id: str, material: KeyMaterial, *, actor: Actor, grace_until: float | None
+        self,
+        key_id: str,
+        material: KeyMaterial,
+        *,
+        actor: Actor,
+        grace_until: float | None,
+        expires_at: float | None = None,
     ) -> tuple[ApiKey, ApiKey]:
         """Replace an active key by a new one with the same team, owner, name, models and
-        expiry. The old key is revoked now, or — with ``grace_until`` — expires then.
-        Returns (old, new)."""
+        expiry (``expires_at`` instead, when it is sooner). The old key is revoked now, or —
+        with ``grace_until`` — expires then. Returns (old, new)."""
         ...
 
     async def active_keys(self, now: float) -> dict[str, Principal]:

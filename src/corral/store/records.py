@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Literal
 
 from corral.principals import Principal, Role
@@ -53,6 +54,42 @@ class Team:
     description: str
     created_at: float
     deleted_at: float | None = None
+    max_key_lifetime: int | None = None
+    """The longest a new key of this team may live, in seconds (None: no team maximum)."""
+
+
+def sooner(*moments: float | None) -> float | None:
+    """The earliest of these moments (Unix seconds); None, meaning never, only when all are."""
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None
+
+
+class Keep(Enum):
+    """The value of a change's field that leaves the stored one as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class TeamChange:
+    """What a team update changes; a field left ``KEEP`` stays as it is."""
+
+    description: str | Keep = KEEP
+    max_key_lifetime: int | Keep | None = KEEP
+    """Seconds; None removes the team's maximum."""
+
+    def applied_to(self, team: Team) -> Team:
+        """``team`` with this change made."""
+        return replace(
+            team,
+            description=team.description if self.description is KEEP else self.description,
+            max_key_lifetime=(
+                team.max_key_lifetime if self.max_key_lifetime is KEEP else self.max_key_lifetime
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +147,12 @@ class ApiKey:
         if self.expires_at is not None and now >= self.expires_at:
             return "expired"
         return "active"
+
+    def successor(self, expires_at: float | None = None) -> KeySpec:
+        """The spec of the key that replaces this one on rotation: the same team, owner, name
+        and models, and this key's expiry (``expires_at`` instead, when it is sooner)."""
+        expiry = sooner(self.expires_at, expires_at)
+        return KeySpec(self.team_id, self.user_id, self.name, self.allowed_models, expiry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from corral.store.records import (
     KeyState,
     Listing,
     Team,
+    TeamChange,
     User,
     new_id,
 )
@@ -60,8 +61,16 @@ class SqlStore:
 
     # -- teams -------------------------------------------------------------------------------
 
-    async def create_team(self, name: str, description: str, *, actor: Actor) -> Team:
-        row = TeamRow(id=new_id("team"), name=name, description=description, created_at=actor.at)
+    async def create_team(
+        self, name: str, description: str, *, actor: Actor, max_key_lifetime: int | None = None
+    ) -> Team:
+        row = TeamRow(
+            id=new_id("team"),
+            name=name,
+            description=description,
+            created_at=actor.at,
+            max_key_lifetime=max_key_lifetime,
+        )
         try:
             async with self._tx() as s:
                 s.add(row)
@@ -80,6 +89,16 @@ class SqlStore:
         query = _by_name(_live(TeamRow), TeamRow, listing or Listing())
         async with self._tx() as s:
             return [r.record() for r in await s.scalars(query)]
+
+    async def update_team(self, team_id: str, *, actor: Actor, change: TeamChange) -> Team:
+        async with self._tx() as s:
+            row = await _locked(s, TeamRow, team_id, "team")
+            before = row.record()
+            after = change.applied_to(before)
+            row.description, row.max_key_lifetime = after.description, after.max_key_lifetime
+            if after != before:
+                _log(s, actor, team_audit("team.update", before, after))
+        return row.record()
 
     async def delete_team(self, team_id: str, *, actor: Actor, force: bool = False) -> Team:
         async with self._tx() as s:
@@ -212,7 +231,13 @@ class SqlStore:
         return row.record()
 
     async def rotate_key(
-        self, key_id: str, material: KeyMaterial, *, actor: Actor, grace_until: float | None
+        self,
+        key_id: str,
+        material: KeyMaterial,
+        *,
+        actor: Actor,
+        grace_until: float | None,
+        expires_at: float | None = None,
     ) -> tuple[ApiKey, ApiKey]:
         async with self._tx() as s:
             row = await s.get(KeyRow, key_id, with_for_update=True)
@@ -227,7 +252,7 @@ class SqlStore:
                 row.expires_at = (
                     grace_until if old.expires_at is None else min(old.expires_at, grace_until)
                 )
-            spec = KeySpec(old.team_id, old.user_id, old.name, old.allowed_models, old.expires_at)
+            spec = old.successor(expires_at)
             new = await _add_key(s, material, spec, actor)
             _log(s, actor, key_audit("key.rotate", old, row.record(), replaced_by=(None, new.id)))
         return row.record(), new

@@ -82,9 +82,17 @@ class TeamRow(Base):
     description: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[float] = mapped_column(UtcTime)
     deleted_at: Mapped[float | None] = mapped_column(UtcTime)
+    max_key_lifetime: Mapped[int | None] = mapped_column(BigInteger)
 
     def record(self) -> Team:
-        return Team(self.id, self.name, self.description, self.created_at, self.deleted_at)
+        return Team(
+            self.id,
+            self.name,
+            self.description,
+            self.created_at,
+            self.deleted_at,
+            self.max_key_lifetime,
+        )
 
 
 class UserRow(Base):

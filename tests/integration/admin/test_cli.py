@@ -95,6 +95,18 @@ def test_teams_users_and_keys_from_the_command_line(
     assert [t["name"] for t in corral.json("team", "list")["data"]] == ["platform"]
 
 
+def test_a_team_maximum_key_lifetime_from_the_command_line(corral: Corral) -> None:
+    corral("team", "create", "capped", "--max-key-lifetime", "90d")
+    assert corral.json("team", "show", "capped")["max_key_lifetime"] == 90 * 86400
+    assert "90d" in corral("team", "list").stdout
+    assert "30d" in corral("team", "update", "capped", "--max-key-lifetime", "30d").stdout
+    corral("user", "add", "Cap", "--email", "cap@example.com", "--team", "capped")
+    too_long = corral("key", "create", "k", "--user", "cap@example.com", "--expires", "31d", code=2)
+    assert "at most 30d" in too_long.stderr
+    removed = corral.json("team", "update", "capped", "--max-key-lifetime", "none")
+    assert removed["max_key_lifetime"] is None
+
+
 def test_lists_page_with_limit_and_stream_every_page_with_all(corral: Corral) -> None:
     for n in range(5):
         corral("team", "create", f"squad-{n}")

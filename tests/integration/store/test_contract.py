@@ -22,6 +22,7 @@ from corral.store.records import (
     KeyMaterial,
     KeySpec,
     Listing,
+    TeamChange,
 )
 from corral.store.sql import SqlStore
 
@@ -135,6 +136,45 @@ async def test_update_user_changes_only_given_fields_and_audits_the_diff(store: 
     assert entries[0].changes == {"role": ("developer", "team-admin")}
     assert entries[0].actor_key_id == "key_admin"
     assert entries[0].address == "10.0.0.7"
+
+
+async def test_a_team_keeps_its_maximum_key_lifetime_and_updates_it_audited(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at(), max_key_lifetime=90 * 86400)
+    assert (await store.get_team("t")).max_key_lifetime == 90 * 86400
+    assert (await store.create_team("u", "", actor=at())).max_key_lifetime is None
+    key = await store.create_key(material(1), KeySpec(team.id, None, "ci"), actor=at())
+    lowered = await store.update_team(
+        team.id, actor=at(5), change=TeamChange(max_key_lifetime=3600)
+    )
+    assert (lowered.max_key_lifetime, lowered.description) == (3600, "")
+    assert await store.get_team(team.id) == lowered
+    assert (await store.get_key(key.id)).expires_at is None  # existing keys are not changed
+    described = await store.update_team(team.id, actor=at(6), change=TeamChange(description="d"))
+    assert (described.max_key_lifetime, described.description) == (3600, "d")
+    removed = await store.update_team(
+        team.id, actor=at(7), change=TeamChange(max_key_lifetime=None)
+    )
+    assert removed.max_key_lifetime is None
+    assert await store.update_team(team.id, actor=at(8), change=TeamChange()) == removed
+    entries = await store.list_audit(AuditQuery(target_id=team.id))
+    assert [e.action for e in entries] == ["team.update"] * 3 + ["team.create"]
+    assert entries[2].changes == {"max_key_lifetime": (90 * 86400, 3600)}
+    assert entries[0].changes == {"max_key_lifetime": (3600, None)}
+    with pytest.raises(NotFound):
+        await store.update_team("team_missing", actor=at(), change=TeamChange(description="x"))
+
+
+async def test_rotation_keeps_the_sooner_of_the_old_expiry_and_the_one_asked(store: Store) -> None:
+    team = await store.create_team("t", "", actor=at())
+    forever = await store.create_key(material(1), KeySpec(team.id, None, "ci"), actor=at())
+    _, capped = await store.rotate_key(
+        forever.id, material(2), actor=at(1), grace_until=None, expires_at=T0 + 500
+    )
+    assert capped.expires_at == pytest.approx(T0 + 500)
+    _, kept = await store.rotate_key(
+        capped.id, material(3), actor=at(2), grace_until=None, expires_at=T0 + 900
+    )
+    assert kept.expires_at == pytest.approx(T0 + 500)
 
 
 async def test_keys_carry_their_owner_role_into_active_keys(store: Store) -> None:

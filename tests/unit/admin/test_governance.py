@@ -1,8 +1,12 @@
 """Limits as ceilings: what a platform-admin sets, nobody below lifts; nor does a key outlive
-its creator, the last platform-admin leave, or a list show what a direct read refuses."""
+its creator or its team's maximum, the last platform-admin leave, or a list show what a direct
+read refuses."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from corral.principals import SESSION_KEY_NAME
 from unit.admin.world import World
 
 
@@ -82,3 +86,92 @@ async def test_key_lists_show_only_keys_a_direct_read_would(world: World) -> Non
     assert {world.keys["D"].id, world.keys["T"].id, world.keys["svc"].id} <= ids
     team_list = await world.call("T", "GET", "/keys?team=alpha")
     assert pat_key not in {k["id"] for k in team_list.json()["data"]}
+
+
+DAY = 86400
+
+
+async def test_a_platform_admin_sets_a_team_maximum_key_lifetime_a_team_admin_only_lowers(
+    world: World,
+) -> None:
+    created = await world.call("pat", "POST", "/teams", {"name": "g", "max_key_lifetime": 90 * DAY})
+    assert created.status_code == 201
+    assert created.json()["max_key_lifetime"] == 90 * DAY
+    assert (await world.call("pat", "GET", "/teams/g")).json()["max_key_lifetime"] == 90 * DAY
+    set_ = await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": 30 * DAY})
+    assert set_.status_code == 200
+    assert set_.json()["max_key_lifetime"] == 30 * DAY
+    for asked in (60 * DAY, None):  # neither raised nor removed by a team-admin
+        refused = await world.call("T", "PATCH", "/teams/alpha", {"max_key_lifetime": asked})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["param"] == "max_key_lifetime"
+        assert "at most 30d" in refused.json()["error"]["message"]
+    lowered = await world.call("T", "PATCH", "/teams/alpha", {"max_key_lifetime": 7 * DAY})
+    assert lowered.json()["max_key_lifetime"] == 7 * DAY
+    described = await world.call("T", "PATCH", "/teams/alpha", {"description": "search"})
+    assert described.json() | {"created_at": None} == {
+        "id": world.teams["alpha"].id,
+        "name": "alpha",
+        "description": "search",
+        "max_key_lifetime": 7 * DAY,  # a field not given stays
+        "created_at": None,
+    }
+    assert (await world.call("D", "PATCH", "/teams/alpha", {"description": "x"})).status_code == 403
+    assert (await world.call("T", "PATCH", "/teams/beta", {"description": "x"})).status_code == 403
+    raised = await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": None})
+    assert raised.json()["max_key_lifetime"] is None
+
+
+async def test_a_key_may_not_outlive_its_team_maximum_and_gets_it_when_none_is_asked(
+    world: World,
+) -> None:
+    before = (await world.call("D", "POST", "/keys", {"name": "old"})).json()
+    await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": 30 * DAY})
+    now = world.clock.now()
+    too_long = await world.call("D", "POST", "/keys", {"name": "k", "expires_in": 31 * DAY})
+    assert too_long.status_code == 400
+    error = too_long.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "expires_in")
+    assert "at most 30d" in error["message"]
+    assert "leave it out" in error["message"]
+    service = await world.call(
+        "T", "POST", "/keys", {"name": "s", "service": True, "expires_in": 31 * DAY}
+    )
+    assert service.status_code == 400
+    exact = await world.call("D", "POST", "/keys", {"name": "k", "expires_in": 30 * DAY})
+    assert exact.status_code == 201
+    open_ = await world.call("D", "POST", "/keys", {"name": "open"})
+    assert open_.status_code == 201
+    assert _timestamp(open_.json()["expires_at"]) == now + 30 * DAY
+    # The existing key is not changed, but its replacement gets the team's maximum.
+    assert (await world.call("D", "GET", f"/keys/{before['id']}")).json()["expires_at"] is None
+    rotated = await world.call("D", "POST", f"/keys/{before['id']}/rotate", {})
+    assert _timestamp(rotated.json()["new"]["expires_at"]) == now + 30 * DAY
+    # A team without a maximum is unaffected.
+    other = await world.call("bea", "POST", "/keys", {"name": "b"})
+    assert other.json()["expires_at"] is None
+
+
+async def test_a_key_without_expiry_gets_the_sooner_of_team_maximum_and_creator_key(
+    world: World,
+) -> None:
+    now = world.clock.now()
+    await world.add_key("short", world.users["D"], world.teams["alpha"], expires_at=now + 5 * DAY)
+    await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": 30 * DAY})
+    made = await world.call("short", "POST", "/keys", {"name": "k"})
+    assert _timestamp(made.json()["expires_at"]) == now + 5 * DAY
+    await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": DAY})
+    made = await world.call("short", "POST", "/keys", {"name": "k"})
+    assert _timestamp(made.json()["expires_at"]) == now + DAY
+
+
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+async def test_a_portal_session_key_is_cut_to_the_team_maximum_not_refused(world: World) -> None:
+    await world.call("pat", "PATCH", "/teams/alpha", {"max_key_lifetime": 3600})
+    body = {"name": SESSION_KEY_NAME, "user": world.users["D"].id, "expires_in": 12 * 3600}
+    session = await world.call("pat", "POST", "/keys", body)
+    assert session.status_code == 201
+    assert _timestamp(session.json()["expires_at"]) == world.clock.now() + 3600

@@ -46,6 +46,7 @@ MATRIX: dict[Action, dict[str, str]] = {
     Action.TEAM_LIST: {"anywhere": "P", "own team": "PTD", "other team": "P"},
     Action.TEAM_READ: {"own team": "PTD", "other team": "P"},
     Action.TEAM_DELETE: {"own team": "P", "other team": "P"},
+    Action.TEAM_UPDATE: {"anywhere": "P", "own team": "PT", "other team": "P"},
     Action.USER_CREATE: {
         "grant developer in own team": "PT",
         "grant team-admin in own team": "PT",

@@ -18,6 +18,8 @@ CASES: list[tuple[str, str, str, Any, tuple[int, int, int]]] = [
     ("list teams", "GET", "/teams", None, (200, 200, 200)),
     ("show own team", "GET", "/teams/alpha", None, (200, 200, 200)),
     ("show other team", "GET", "/teams/beta", None, (200, 403, 403)),
+    ("describe own team", "PATCH", "/teams/alpha", {"description": "x"}, (200, 200, 403)),
+    ("describe other team", "PATCH", "/teams/beta", {"description": "x"}, (200, 403, 403)),
     ("delete other team", "DELETE", "/teams/beta?force=true", None, (200, 403, 403)),
     (
         "add developer to own team",
