@@ -55,7 +55,8 @@ def _corral(
     port = free_port()
     data = tmp / name
     data.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    # Two gateways at once: each its own /metrics port (server.metrics_port 0: any free one).
+    env = {**os.environ, "PYTHONPATH": str(src), "CORRAL_SERVER__METRICS_PORT": "0"}
     proc = stack.enter_context(
         process(
             [CORRAL, "up", "--config", str(corral_config(data, upstream, port))], TARGET_CORE, env
