@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import resource
@@ -21,7 +20,6 @@ import uvloop
 from corral.composition.connection_guard import guarded_protocol
 from corral.composition.platform import Platform
 from corral.composition.workers import listening_socket
-from corral.errors import ConfigError
 from corral.settings import ConnectionLimits
 
 logger = logging.getLogger("corral.serving")
@@ -57,28 +55,6 @@ def uvicorn_config(
         # record); uvicorn's own cancel, a little later, is only the backstop.
         timeout_graceful_shutdown=int(drain_timeout) + CUT_MARGIN_S,
     )
-
-
-def exclusive_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` for this process alone, bound before anything
-    else starts; a ConfigError naming the fix when another process holds the port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"port {port} on {host} is already in use by another process (another Corral?). "
-                f"Stop it, or start Corral on a free port: corral up --port {port + 1} "
-                "(or server.port in corral.yaml)"
-            ) from exc
-        raise ConfigError(f"server: cannot listen on {host}:{port} ({exc.strerror})") from exc
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock
 
 
 def freeze_startup_heap() -> None:

@@ -17,7 +17,7 @@ from corral.composition.platform import Platform, running_platform
 from corral.composition.portal import portal_mount
 from corral.composition.pricing import with_instance_prices
 from corral.composition.quotas import running_quotas, settle_owned_by
-from corral.composition.serving import exclusive_socket, metrics_socket, serve
+from corral.composition.serving import metrics_socket, serve
 from corral.composition.tenancy import open_tenancy
 from corral.composition.workers import listening_socket, run_workers
 from corral.engines.fake import FakeEngine, FakeScript
@@ -98,7 +98,10 @@ def _with_overrides(
 async def _serve(settings: CorralSettings, console: Console, *, worker: int | None = None) -> None:
     host, port = settings.server.host, settings.server.port
     # The port first: a busy one is a clear error before the store or any engine is touched.
-    sock = exclusive_socket(host, port) if worker is None else listening_socket(host, port)
+    fix = (
+        f"start Corral on a free port: corral up --port {port + 1} (or server.port in corral.yaml)"
+    )
+    sock = listening_socket(host, port, shared=worker is not None, fix=fix)
     try:
         await _serve_on(settings, console, sock, worker)
     finally:

@@ -12,6 +12,7 @@ usage journal and settles the reservations it held (see ``corral.gateway.ledger`
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -50,23 +51,32 @@ log = logging.getLogger("corral.workers")
 
 
 def listening_socket(
-    host: str, port: int, *, listen: bool = True, shared: bool = True, setting: str = "server"
+    host: str,
+    port: int,
+    *,
+    listen: bool = True,
+    shared: bool = True,
+    setting: str = "server.port",
+    fix: str | None = None,
 ) -> socket.socket:
     """A TCP socket on ``host:port`` that other processes may bind as well (SO_REUSEPORT)
-    unless ``shared`` is false; a ConfigError naming ``setting`` when the port is taken."""
+    unless ``shared`` is false; a ConfigError naming ``setting`` (and ``fix``, the way out of
+    a busy port) when it cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict
     if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(
-            f"{setting}: cannot listen on {host}:{port} ({exc.strerror}); "
-            "is another process using it?"
-        ) from exc
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{setting}: port {port} on {host} is already in use by another process "
+                f"(another Corral?). Stop it, or {fix or f'choose a free port for {setting}'}"
+            ) from exc
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port} ({exc.strerror})") from exc
     if listen:
         sock.listen(2048)
     sock.set_inheritable(False)
